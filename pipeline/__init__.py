@@ -1,0 +1,1 @@
+"""BERT feature pipeline: frozen TF-Hub encoder -> cached pooled features -> small Keras head."""
