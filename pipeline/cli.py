@@ -1,0 +1,127 @@
+"""Command line: argument parsing only. Each command turns flags into arguments and calls one function.
+
+Exit status: 0 done; 2 bad input or usage (one `error: ...` line on stderr); 1 only for a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+
+from pipeline.config import POOLINGS, RunConfig
+from pipeline.errors import UserError
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message over several lines; our contract is one `error:` line."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {message}; see `python -m pipeline {self.prog.split()[-1]} --help`\n")
+        sys.exit(USAGE_ERROR)
+
+
+def _comma_separated_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 50,30,30, got {text!r}") from None
+
+
+_VALUE_TYPES = {"int": int, "int | None": int, "float": float, "str": str, "str | None": str}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, with the field's own help text (annotations are strings here)."""
+    for field in dataclasses.fields(RunConfig):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata.get("help", "")
+        if field.type == "bool":
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif field.name == "hidden_units":
+            parser.add_argument(flag, type=_comma_separated_ints, default=field.default, metavar="N,N,...", help=help_text)
+        elif field.name == "pooling":
+            parser.add_argument(flag, choices=POOLINGS, help=help_text)
+        else:
+            parser.add_argument(flag, type=_VALUE_TYPES[field.type], default=field.default,
+                                metavar=field.name.split("_")[-1].upper(), help=help_text)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pipeline", description="Frozen TF-Hub BERT features + a small Keras head.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="extract features (cached), train the head, evaluate, write a run folder")
+    _add_run_options(run)
+    _add_output_options(run)
+    extract = commands.add_parser("extract", help="fill the feature cache and stop")
+    _add_run_options(extract)
+    _add_output_options(extract)
+
+    convert = commands.add_parser("convert", help="Hugging Face BERT checkpoint -> TF-Hub SavedModel")
+    convert.add_argument("--checkpoint", required=True, help="folder with config.json, model.safetensors, vocab.txt")
+    convert.add_argument("--output", required=True, help="new folder for the SavedModel (must not exist)")
+    _add_output_options(convert)
+    return parser
+
+
+def _config_from(arguments: argparse.Namespace) -> RunConfig:
+    names = {field.name for field in dataclasses.fields(RunConfig)}
+    return RunConfig(**{name: value for name, value in vars(arguments).items() if name in names})
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # TensorFlow's C++ start-up chatter hides the lines that matter; keep it for --verbose.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+
+
+def _command_run(arguments) -> None:
+    from pipeline.run import run, summary_table
+
+    result = run(_config_from(arguments), show_progress=not arguments.quiet)
+    print(summary_table(result))
+
+
+def _command_extract(arguments) -> None:
+    from pipeline.run import extract, prepare
+
+    result = extract(prepare(_config_from(arguments)), show_progress=not arguments.quiet)
+    state = "hit" if result.cache_hit else "miss"
+    print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
+          f"cache {state}: {result.entry_dir}")
+
+
+def _command_convert(arguments) -> None:
+    from pipeline.convert import convert_checkpoint
+
+    output = convert_checkpoint(arguments.checkpoint, arguments.output)
+    print(f"Converted {arguments.checkpoint} -> {output}")
+
+
+COMMANDS = {"run": _command_run, "extract": _command_extract, "convert": _command_convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    _setup_logging(arguments.verbose, arguments.quiet)
+    try:
+        COMMANDS[arguments.command](arguments)
+    except UserError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; finished cache shards are kept and the next run resumes from them\n")
+        return 130
+    return 0

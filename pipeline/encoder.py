@@ -1,0 +1,234 @@
+"""Load a frozen TF-Hub BERT encoder and call it one way, whichever of the two hub signatures it has.
+
+Old encoders (e.g. bert_en_uncased_L-12_H-768_A-12/1) take a list [word ids, mask, segment ids] and
+return [pooled_output, sequence_output]; newer ones take and return dicts. `Encoder.__call__` hides
+the difference. The tokenizer always comes from the model's own vocab asset and lower-casing flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from pipeline.config import EMBEDDED_ENCODER, artifacts_dir
+from pipeline.errors import UserError
+from tokenization import FullTokenizer
+
+log = logging.getLogger(__name__)
+
+_KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
+_LOADED: dict[str, "Encoder"] = {}
+DEFAULT_MAX_POSITIONS = 512
+
+
+@dataclass
+class Encoder:
+    """A loaded encoder with what the rest of the pipeline needs to know about it."""
+
+    handle: str
+    model_dir: Path
+    layer: hub.KerasLayer
+    signature: str  # "dict" (new hub BERT) or "list" (old hub BERT)
+    tokenizer: FullTokenizer
+    vocab_file: Path
+    do_lower_case: bool
+    hidden_size: int
+    max_seq_length: int
+    fingerprint: str
+    recommended_pooling: str | None
+
+    def __call__(self, input_word_ids, input_mask, input_type_ids) -> dict:
+        """Runs the frozen encoder; returns {'pooled_output': [B, H], 'sequence_output': [B, T, H]}."""
+        return _call_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
+
+    def describe(self) -> dict:
+        """What identifies this encoder, for cache manifests and run configs."""
+        return {
+            "handle": self.handle,
+            "model_dir": str(self.model_dir),
+            "signature": self.signature,
+            "fingerprint": self.fingerprint,
+            "vocab_sha256": file_sha256(self.vocab_file),
+            "do_lower_case": self.do_lower_case,
+            "hidden_size": self.hidden_size,
+            "max_seq_length": self.max_seq_length,
+        }
+
+
+def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = None) -> Encoder:
+    """Resolves a handle to a local SavedModel and loads it once per process."""
+    model_dir = resolve_handle(handle, models_dir=models_dir)
+    key = str(model_dir.resolve())
+    if key not in _LOADED:
+        _LOADED[key] = _load_from_dir(handle, model_dir)
+    return _LOADED[key]
+
+
+def resolve_handle(handle: str, *, models_dir: Path | None = None) -> Path:
+    """Embedded name, local folder, URL or Kaggle handle -> a local SavedModel folder."""
+    if handle == EMBEDDED_ENCODER:
+        from pipeline.embedded import ensure_embedded_model
+
+        return ensure_embedded_model(models_dir or artifacts_dir() / "models")
+    if handle.startswith(("http://", "https://")) or _looks_like_kaggle_handle(handle):
+        return _resolve_remote(handle)
+    path = Path(handle).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"encoder {handle!r} is neither a local folder nor a URL; pass a SavedModel folder, "
+            f"a tfhub.dev URL, a Kaggle handle, or {EMBEDDED_ENCODER}"
+        )
+    if not (path / "saved_model.pb").is_file():
+        raise UserError(
+            f"encoder folder {handle} is not a SavedModel (no saved_model.pb); pass the folder that holds "
+            f"saved_model.pb, or convert a Hugging Face checkpoint with `python -m pipeline convert`"
+        )
+    return path
+
+
+def _looks_like_kaggle_handle(handle: str) -> bool:
+    return not Path(handle).expanduser().exists() and bool(_KAGGLE_HANDLE.match(handle))
+
+
+def _resolve_remote(handle: str) -> Path:
+    """Downloads (or finds in TFHUB_CACHE_DIR) a hub model; offline, says what to do instead."""
+    url = handle if handle.startswith("http") else f"https://www.kaggle.com/models/{handle}"
+    try:
+        return Path(hub.resolve(url))
+    except Exception as error:  # hub raises many types for "no network"; all mean the same here
+        log.debug("hub.resolve(%s) failed: %r", url, error)
+        raise UserError(
+            f"cannot fetch encoder {handle!r} (no network, or the handle is wrong); download it elsewhere "
+            f"and set TFHUB_CACHE_DIR to that cache, or pass the local SavedModel folder with --encoder PATH"
+        ) from None
+
+
+def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
+    try:
+        layer = hub.KerasLayer(str(model_dir), trainable=False)
+    except Exception as error:
+        raise UserError(
+            f"encoder folder {model_dir} could not be loaded as a TF-Hub SavedModel "
+            f"({type(error).__name__}); pass a TF-Hub BERT encoder folder"
+        ) from None
+    resolved = layer.resolved_object
+    vocab_file, do_lower_case = _tokenizer_assets(resolved, model_dir)
+    signature, hidden_size = _detect_signature(layer, model_dir)
+    info = _read_model_info(model_dir)
+    return Encoder(
+        handle=handle,
+        model_dir=model_dir,
+        layer=layer,
+        signature=signature,
+        tokenizer=FullTokenizer(str(vocab_file), do_lower_case=do_lower_case),
+        vocab_file=vocab_file,
+        do_lower_case=do_lower_case,
+        hidden_size=hidden_size,
+        max_seq_length=int(info.get("max_seq_length") or _max_positions(resolved)),
+        fingerprint=model_fingerprint(model_dir),
+        recommended_pooling=info.get("recommended_pooling"),
+    )
+
+
+def _tokenizer_assets(resolved, model_dir: Path) -> tuple[Path, bool]:
+    """The model's own vocab asset and lower-casing flag: the tokenizer must match the model exactly."""
+    if not hasattr(resolved, "vocab_file") or not hasattr(resolved, "do_lower_case"):
+        raise UserError(
+            f"SavedModel {model_dir} has no vocab_file asset or do_lower_case variable, so it is not a "
+            f"TF-Hub BERT encoder; pass a BERT encoder from TF-Hub or one made by `python -m pipeline convert`"
+        )
+    vocab_file = Path(resolved.vocab_file.asset_path.numpy().decode("utf-8"))
+    return vocab_file, bool(resolved.do_lower_case.numpy())
+
+
+def _call_layer(layer, signature: str, input_word_ids, input_mask, input_type_ids) -> dict:
+    if signature == "dict":
+        outputs = layer(
+            {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+        )
+        return {"pooled_output": outputs["pooled_output"], "sequence_output": outputs["sequence_output"]}
+    pooled_output, sequence_output = layer([input_word_ids, input_mask, input_type_ids])
+    return {"pooled_output": pooled_output, "sequence_output": sequence_output}
+
+
+def _detect_signature(layer, model_dir: Path) -> tuple[str, int]:
+    """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size)."""
+    probe = tf.constant([[101, 102, 0, 0]], dtype=tf.int32), tf.constant([[1, 1, 0, 0]], dtype=tf.int32)
+    type_ids = tf.zeros_like(probe[0])
+    for signature in ("dict", "list"):
+        try:
+            outputs = _call_layer(layer, signature, probe[0], probe[1], type_ids)
+        except Exception as error:  # a wrong signature fails in TF's own ways (ValueError, TypeError, ...)
+            log.debug("signature %s failed on %s: %r", signature, model_dir, error)
+            continue
+        pooled, sequence = outputs["pooled_output"], outputs["sequence_output"]
+        if pooled.shape.rank == 2 and sequence.shape.rank == 3 and pooled.shape[-1] == sequence.shape[-1]:
+            return signature, int(pooled.shape[-1])
+    raise UserError(
+        f"SavedModel {model_dir} does not give BERT outputs (pooled_output and sequence_output) for "
+        f"input_word_ids, input_mask and type ids; pass a TF-Hub BERT encoder, not a preprocessor or other model"
+    )
+
+
+def _max_positions(resolved) -> int:
+    """The position-embedding table's height is the longest sequence the model accepts."""
+    for variable in getattr(resolved, "variables", []):
+        if "position_embedding" in variable.name and variable.shape.rank == 2:
+            return int(variable.shape[0])
+    return DEFAULT_MAX_POSITIONS
+
+
+def _read_model_info(model_dir: Path) -> dict:
+    """pipeline_model.json, written by our converter, records pooling and limits; hub models have none."""
+    path = model_dir / "pipeline_model.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over every file of the SavedModel (names and bytes): any change to the model changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(model_dir).as_posix()
+        if relative == "pipeline_model.json":
+            continue  # notes about the model, not the model
+        digest.update(relative.encode("utf-8") + b"\0")
+        digest.update(file_sha256(path).encode("ascii"))
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pool(outputs: dict, input_mask, pooling: str):
+    """pooled = the model's pooled_output; cls = the [CLS] row; mean = average over real tokens."""
+    if pooling == "pooled":
+        return outputs["pooled_output"]
+    sequence = outputs["sequence_output"]
+    if pooling == "cls":
+        return sequence[:, 0, :]
+    if pooling == "mean":
+        weights = tf.cast(input_mask, sequence.dtype)[:, :, tf.newaxis]
+        total = tf.reduce_sum(sequence * weights, axis=1)
+        count = tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)
+        return total / count
+    raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def numpy_inputs(batch: dict) -> dict:
+    """Packed numpy arrays -> int32 tensors in the encoder's argument order."""
+    return {name: tf.constant(np.asarray(batch[name], dtype=np.int32)) for name in ("input_word_ids", "input_mask", "input_type_ids")}

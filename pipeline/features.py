@@ -1,0 +1,270 @@
+"""Turn texts into pooled encoder vectors once, and keep them in a verifiable on-disk cache.
+
+Layout of one cache entry, `<cache_dir>/<key>/`:
+  shard-00000.npy ...   float32 [rows, hidden], rows in storage order (by token length, then text digest)
+  digests.npy           |S32 SHA-256 of each text, in storage order (which row belongs to which text)
+  progress.json         shards finished so far, with their SHA-256 (lets a killed extraction resume)
+  manifest.json         written last: what produced the arrays, every file's SHA-256, timings
+
+The key covers the encoder's files, its vocabulary and lower-casing, max_seq_length, pooling and the
+set of unique texts, so any change gives a new entry, while another split, head or seed of the same
+data reuses the entry. Every file is written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from filelock import FileLock
+from tqdm import tqdm
+
+from pipeline.encoder import Encoder, pool
+from pipeline.errors import UserError
+from pipeline.files import bytes_sha256, ensure_writable_dir, npy_bytes, write_bytes_atomic, write_json_atomic
+from tokenization.packing import pack_inputs
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+SHARD_ROWS = 4096
+
+
+@dataclass
+class FeatureResult:
+    """Features aligned with the texts asked for, and how they were obtained."""
+
+    features: np.ndarray  # float32 [len(texts), hidden]
+    cache_hit: bool
+    seconds: float
+    texts: int  # unique texts behind the features
+    texts_per_second: float
+    entry_dir: Path
+    reused_shards: int = 0
+
+    def summary(self) -> dict:
+        return {
+            "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+            "texts": self.texts,
+            "texts_per_second": round(self.texts_per_second, 1),
+            "cache_entry": str(self.entry_dir),
+            "reused_shards": self.reused_shards,
+        }
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def cache_key(encoder_description: dict, *, pooling: str, max_seq_length: int, sorted_digests: list[bytes]) -> str:
+    """SHA-256 over everything that determines the features; the handle and folder are left out on purpose."""
+    settings = {
+        "format": CACHE_FORMAT_VERSION,
+        "encoder_fingerprint": encoder_description["fingerprint"],
+        "vocab_sha256": encoder_description["vocab_sha256"],
+        "do_lower_case": encoder_description["do_lower_case"],
+        "pooling": pooling,
+        "max_seq_length": max_seq_length,
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    for text_hash in sorted_digests:
+        digest.update(text_hash)
+    return digest.hexdigest()
+
+
+def extract_features(
+    texts: list[str],
+    encoder: Encoder,
+    *,
+    pooling: str,
+    max_seq_length: int,
+    cache_dir: Path,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> FeatureResult:
+    """Features for `texts` (duplicates allowed), from the cache when it holds them, else computed and cached."""
+    started = time.perf_counter()
+    unique_texts = list(dict.fromkeys(texts))
+    digest_of = {text: text_digest(text) for text in unique_texts}
+    key = cache_key(
+        encoder.describe(), pooling=pooling, max_seq_length=max_seq_length, sorted_digests=sorted(digest_of.values())
+    )
+    ensure_writable_dir(cache_dir, "--cache-dir")
+    entry_dir = cache_dir / key[:32]
+    with FileLock(str(cache_dir / f".{key[:32]}.lock")):
+        stored = read_cache_entry(entry_dir, key)
+        cache_hit = stored is not None
+        reused_shards = 0
+        if stored is None:
+            stored, reused_shards = _compute_entry(
+                unique_texts, digest_of, encoder, pooling=pooling, max_seq_length=max_seq_length,
+                entry_dir=entry_dir, key=key, batch_size=batch_size, show_progress=show_progress,
+            )
+    storage_digests, storage_features = stored
+    row_of = {text_hash: row for row, text_hash in enumerate(storage_digests.tolist())}
+    rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
+    seconds = time.perf_counter() - started
+    return FeatureResult(
+        features=storage_features[rows],
+        cache_hit=cache_hit,
+        seconds=seconds,
+        texts=len(unique_texts),
+        texts_per_second=len(unique_texts) / max(seconds, 1e-9),
+        entry_dir=entry_dir,
+        reused_shards=reused_shards,
+    )
+
+
+def read_cache_entry(entry_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(digests, features) of a complete, verified entry; None when absent or damaged (with a warning)."""
+    manifest_path = entry_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT_VERSION:
+            raise ValueError("manifest does not match this cache key")
+        digests = _load_verified(entry_dir / "digests.npy", manifest["digests_sha256"])
+        shards = [_load_verified(entry_dir / shard["file"], shard["sha256"]) for shard in manifest["shards"]]
+        features = np.concatenate(shards) if shards else np.zeros((0, manifest["hidden_size"]), np.float32)
+        if features.dtype != np.float32 or len(features) != len(digests) or digests.dtype != np.dtype("S32"):
+            raise ValueError("arrays do not match the manifest")
+        return digests, features
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("feature cache %s is damaged (%s); recomputing what is bad", entry_dir, error)
+        return None
+
+
+def _load_verified(path: Path, expected_sha256: str) -> np.ndarray:
+    payload = path.read_bytes()
+    if bytes_sha256(payload) != expected_sha256:
+        raise ValueError(f"{path.name} does not match its recorded SHA-256")
+    return np.load(path, allow_pickle=False)
+
+
+def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length, entry_dir, key, batch_size, show_progress):
+    """Tokenizes, orders by length, encodes shard by shard, and writes the entry; reuses finished shards."""
+    token_ids = [_token_ids(encoder, text, max_seq_length) for text in unique_texts]
+    order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
+    storage_digests = np.array([digest_of[unique_texts[index]] for index in order], dtype="S32")
+    good_shards = _finished_shards(entry_dir, key)
+    feature_fn = make_feature_function(encoder, pooling)
+    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
+    shard_records, shard_arrays, reused = [], [], 0
+    extraction_started = time.perf_counter()
+    with tqdm(total=len(order), unit="text", desc="features", disable=not show_progress, smoothing=0.1) as progress:
+        for shard_index, start in enumerate(range(0, len(order), SHARD_ROWS)):
+            shard_order = order[start : start + SHARD_ROWS]
+            file_name = f"shard-{shard_index:05d}.npy"
+            record = good_shards.get(file_name)
+            array = _reuse_shard(entry_dir / file_name, record, len(shard_order))
+            if array is not None:
+                reused += 1
+                progress.update(len(shard_order))
+            else:
+                array = _encode_rows([token_ids[index] for index in shard_order], feature_fn, batch_size,
+                                     max_seq_length, cls_id, sep_id, progress=progress)
+                payload = npy_bytes(array)
+                write_bytes_atomic(entry_dir / file_name, payload)
+                record = {"file": file_name, "rows": len(shard_order), "sha256": bytes_sha256(payload)}
+            shard_records.append(record)
+            shard_arrays.append(array)
+            write_json_atomic(entry_dir / "progress.json", {"key": key, "shards": shard_records})
+    seconds = time.perf_counter() - extraction_started
+    features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, encoder.hidden_size), np.float32)
+    digests_payload = npy_bytes(storage_digests)
+    write_bytes_atomic(entry_dir / "digests.npy", digests_payload)
+    write_json_atomic(entry_dir / "manifest.json", {
+        "key": key,
+        "format": CACHE_FORMAT_VERSION,
+        "encoder": encoder.describe(),
+        "pooling": pooling,
+        "max_seq_length": max_seq_length,
+        "texts": len(unique_texts),
+        "hidden_size": int(features.shape[1]),
+        "digests_sha256": bytes_sha256(digests_payload),
+        "shards": shard_records,
+        "extraction_seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    (entry_dir / "progress.json").unlink(missing_ok=True)
+    if reused:
+        log.info("reused %d finished shard(s) of an interrupted extraction", reused)
+    return (storage_digests, features), reused
+
+
+def _finished_shards(entry_dir: Path, key: str) -> dict[str, dict]:
+    """Shard records from an earlier attempt (progress.json, or a damaged entry's manifest)."""
+    records: dict[str, dict] = {}
+    for name in ("manifest.json", "progress.json"):
+        path = entry_dir / name
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if recorded.get("key") == key:
+            records.update({shard["file"]: shard for shard in recorded.get("shards", []) if "file" in shard})
+    return records
+
+
+def _reuse_shard(path: Path, record: dict | None, rows: int) -> np.ndarray | None:
+    if record is None or record.get("rows") != rows or not path.is_file():
+        return None
+    try:
+        array = _load_verified(path, record["sha256"])
+    except (OSError, ValueError, KeyError):
+        log.warning("feature shard %s is damaged; recomputing it", path)
+        return None
+    return array if array.dtype == np.float32 and len(array) == rows else None
+
+
+def _token_ids(encoder: Encoder, text: str, max_seq_length: int) -> list[int]:
+    tokenizer = encoder.tokenizer
+    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))[: max_seq_length - 2]
+
+
+def make_feature_function(encoder: Encoder, pooling: str):
+    """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def features(input_word_ids, input_mask, input_type_ids):
+        outputs = encoder(input_word_ids, input_mask, input_type_ids)
+        return tf.cast(pool(outputs, input_mask, pooling), tf.float32)
+
+    return features
+
+
+def _encode_rows(rows_token_ids, feature_fn, batch_size, max_seq_length, cls_id, sep_id, progress=None) -> np.ndarray:
+    """Encodes rows already sorted by length, each batch padded only to its own longest row."""
+    outputs = []
+    for start in range(0, len(rows_token_ids), batch_size):
+        batch = pack_inputs(rows_token_ids[start : start + batch_size], max_seq_length=max_seq_length,
+                            cls_id=cls_id, sep_id=sep_id)
+        vectors = feature_fn(tf.constant(batch["input_word_ids"]), tf.constant(batch["input_mask"]),
+                             tf.constant(batch["input_type_ids"]))
+        outputs.append(vectors.numpy())
+        if progress is not None:
+            progress.update(len(batch["input_word_ids"]))
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, max_seq_length: int, batch_size: int = 64) -> np.ndarray:
+    """Features without the cache, in the order given (for predict and small checks)."""
+    token_ids = [_token_ids(encoder, text, max_seq_length) for text in texts]
+    order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))
+    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
+    if not texts:
+        return np.zeros((0, encoder.hidden_size), np.float32)
+    ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling),
+                           batch_size, max_seq_length, cls_id, sep_id)
+    result = np.empty_like(ordered)
+    result[np.array(order)] = ordered
+    return result

@@ -1,0 +1,250 @@
+"""The `run` and `extract` commands as plain functions: data -> features -> head -> evaluation -> run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import data as data_module
+from pipeline.config import DEFAULT_MAX_SEQ_LENGTH, RunConfig, artifacts_dir, validate, validate_against_encoder
+from pipeline.errors import UserError
+from pipeline.files import ensure_writable_dir, write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+@dataclass
+class Prepared:
+    """What both `extract` and `run` need before any model work: data, splits, encoder, settings."""
+
+    config: RunConfig  # with pooling and max_seq_length filled in
+    splits: "data_module.Splits"
+    encoder: object
+    label_names: list[str]
+    class_weighting: str | None
+    name: str
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Reads and splits the data, loads the encoder, and settles pooling and max_seq_length."""
+    validate(config)
+    dataset = data_module.load_labeled_texts(
+        config.data, text_column=config.text_column, label_column=config.label_column,
+        preset=config.preset, seed=config.seed,
+    )
+    if dataset.dropped_rows:
+        log.warning("dropped %d row(s) without a usable label or text", dataset.dropped_rows)
+    test_data = None
+    if config.test_data is not None:
+        test_data = data_module.load_labeled_texts(
+            config.test_data, text_column=config.text_column, label_column=config.label_column,
+            preset=config.preset, seed=config.seed, label_names=dataset.label_names,
+        )
+    splits = data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
+
+    from pipeline.encoder import load_encoder  # TensorFlow loads only once the data is known to be good
+
+    encoder = load_encoder(config.encoder)
+    preset = data_module.PRESETS.get(config.preset) if config.preset else None
+    max_seq_length = config.max_seq_length or (preset.max_seq_length if preset else None) or DEFAULT_MAX_SEQ_LENGTH
+    validate_against_encoder(max_seq_length, encoder.max_seq_length)
+    pooling = config.pooling or encoder.recommended_pooling or "pooled"
+    class_weighting = config.class_weights or dataset.class_weighting
+    name = config.preset or (Path(config.data).name.split(".")[0] if config.data else "rotten-tomatoes")
+    return Prepared(
+        config=config.replace(pooling=pooling, max_seq_length=max_seq_length),
+        splits=splits,
+        encoder=encoder,
+        label_names=list(dataset.label_names),
+        class_weighting=None if class_weighting == "none" else class_weighting,
+        name=name,
+    )
+
+
+def cache_dir_for(config: RunConfig) -> Path:
+    return Path(config.cache_dir) if config.cache_dir else artifacts_dir() / "features"
+
+
+def extract(prepared: Prepared, *, show_progress: bool = True):
+    """Features for every text of every split, from the cache or computed into it."""
+    from pipeline.features import extract_features
+
+    config = prepared.config
+    all_texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
+    return extract_features(
+        all_texts, prepared.encoder, pooling=config.pooling, max_seq_length=config.max_seq_length,
+        cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size, show_progress=show_progress,
+    )
+
+
+def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
+    """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not."""
+    run_dir = choose_run_dir(config, name=_quick_name(config))
+    prepared = prepare(config)
+    feature_result = extract(prepared, show_progress=show_progress)
+    splits = prepared.splits
+    n_train, n_val = len(splits.train.texts), len(splits.validation.texts)
+    train_features = feature_result.features[:n_train]
+    val_features = feature_result.features[n_train : n_train + n_val]
+    test_features = feature_result.features[n_train + n_val :]
+    start_run_dir(run_dir)
+    try:
+        metrics = _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features,
+                                      feature_result.summary(), verbose=2 if show_progress else 0)
+    except UserError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features, feature_summary, verbose):
+    from pipeline.evaluate import classification_metrics, logistic_regression_baseline, report_text
+    from pipeline.head import build_head, compile_head, predict_probabilities
+    from pipeline.train import make_deterministic, train_head
+
+    config, splits = prepared.config, prepared.splits
+    num_classes = len(prepared.label_names)
+    class_weight = (
+        data_module.compute_class_weights(splits.train.labels, num_classes)
+        if prepared.class_weighting == "balanced" else None
+    )
+    write_json_atomic(run_dir / "config.json", _config_record(prepared, class_weight))
+    make_deterministic(config.seed)
+    model = build_head(train_features.shape[1], num_classes, hidden_units=config.hidden_units,
+                       dropout_rate=config.dropout_rate, seed=config.seed)
+    compile_head(model, num_classes, learning_rate=config.learning_rate)
+    started = time.perf_counter()
+    history = train_head(
+        model, train_features=train_features, train_labels=splits.train.labels,
+        val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
+        run_dir=run_dir, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
+        verbose=verbose,
+    )
+    training_seconds = time.perf_counter() - started
+    model.save(str(run_dir / "head.keras"))
+    val_probabilities = predict_probabilities(model, val_features)
+    test_probabilities = predict_probabilities(model, test_features)
+    baseline_metrics, _ = logistic_regression_baseline(
+        train_features, splits.train.labels, test_features, splits.test.labels,
+        num_classes=num_classes, seed=config.seed, class_weight=class_weight,
+    )
+    np.savez(run_dir / "test_predictions.npz", labels=splits.test.labels, probabilities=test_probabilities)
+    report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
+    write_bytes_atomic(run_dir / "report.txt", _report(prepared, report).encode("utf-8"))
+    metrics = {
+        "test": classification_metrics(splits.test.labels, test_probabilities, num_classes),
+        "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
+        "baseline": {"test": baseline_metrics, "model": "standardised features + logistic regression"},
+        "features": feature_summary,
+        "training": {"epochs_run": len(history.epoch), "seconds": round(training_seconds, 3)},
+        "labels": prepared.label_names,
+        "config": _config_record(prepared, class_weight),
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
+    (run_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    return metrics
+
+
+def _config_record(prepared: Prepared, class_weight) -> dict:
+    record = prepared.config.to_json()
+    splits = prepared.splits
+    record.update({
+        "labels": prepared.label_names,
+        "class_weight": {str(k): v for k, v in class_weight.items()} if class_weight else None,
+        "split_sizes": {"train": len(splits.train.texts), "validation": len(splits.validation.texts),
+                        "test": len(splits.test.texts)},
+        "encoder_info": prepared.encoder.describe(),
+    })
+    return record
+
+
+def _report(prepared: Prepared, classification_report: str) -> str:
+    config = prepared.config
+    return (
+        f"data: {config.data or 'embedded Rotten Tomatoes demo'}  preset: {config.preset}\n"
+        f"encoder: {config.encoder}  pooling: {config.pooling}  max_seq_length: {config.max_seq_length}\n"
+        f"labels: {', '.join(prepared.label_names)}\n\n"
+        f"Test set, head:\n{classification_report}"
+    )
+
+
+def _quick_name(config: RunConfig) -> str:
+    if config.preset:
+        return config.preset
+    return Path(config.data).name.split(".")[0] if config.data else "rotten-tomatoes"
+
+
+def choose_run_dir(config: RunConfig, *, name: str) -> Path:
+    """--output-dir, or artifacts/runs/<time>-<name>; checked before any work so a bad folder fails fast."""
+    if config.output_dir:
+        run_dir = Path(config.output_dir)
+        if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / INCOMPLETE_MARKER).exists():
+            raise UserError(f"--output-dir {run_dir} already holds files; choose a new folder (runs never overwrite each other)")
+        ensure_writable_dir(run_dir.parent, "--output-dir")
+        return run_dir
+    runs_dir = artifacts_dir() / "runs"
+    ensure_writable_dir(runs_dir, "runs folder")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_dir / f"{stamp}-{name}"
+    suffix = 2
+    while run_dir.exists():
+        run_dir = runs_dir / f"{stamp}-{name}-{suffix}"
+        suffix += 1
+    return run_dir
+
+
+def start_run_dir(run_dir: Path) -> None:
+    """An interrupted run leaves INCOMPLETE behind; such a folder may be reused, a complete one never."""
+    if (run_dir / INCOMPLETE_MARKER).exists():
+        log.info("reusing the incomplete run folder %s", run_dir)
+        shutil.rmtree(run_dir)
+    ensure_writable_dir(run_dir, "--output-dir")
+    (run_dir / INCOMPLETE_MARKER).write_text("this run has not finished; delete the folder or run again\n")
+
+
+def summary_table(result: RunResult) -> str:
+    """The lines a user reads at the end of a run."""
+    metrics, run_dir = result.metrics, result.run_dir
+    head, baseline, features = metrics["test"], metrics["baseline"]["test"], metrics["features"]
+
+    def number(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    rows = [("", "accuracy", "auroc", "pr_auc", "f1")]
+    for label, values in (("head", head), ("baseline (logistic regression)", baseline)):
+        rows.append((label, *(number(values[key]) for key in ("accuracy", "auroc", "pr_auc", "f1"))))
+    width = max(len(row[0]) for row in rows)
+    lines = [f"Test set ({head['rows']} texts):"]
+    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
+    lines.append(
+        f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
+        f"({features['texts_per_second']:.0f} texts/s), cache {'hit' if features['cache_hit'] else 'miss'}"
+    )
+    lines.append(f"Run folder: {run_dir}")
+    lines.append(f"TensorBoard: {tensorboard_command(run_dir)}")
+    return "\n".join(lines)
+
+
+def tensorboard_command(run_dir: Path) -> str:
+    beside_python = Path(sys.executable).parent / "tensorboard"
+    program = str(beside_python) if beside_python.exists() else "tensorboard"
+    return f"{program} --logdir {run_dir} --host 127.0.0.1"
+
+
+def describe_json(value) -> str:
+    return json.dumps(value, indent=2)

@@ -1,0 +1,108 @@
+"""Fit the head on cached features: seeded, with AUROC tracking, best-checkpointing and TensorBoard logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+log = logging.getLogger(__name__)
+
+BEST_WEIGHTS = "checkpoints/best.weights.h5"
+
+
+def make_deterministic(seed: int) -> None:
+    """Same data, config and seed -> same weights: seed Python, NumPy and TF, and use deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class MulticlassAurocCallback(keras.callbacks.Callback):
+    """One-vs-rest macro AUROC and PR-AUC at each epoch's end, put into `logs` like Keras's own metrics.
+
+    It must come before the checkpoint, TensorBoard and CSV callbacks so they see the values.
+    """
+
+    def __init__(self, train_features, train_labels, val_features, val_labels, num_classes: int, max_rows: int = 20_000):
+        super().__init__()
+        self.num_classes = num_classes
+        # Scoring every training row each epoch would cost more than the epoch; a fixed sample is enough.
+        rows = np.random.default_rng(0).permutation(len(train_labels))[:max_rows]
+        self.sets = {"": (train_features[rows], train_labels[rows]), "val_": (val_features, val_labels)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        for prefix, (features, labels) in self.sets.items():
+            probabilities = self.model.predict(features, batch_size=4096, verbose=0)
+            logs[f"{prefix}auroc"] = macro_auroc(labels, probabilities, self.num_classes)
+            logs[f"{prefix}pr_auc"] = macro_pr_auc(labels, probabilities, self.num_classes)
+
+
+def macro_auroc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float:
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan")  # AUROC is undefined with one class; never crash a training run for it
+    if num_classes == 2:
+        return float(roc_auc_score(labels, probabilities[:, -1]))
+    scores = [roc_auc_score(labels == k, probabilities[:, k]) for k in present]
+    return float(np.mean(scores))
+
+
+def macro_pr_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float:
+    if num_classes == 2:
+        return float(average_precision_score(labels, probabilities[:, -1]))
+    scores = [average_precision_score(labels == k, probabilities[:, k]) for k in np.unique(labels)]
+    return float(np.mean(scores))
+
+
+def train_head(
+    model: keras.Model,
+    *,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    num_classes: int,
+    run_dir: Path,
+    epochs: int,
+    batch_size: int,
+    class_weight: dict[int, float] | None = None,
+    early_stopping_patience: int = 4,
+    verbose: int = 2,
+) -> keras.callbacks.History:
+    """Fits `model` in place and leaves it holding the weights of the best validation-AUROC epoch."""
+    best_weights = run_dir / BEST_WEIGHTS
+    best_weights.parent.mkdir(parents=True, exist_ok=True)
+    callbacks: list[keras.callbacks.Callback] = []
+    if num_classes > 2:
+        callbacks.append(MulticlassAurocCallback(train_features, train_labels, val_features, val_labels, num_classes))
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            str(best_weights), monitor="val_auroc", mode="max", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auroc", mode="max", patience=early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=1),
+        keras.callbacks.CSVLogger(str(run_dir / "training_log.csv")),
+    ]
+    history = model.fit(
+        train_features,
+        train_labels,
+        validation_data=(val_features, val_labels),
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weight=class_weight,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    # EarlyStopping restores only when it stops early; the checkpoint holds the best epoch in every case.
+    if best_weights.is_file():
+        model.load_weights(str(best_weights))
+    return history
