@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -94,6 +94,7 @@ def extract(prepared: Prepared, *, show_progress: bool = True):
 
 def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not."""
+    validate(config)
     run_dir = choose_run_dir(config, name=_quick_name(config))
     prepared = prepare(config)
     feature_result = extract(prepared, show_progress=show_progress)
@@ -195,10 +196,10 @@ def choose_run_dir(config: RunConfig, *, name: str) -> Path:
         run_dir = Path(config.output_dir)
         if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / INCOMPLETE_MARKER).exists():
             raise UserError(f"--output-dir {run_dir} already holds files; choose a new folder (runs never overwrite each other)")
-        ensure_writable_dir(run_dir.parent, "--output-dir")
+        check_creatable(run_dir, "--output-dir")
         return run_dir
     runs_dir = artifacts_dir() / "runs"
-    ensure_writable_dir(runs_dir, "runs folder")
+    check_creatable(runs_dir, "the runs folder")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / f"{stamp}-{name}"
     suffix = 2
@@ -206,6 +207,15 @@ def choose_run_dir(config: RunConfig, *, name: str) -> Path:
         run_dir = runs_dir / f"{stamp}-{name}-{suffix}"
         suffix += 1
     return run_dir
+
+
+def check_creatable(path: Path, option: str) -> None:
+    """Fails early if `path` could not be created or written, without creating anything yet."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path} cannot be written ({existing} is not a writable folder); choose a folder you can write to")
 
 
 def start_run_dir(run_dir: Path) -> None:
@@ -245,6 +255,3 @@ def tensorboard_command(run_dir: Path) -> str:
     program = str(beside_python) if beside_python.exists() else "tensorboard"
     return f"{program} --logdir {run_dir} --host 127.0.0.1"
 
-
-def describe_json(value) -> str:
-    return json.dumps(value, indent=2)

@@ -1,0 +1,131 @@
+"""The real entry point, `python -m pipeline`, in a subprocess: smoke run, cache reuse, help, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, write_tiny_csv
+
+
+def run_cli(*arguments, artifacts=None, timeout=300):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if artifacts is not None:
+        environment["PIPELINE_ARTIFACTS"] = str(artifacts)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, arguments)],
+        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_usage_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, tiny_encoder_dir):
+    """Two runs of the real command on a 60-row CSV with the tiny encoder, sharing one cache."""
+    folder = tmp_path_factory.mktemp("smoke")
+    csv_path = write_tiny_csv(folder / "reviews.csv")
+    common = ["--data", csv_path, "--encoder", tiny_encoder_dir, "--epochs", 3, "--batch-size", 16,
+              "--max-seq-length", 16, "--cache-dir", folder / "cache", "--quiet"]
+    first = run_cli("run", *common, "--output-dir", folder / "run1", artifacts=folder / "artifacts")
+    second = run_cli("run", *common, "--output-dir", folder / "run2", "--seed", 1, artifacts=folder / "artifacts")
+    return folder, first, second
+
+
+def test_run_writes_a_complete_run_folder(smoke_runs):
+    folder, first, _ = smoke_runs
+    assert first.returncode == 0, first.stderr
+    run_dir = folder / "run1"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for part in ("test", "val", "baseline"):
+        values = metrics[part]["test"] if part == "baseline" else metrics[part]
+        assert set(values) >= {"accuracy", "auroc", "pr_auc", "f1"}
+    assert metrics["features"]["cache_hit"] is False
+    assert metrics["features"]["texts"] > 0 and metrics["features"]["texts_per_second"] > 0
+    assert metrics["config"]["pooling"] == "mean"  # the tiny checkpoint recommends mean pooling
+    assert metrics["config"]["labels"] == ["neg", "pos"]
+    assert (run_dir / "head.keras").is_file() and (run_dir / "config.json").is_file()
+    assert (run_dir / "report.txt").read_text().count("neg") >= 1
+    assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    assert not (run_dir / "INCOMPLETE").exists()
+    assert "TensorBoard:" in first.stdout and str(run_dir) in first.stdout
+    assert "baseline (logistic regression)" in first.stdout
+
+
+def test_second_run_hits_the_cache(smoke_runs):
+    folder, _, second = smoke_runs
+    assert second.returncode == 0, second.stderr
+    metrics = json.loads((folder / "run2" / "metrics.json").read_text())
+    assert metrics["features"]["cache_hit"] is True
+    assert "cache hit" in second.stdout
+
+
+def test_a_finished_run_folder_is_never_overwritten(smoke_runs, tiny_encoder_dir):
+    folder, _, _ = smoke_runs
+    before = (folder / "run1" / "metrics.json").read_bytes()
+    result = run_cli("run", "--data", folder / "reviews.csv", "--encoder", tiny_encoder_dir,
+                     "--output-dir", folder / "run1", "--quiet")
+    assert_usage_error(result, "already holds files")
+    assert (folder / "run1" / "metrics.json").read_bytes() == before
+
+
+def test_extract_fills_the_cache_and_stops(tmp_path, tiny_encoder_dir):
+    csv_path = write_tiny_csv(tmp_path / "reviews.csv")
+    result = run_cli("extract", "--data", csv_path, "--encoder", tiny_encoder_dir, "--max-seq-length", 16,
+                     "--cache-dir", tmp_path / "cache", "--quiet", artifacts=tmp_path / "artifacts")
+    assert result.returncode == 0, result.stderr
+    assert "cache miss" in result.stdout
+    assert list((tmp_path / "cache").glob("*/manifest.json"))
+    assert not (tmp_path / "artifacts" / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "extract", "convert"])
+def test_every_command_has_help_with_one_line_per_option(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert "--help" in result.stdout and "usage:" in result.stdout
+    if command != "convert":
+        for flag in ("--data", "--test-data", "--text-column", "--label-column", "--preset", "--encoder",
+                     "--pooling", "--max-seq-length", "--epochs", "--batch-size", "--seed", "--output-dir",
+                     "--cache-dir"):
+            assert flag in result.stdout
+
+
+def test_bad_input_before_any_model_work(tmp_path):
+    missing = run_cli("run", "--data", tmp_path / "missing.csv", artifacts=tmp_path)
+    assert_usage_error(missing, "missing.csv")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert_usage_error(run_cli("run", "--data", empty, artifacts=tmp_path), "empty")
+    columns = tmp_path / "columns.csv"
+    columns.write_text("body,stars\nnice,5\nbad,1\n")
+    assert_usage_error(run_cli("run", "--data", columns, artifacts=tmp_path), "body", "stars")
+    assert_usage_error(run_cli("run", "--preset", "imdb", artifacts=tmp_path), "imdb", "amazon-fine-food")
+    assert_usage_error(run_cli("run", "--pooling", "max", artifacts=tmp_path), "--pooling", "mean")
+    assert_usage_error(run_cli("run", "--epochs", 0, artifacts=tmp_path), "--epochs")
+    assert_usage_error(run_cli("run", "--batch-size", -3, artifacts=tmp_path), "--batch-size")
+    assert_usage_error(run_cli("run", "--max-seq-length", 2, artifacts=tmp_path), "--max-seq-length")
+    assert_usage_error(run_cli("run", "--epochs", "ten", artifacts=tmp_path), "--epochs")
+    assert_usage_error(run_cli("frobnicate", artifacts=tmp_path), "frobnicate")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_encoder_options(tmp_path, tiny_encoder_dir):
+    csv_path = write_tiny_csv(tmp_path / "reviews.csv")
+    too_long = run_cli("run", "--data", csv_path, "--encoder", tiny_encoder_dir, "--max-seq-length", 65,
+                       artifacts=tmp_path / "artifacts")
+    assert_usage_error(too_long, "--max-seq-length 65", "64")
+    not_saved_model = run_cli("run", "--data", csv_path, "--encoder", tmp_path, artifacts=tmp_path / "artifacts")
+    assert_usage_error(not_saved_model, "not a SavedModel")
+    assert not (tmp_path / "artifacts" / "runs").exists()

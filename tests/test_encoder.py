@@ -1,0 +1,128 @@
+"""Encoder loading: both hub signatures, tokenizer from the model's assets, limits, fingerprint, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.encoder import load_encoder, model_fingerprint, pool, resolve_handle
+from pipeline.errors import UserError
+
+
+def _batch():
+    ids = tf.constant([[2, 10, 11, 12, 3], [2, 13, 3, 0, 0]], dtype=tf.int32)
+    mask = tf.constant([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=tf.int32)
+    return ids, mask, tf.zeros_like(ids)
+
+
+def test_new_signature_encoder_reports_its_shape_limits_and_tokenizer(tiny_encoder_dir):
+    encoder = load_encoder(str(tiny_encoder_dir))
+    assert encoder.signature == "dict"
+    assert encoder.hidden_size == 32
+    assert encoder.max_seq_length == 64
+    assert encoder.do_lower_case is True
+    # The tokenizer is built from the vocab asset inside the SavedModel, not from a setting.
+    assert encoder.vocab_file.parent == tiny_encoder_dir / "assets"
+    assert encoder.tokenizer.tokenize("The Movie") == ["the", "movie"]
+    outputs = encoder(*_batch())
+    assert outputs["pooled_output"].shape == (2, 32)
+    assert outputs["sequence_output"].shape == (2, 5, 32)
+
+
+def test_loading_twice_returns_the_same_object(tiny_encoder_dir):
+    assert load_encoder(str(tiny_encoder_dir)) is load_encoder(str(tiny_encoder_dir))
+
+
+def test_old_list_signature_gives_the_same_outputs_through_one_convention(tiny_encoder_dir, tmp_path):
+    from tiny_bert import save_old_signature_model
+
+    old_dir = save_old_signature_model(tiny_encoder_dir, tmp_path / "old")
+    old, new = load_encoder(str(old_dir)), load_encoder(str(tiny_encoder_dir))
+    assert old.signature == "list"
+    assert old.hidden_size == new.hidden_size
+    assert old.tokenizer.vocab == new.tokenizer.vocab
+    old_outputs, new_outputs = old(*_batch()), new(*_batch())
+    for name in ("pooled_output", "sequence_output"):
+        np.testing.assert_allclose(old_outputs[name].numpy(), new_outputs[name].numpy(), atol=1e-6)
+
+
+def test_pooling_modes_on_known_values():
+    sequence = tf.constant([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    outputs = {"pooled_output": tf.constant([[7.0, 8.0]]), "sequence_output": sequence}
+    mask = tf.constant([[1, 1, 0]])
+    np.testing.assert_allclose(pool(outputs, mask, "pooled").numpy(), [[7.0, 8.0]])
+    np.testing.assert_allclose(pool(outputs, mask, "cls").numpy(), [[1.0, 2.0]])
+    # The padded position (100, 100) must not leak into the mean.
+    np.testing.assert_allclose(pool(outputs, mask, "mean").numpy(), [[2.0, 3.0]])
+
+
+def test_fingerprint_is_stable_and_changes_with_any_model_file(tiny_encoder_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_encoder_dir, copy)
+    assert model_fingerprint(copy) == model_fingerprint(tiny_encoder_dir)
+    vocab = copy / "assets" / "vocab.txt"
+    vocab.write_text(vocab.read_text() + "extra\n")
+    assert model_fingerprint(copy) != model_fingerprint(tiny_encoder_dir)
+
+
+def test_missing_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="neither a local folder nor a URL"):
+        resolve_handle(str(tmp_path / "nowhere"))
+
+
+def test_folder_without_saved_model_is_a_user_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UserError, match="not a SavedModel"):
+        resolve_handle(str(tmp_path))
+
+
+@pytest.mark.parametrize("handle", [
+    "https://tfhub.dev/tensorflow/bert_en_uncased_L-12_H-768_A-12/4",
+    "tensorflow/bert/tensorFlow2/en-uncased-l-12-h-768-a-12/4",
+])
+def test_unreachable_handle_names_tfhub_cache_dir_and_local_folders(handle, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub-cache"))
+    with pytest.raises(UserError) as caught:
+        resolve_handle(handle)
+    message = str(caught.value)
+    assert handle in message and "TFHUB_CACHE_DIR" in message and "--encoder PATH" in message
+    assert "\n" not in message
+
+
+def _save_module(module: tf.Module, folder):
+    tf.saved_model.save(module, str(folder))
+    return folder
+
+
+def test_saved_model_without_bert_assets_is_refused(tmp_path):
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        def __call__(self, inputs):
+            return inputs * 2
+
+    folder = _save_module(Doubler(), tmp_path / "doubler")
+    with pytest.raises(UserError, match="not a TF-Hub BERT encoder"):
+        load_encoder(str(folder))
+
+
+def test_saved_model_with_assets_but_no_bert_outputs_is_refused(tmp_path, tiny_encoder_dir):
+    class NotBert(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.vocab_file = tf.saved_model.Asset(str(tiny_encoder_dir / "assets" / "vocab.txt"))
+            self.do_lower_case = tf.Variable(True, trainable=False)
+
+        @tf.function(input_signature=[{
+            "input_word_ids": tf.TensorSpec([None, None], tf.int32),
+            "input_mask": tf.TensorSpec([None, None], tf.int32),
+            "input_type_ids": tf.TensorSpec([None, None], tf.int32),
+        }])
+        def __call__(self, inputs):
+            return {"logits": tf.cast(inputs["input_word_ids"], tf.float32)}
+
+    folder = _save_module(NotBert(), tmp_path / "not-bert")
+    with pytest.raises(UserError, match="does not give BERT outputs"):
+        load_encoder(str(folder))

@@ -1,0 +1,169 @@
+"""Feature extraction and the on-disk cache: alignment, per-batch padding, keys, reuse, resume, damage."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline import features as features_module
+from pipeline.encoder import load_encoder
+from pipeline.features import cache_key, encode_texts, extract_features, text_digest
+
+TEXTS = [
+    "the movie is good",
+    "the film is bad",
+    "a great story and a good film",
+    "not good",
+    "the movie is good",  # a duplicate: same row, computed once
+    "",
+    "the story is not great and the film is bad and the movie is not good at all",
+]
+
+
+@pytest.fixture
+def encoder(tiny_encoder_dir):
+    return load_encoder(str(tiny_encoder_dir))
+
+
+def _extract(encoder, cache_dir, texts=TEXTS, **overrides):
+    options = {"pooling": "mean", "max_seq_length": 32, "cache_dir": cache_dir, "batch_size": 3, "show_progress": False}
+    options.update(overrides)
+    return extract_features(texts, encoder, **options)
+
+
+def test_features_are_aligned_with_the_texts_and_cached(encoder, tmp_path):
+    first = _extract(encoder, tmp_path)
+    assert first.features.shape == (len(TEXTS), 32) and first.features.dtype == np.float32
+    assert first.cache_hit is False and first.texts == len(set(TEXTS))
+    np.testing.assert_array_equal(first.features[0], first.features[4])
+    second = _extract(encoder, tmp_path)
+    assert second.cache_hit is True
+    np.testing.assert_array_equal(first.features, second.features)
+    # Another order or subset of the same texts (another split) is served from the same entry.
+    reordered = _extract(encoder, tmp_path, texts=list(reversed(TEXTS)))
+    assert reordered.cache_hit is True
+    np.testing.assert_array_equal(reordered.features, first.features[::-1])
+
+
+def test_batched_length_sorted_features_equal_one_text_at_a_time(encoder, tmp_path):
+    batched = _extract(encoder, tmp_path).features
+    alone = np.concatenate([encode_texts([text], encoder, pooling="mean", max_seq_length=32) for text in TEXTS])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def test_each_batch_is_padded_only_to_its_own_longest_row(encoder, tmp_path, monkeypatch):
+    seen_lengths = []
+    original = features_module.pack_inputs
+
+    def recording_pack(*args, **kwargs):
+        packed = original(*args, **kwargs)
+        seen_lengths.append((packed["input_mask"].sum(axis=1).max(), packed["input_word_ids"].shape[1]))
+        return packed
+
+    monkeypatch.setattr(features_module, "pack_inputs", recording_pack)
+    _extract(encoder, tmp_path)
+    assert seen_lengths, "no batch was packed"
+    assert all(longest == width for longest, width in seen_lengths)
+    assert max(width for _, width in seen_lengths) < 32
+
+
+@pytest.mark.parametrize("change", ["fingerprint", "vocab_sha256", "do_lower_case", "pooling", "max_seq_length", "texts"])
+def test_cache_key_changes_with_everything_that_shapes_the_features(change):
+    description = {"fingerprint": "f" * 64, "vocab_sha256": "v" * 64, "do_lower_case": True}
+    settings = {"pooling": "mean", "max_seq_length": 128}
+    digests = sorted(text_digest(text) for text in ["a", "b"])
+    base = cache_key(description, sorted_digests=digests, **settings)
+    if change in description:
+        description = {**description, change: (not description[change]) if change == "do_lower_case" else "0" * 64}
+    elif change == "texts":
+        digests = sorted(text_digest(text) for text in ["a", "b "])
+    else:
+        settings = {**settings, change: "cls" if change == "pooling" else 129}
+    assert cache_key(description, sorted_digests=digests, **settings) != base
+
+
+def test_pooling_and_length_are_part_of_the_entry(encoder, tmp_path):
+    mean = _extract(encoder, tmp_path)
+    cls = _extract(encoder, tmp_path, pooling="cls")
+    shorter = _extract(encoder, tmp_path, max_seq_length=4)
+    assert not cls.cache_hit and not shorter.cache_hit
+    assert len({mean.entry_dir, cls.entry_dir, shorter.entry_dir}) == 3
+    assert not np.allclose(mean.features, cls.features)
+
+
+def test_manifest_records_what_produced_the_arrays(encoder, tmp_path):
+    result = _extract(encoder, tmp_path)
+    manifest = json.loads((result.entry_dir / "manifest.json").read_text())
+    assert manifest["pooling"] == "mean" and manifest["max_seq_length"] == 32
+    assert manifest["encoder"]["fingerprint"] == encoder.fingerprint
+    assert manifest["texts"] == len(set(TEXTS))
+    assert sum(shard["rows"] for shard in manifest["shards"]) == len(set(TEXTS))
+    assert not (result.entry_dir / "progress.json").exists()
+
+
+def _shard_files(entry_dir):
+    return sorted(entry_dir.glob("shard-*.npy"))
+
+
+def test_interrupted_extraction_resumes_and_gives_identical_features(encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    reference = _extract(encoder, tmp_path / "reference")
+
+    calls = {"count": 0}
+    original = features_module._encode_rows
+
+    def dying_after_two_shards(*args, **kwargs):
+        if calls["count"] == 2:
+            raise KeyboardInterrupt  # what a kill looks like from inside: the process stops mid-way
+        calls["count"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "_encode_rows", dying_after_two_shards)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, tmp_path / "resumed")
+    monkeypatch.setattr(features_module, "_encode_rows", original)
+    resumed = _extract(encoder, tmp_path / "resumed")
+    assert resumed.cache_hit is False and resumed.reused_shards == 2
+    np.testing.assert_array_equal(resumed.features, reference.features)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "manifest"])
+def test_damaged_cache_is_detected_and_recomputed(encoder, tmp_path, monkeypatch, caplog, damage):
+    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    first = _extract(encoder, tmp_path)
+    shard = _shard_files(first.entry_dir)[1]
+    if damage == "flip":
+        payload = bytearray(shard.read_bytes())
+        payload[-3] ^= 0xFF
+        shard.write_bytes(bytes(payload))
+    elif damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif damage == "delete":
+        shard.unlink()
+    else:
+        manifest = json.loads((first.entry_dir / "manifest.json").read_text())
+        manifest["key"] = "0" * 64
+        (first.entry_dir / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        again = _extract(encoder, tmp_path)
+    assert again.cache_hit is False
+    assert any("damaged" in record.getMessage() for record in caplog.records)
+    np.testing.assert_array_equal(again.features, first.features)
+    assert _extract(encoder, tmp_path).cache_hit is True
+
+
+def test_a_cache_file_holding_python_objects_is_refused(encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    first = _extract(encoder, tmp_path)
+    shard = _shard_files(first.entry_dir)[0]
+    np.save(shard, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    manifest_path = first.entry_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["sha256"] = features_module.bytes_sha256(shard.read_bytes())  # a forged, matching hash
+    manifest_path.write_text(json.dumps(manifest))
+    again = _extract(encoder, tmp_path)
+    assert again.cache_hit is False
+    np.testing.assert_array_equal(again.features, first.features)

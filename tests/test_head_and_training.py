@@ -1,0 +1,104 @@
+"""The Keras head, its training callbacks, and the evaluation numbers, on small synthetic features."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate import classification_metrics, logistic_regression_baseline
+from pipeline.head import build_head, compile_head, predict_probabilities
+from pipeline.train import BEST_WEIGHTS, make_deterministic, train_head
+
+
+def _separable(num_classes: int, rows: int = 600, dim: int = 16, seed: int = 0):
+    generator = np.random.default_rng(seed)
+    labels = np.arange(rows) % num_classes
+    centres = generator.normal(size=(num_classes, dim)) * 2.0
+    features = centres[labels] + generator.normal(size=(rows, dim))
+    return features.astype(np.float32), labels.astype(np.int64)
+
+
+def test_default_head_is_the_paperspace_stack():
+    model = build_head(384, 2)
+    kinds = [(type(layer).__name__, getattr(layer, "units", None)) for layer in model.layers[1:]]
+    assert kinds == [("Dense", 50), ("BatchNormalization", None), ("Flatten", None), ("Dense", 30), ("Dense", 30), ("Dense", 1)]
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+
+
+def test_more_classes_get_a_softmax_and_options_change_the_head():
+    model = build_head(8, 3, hidden_units=(16, 8), dropout_rate=0.2)
+    assert model.layers[-1].units == 3 and model.layers[-1].activation.__name__ == "softmax"
+    assert [layer.units for layer in model.layers if type(layer).__name__ == "Dense"] == [16, 8, 3]
+    assert sum(type(layer).__name__ == "Dropout" for layer in model.layers) == 2
+
+
+def _fit(num_classes, run_dir, seed=7, epochs=4):
+    features, labels = _separable(num_classes)
+    make_deterministic(seed)
+    model = compile_head(build_head(features.shape[1], num_classes, seed=seed), num_classes)
+    history = train_head(
+        model, train_features=features[:400], train_labels=labels[:400], val_features=features[400:],
+        val_labels=labels[400:], num_classes=num_classes, run_dir=run_dir, epochs=epochs, batch_size=64, verbose=0,
+    )
+    return model, history, features, labels
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_training_learns_and_writes_checkpoint_csv_and_tensorboard_logs(tmp_path, num_classes):
+    model, history, features, labels = _fit(num_classes, tmp_path)
+    assert "val_auroc" in history.history and "lr" in history.history
+    assert max(history.history["val_auroc"]) > 0.9
+    assert (tmp_path / BEST_WEIGHTS).is_file()
+    assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "logs" / "validation").glob("events.out.tfevents.*"))
+    with open(tmp_path / "training_log.csv") as handle:
+        columns = next(csv.reader(handle))
+    assert {"auroc", "val_auroc", "val_loss", "lr"} <= set(columns)
+    probabilities = predict_probabilities(model, features[400:])
+    assert probabilities.shape == (200, num_classes)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_kept_weights_are_those_of_the_best_validation_epoch(tmp_path):
+    model, history, features, labels = _fit(2, tmp_path, epochs=5)
+    best = max(history.history["val_auroc"])
+    final = classification_metrics(labels[400:], predict_probabilities(model, features[400:]), 2)["auroc"]
+    # Keras's AUROC uses 1000 thresholds; scikit-learn's is exact, hence the tolerance.
+    assert final == pytest.approx(best, abs=2e-3)
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    first, *_ = _fit(2, tmp_path / "a")
+    second, *_ = _fit(2, tmp_path / "b")
+    for left, right in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(left, right)
+
+
+def test_classification_metrics_on_known_values():
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.2, 0.8]])
+    metrics = classification_metrics(labels, probabilities, 2)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["auroc"] == 1.0  # every positive scores above every negative
+    assert metrics["f1"] == pytest.approx(0.8)  # precision 2/3, recall 1
+    assert metrics["confusion_matrix"] == [[1, 1], [0, 2]]
+
+
+def test_three_class_metrics_use_macro_averages():
+    labels = np.array([0, 1, 2, 2])
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    metrics = classification_metrics(labels, probabilities, 3)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert 0 < metrics["auroc"] <= 1
+
+
+def test_logistic_regression_baseline_scores_the_same_test_set():
+    features, labels = _separable(2)
+    metrics, probabilities = logistic_regression_baseline(
+        features[:400], labels[:400], features[400:], labels[400:], num_classes=2, seed=0
+    )
+    assert probabilities.shape == (200, 2)
+    assert metrics["rows"] == 200 and metrics["auroc"] > 0.95
