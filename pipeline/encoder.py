@@ -160,8 +160,11 @@ def _call_layer(layer, signature: str, input_word_ids, input_mask, input_type_id
 
 
 def _detect_signature(layer, model_dir: Path) -> tuple[str, int]:
-    """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size)."""
-    probe = tf.constant([[101, 102, 0, 0]], dtype=tf.int32), tf.constant([[1, 1, 0, 0]], dtype=tf.int32)
+    """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size).
+
+    The probe uses ids 1 and 2 because every vocabulary, even a 100-word test one, has them.
+    """
+    probe = tf.constant([[1, 2, 0, 0]], dtype=tf.int32), tf.constant([[1, 1, 0, 0]], dtype=tf.int32)
     type_ids = tf.zeros_like(probe[0])
     for signature in ("dict", "list"):
         try:
