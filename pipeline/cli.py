@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 
 from pipeline.config import POOLINGS, RunConfig
@@ -83,8 +82,6 @@ def _config_from(arguments: argparse.Namespace) -> RunConfig:
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # TensorFlow's C++ start-up chatter hides the lines that matter; keep it for --verbose.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
 
 
 def _command_run(arguments) -> None:
@@ -104,6 +101,9 @@ def _command_extract(arguments) -> None:
 
 
 def _command_convert(arguments) -> None:
+    from pipeline.devices import start_tensorflow
+
+    start_tensorflow(verbose=arguments.verbose)
     from pipeline.convert import convert_checkpoint
 
     output = convert_checkpoint(arguments.checkpoint, arguments.output)

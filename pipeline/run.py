@@ -57,7 +57,11 @@ def prepare(config: RunConfig) -> Prepared:
         )
     splits = data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 
-    from pipeline.encoder import load_encoder  # TensorFlow loads only once the data is known to be good
+    # TensorFlow starts only once the data is known to be good, so bad input fails in a second.
+    from pipeline.devices import start_tensorflow
+
+    start_tensorflow(mixed_precision=config.mixed_precision, verbose=log.isEnabledFor(logging.DEBUG))
+    from pipeline.encoder import load_encoder
 
     encoder = load_encoder(config.encoder)
     preset = data_module.PRESETS.get(config.preset) if config.preset else None

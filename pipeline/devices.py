@@ -1,0 +1,74 @@
+"""TensorFlow start-up: quiet by default, GPU memory growth where there is a GPU, optional mixed precision.
+
+TensorFlow 2.21 logs through absl before TF_CPP_MIN_LOG_LEVEL takes effect, so importing it prints
+several lines (oneDNN, missing CUDA drivers) to the process's stderr. The command line promises one
+`error:` line for bad input, so those lines are caught at the file-descriptor level while TensorFlow
+starts, and shown only with --verbose.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+_STARTED: dict | None = None
+
+
+@contextmanager
+def _stderr_captured():
+    """Sends file descriptor 2 to a temporary file; yields a function that returns what was caught."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) -> dict:
+    """Imports TensorFlow (quietly unless verbose) and configures devices, once; returns what it found."""
+    global _STARTED
+    if _STARTED is not None:
+        return _STARTED
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if verbose:
+        _STARTED = configure_devices(mixed_precision=mixed_precision)
+        return _STARTED
+    with _stderr_captured() as caught:
+        import tensorflow  # noqa: F401  (the import is the noisy part)
+        import tensorflow_hub  # noqa: F401
+        import tf_keras  # noqa: F401
+
+        devices = configure_devices(mixed_precision=mixed_precision)
+        log.debug("TensorFlow start-up said: %s", caught())
+    _STARTED = devices
+    return devices
+
+
+def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
+    """Memory growth on every GPU (so the encoder does not grab all memory); float16 compute on request.
+
+    `tf_module` lets tests stand in a fake TensorFlow to check the GPU branch on a machine without one.
+    """
+    if tf_module is None:
+        import tensorflow as tf_module
+    gpus = tf_module.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf_module.config.experimental.set_memory_growth(gpu, True)
+    policy = "float32"
+    if gpus and mixed_precision:
+        import tf_keras
+
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
+        policy = "mixed_float16"
+    elif mixed_precision:
+        log.warning("--mixed-precision asks for float16 on a GPU, and TensorFlow sees none; using float32 on the CPU")
+    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "policy": policy}
