@@ -82,6 +82,9 @@ def _config_from(arguments: argparse.Namespace) -> RunConfig:
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:  # TensorFlow's and absl's INFO lines are about TensorFlow, not about the user's run
+        for name in ("tensorflow", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _command_run(arguments) -> None:

@@ -2,7 +2,7 @@
 
 Layout of one cache entry, `<cache_dir>/<key>/`:
   shard-00000.npy ...   float32 [rows, hidden], rows in storage order (by token length, then text digest)
-  digests.npy           |S32 SHA-256 of each text, in storage order (which row belongs to which text)
+  digests.npy           uint8 [rows, 32]: SHA-256 of each text, in storage order (which row is which text)
   progress.json         shards finished so far, with their SHA-256 (lets a killed extraction resume)
   manifest.json         written last: what produced the arrays, every file's SHA-256, timings
 
@@ -63,6 +63,15 @@ def text_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def digests_to_array(digests: list[bytes]) -> np.ndarray:
+    """uint8 [N, 32]; numpy's fixed-width bytes dtype would drop a digest's trailing zero bytes."""
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
+
+
+def digests_from_array(array: np.ndarray) -> list[bytes]:
+    return [row.tobytes() for row in array]
+
+
 def cache_key(encoder_description: dict, *, pooling: str, max_seq_length: int, sorted_digests: list[bytes]) -> str:
     """SHA-256 over everything that determines the features; the handle and folder are left out on purpose."""
     settings = {
@@ -108,7 +117,7 @@ def extract_features(
                 entry_dir=entry_dir, key=key, batch_size=batch_size, show_progress=show_progress,
             )
     storage_digests, storage_features = stored
-    row_of = {text_hash: row for row, text_hash in enumerate(storage_digests.tolist())}
+    row_of = {text_hash: row for row, text_hash in enumerate(digests_from_array(storage_digests))}
     rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
     seconds = time.perf_counter() - started
     return FeatureResult(
@@ -134,7 +143,7 @@ def read_cache_entry(entry_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray]
         digests = _load_verified(entry_dir / "digests.npy", manifest["digests_sha256"])
         shards = [_load_verified(entry_dir / shard["file"], shard["sha256"]) for shard in manifest["shards"]]
         features = np.concatenate(shards) if shards else np.zeros((0, manifest["hidden_size"]), np.float32)
-        if features.dtype != np.float32 or len(features) != len(digests) or digests.dtype != np.dtype("S32"):
+        if features.dtype != np.float32 or digests.shape != (len(features), 32) or digests.dtype != np.uint8:
             raise ValueError("arrays do not match the manifest")
         return digests, features
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -153,7 +162,7 @@ def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length,
     """Tokenizes, orders by length, encodes shard by shard, and writes the entry; reuses finished shards."""
     token_ids = [_token_ids(encoder, text, max_seq_length) for text in unique_texts]
     order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
-    storage_digests = np.array([digest_of[unique_texts[index]] for index in order], dtype="S32")
+    storage_digests = digests_to_array([digest_of[unique_texts[index]] for index in order])
     good_shards = _finished_shards(entry_dir, key)
     feature_fn = make_feature_function(encoder, pooling)
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]

@@ -47,8 +47,6 @@ def prepare(config: RunConfig) -> Prepared:
         config.data, text_column=config.text_column, label_column=config.label_column,
         preset=config.preset, seed=config.seed,
     )
-    if dataset.dropped_rows:
-        log.warning("dropped %d row(s) without a usable label or text", dataset.dropped_rows)
     test_data = None
     if config.test_data is not None:
         test_data = data_module.load_labeled_texts(

@@ -10,7 +10,9 @@ import pytest
 
 from pipeline import features as features_module
 from pipeline.encoder import load_encoder
-from pipeline.features import cache_key, encode_texts, extract_features, text_digest
+from pipeline.features import (
+    cache_key, digests_from_array, digests_to_array, encode_texts, extract_features, text_digest,
+)
 
 TEXTS = [
     "the movie is good",
@@ -167,3 +169,9 @@ def test_a_cache_file_holding_python_objects_is_refused(encoder, tmp_path, monke
     again = _extract(encoder, tmp_path)
     assert again.cache_hit is False
     np.testing.assert_array_equal(again.features, first.features)
+
+
+def test_digests_survive_the_round_trip_through_npy_even_with_trailing_zero_bytes():
+    digests = [b"\x01" * 31 + b"\x00", b"\x00" * 32, text_digest("a")]
+    array = np.load(__import__("io").BytesIO(features_module.npy_bytes(digests_to_array(digests))), allow_pickle=False)
+    assert digests_from_array(array) == digests
