@@ -158,6 +158,14 @@ def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_fe
         "labels": prepared.label_names,
         "config": _config_record(prepared, class_weight),
     }
+    from pipeline.tensorboard_logging import write_run_summaries
+
+    write_run_summaries(  # images, text, hparams and projector under logs/evaluation
+        run_dir / "logs", run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
+        split_features={"train": train_features, "validation": val_features, "test": test_features},
+        test_probabilities=test_probabilities, predict=lambda rows: predict_probabilities(model, rows),
+        seed=config.seed,
+    )
     write_json_atomic(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
     (run_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
     return metrics

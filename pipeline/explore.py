@@ -1,0 +1,319 @@
+"""What the notebooks and the TensorBoard images show, as plain functions over arrays and run folders.
+
+The notebooks import this module and only call it, so everything they compute is tested here.
+Drawing functions take a matplotlib `Axes` and draw on it; they never create figures or touch
+pyplot's global state, so the same code serves a notebook and a PNG rendered in a training run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+from pipeline.config import EMBEDDED_ENCODER, RunConfig
+
+# Environment variables the notebooks read, so a test can point them at a tiny data set and encoder.
+NOTEBOOK_DATA = "PIPELINE_NOTEBOOK_DATA"
+NOTEBOOK_ENCODER = "PIPELINE_NOTEBOOK_ENCODER"
+NOTEBOOK_MAX_SEQ_LENGTH = "PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH"
+NOTEBOOK_EPOCHS = "PIPELINE_NOTEBOOK_EPOCHS"
+SPECIAL_TOKENS_PER_TEXT = 2  # [CLS] and [SEP]
+
+
+def notebook_config(environ=None) -> RunConfig:
+    """The demo's RunConfig, or the data, encoder, length and epochs the PIPELINE_NOTEBOOK_* variables name."""
+    environ = os.environ if environ is None else environ
+    changes = {}
+    if environ.get(NOTEBOOK_DATA):
+        changes["data"] = environ[NOTEBOOK_DATA]
+    if environ.get(NOTEBOOK_MAX_SEQ_LENGTH):
+        changes["max_seq_length"] = int(environ[NOTEBOOK_MAX_SEQ_LENGTH])
+    if environ.get(NOTEBOOK_EPOCHS):
+        changes["epochs"] = int(environ[NOTEBOOK_EPOCHS])
+    return RunConfig(encoder=environ.get(NOTEBOOK_ENCODER) or EMBEDDED_ENCODER, **changes)
+
+
+# ============================================================================ data
+
+def class_balance(splits, label_names: list[str]) -> pd.DataFrame:
+    """Texts per class in each split, the total, and each class's share of the total."""
+    counts = {
+        name: np.bincount(getattr(splits, name).labels, minlength=len(label_names))
+        for name in ("train", "validation", "test")
+    }
+    table = pd.DataFrame(counts, index=pd.Index(label_names, name="label"))
+    table["total"] = table.sum(axis=1)
+    table["share"] = table["total"] / table["total"].sum()
+    return table
+
+
+def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
+    """WordPiece tokens per text including [CLS] and [SEP], before any truncation."""
+    return np.array([len(tokenizer.tokenize(text)) + SPECIAL_TOKENS_PER_TEXT for text in texts], dtype=np.int64)
+
+
+def length_summary(lengths: np.ndarray, max_seq_length: int) -> dict:
+    """How long texts are in tokens, and which share of them max_seq_length cuts short."""
+    lengths = np.asarray(lengths)
+    return {
+        "texts": int(len(lengths)),
+        "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "max_seq_length": int(max_seq_length),
+        "truncated": int((lengths > max_seq_length).sum()),
+        "truncated_share": float((lengths > max_seq_length).mean()),
+    }
+
+
+def examples_per_class(texts: list[str], labels: np.ndarray, label_names: list[str], *,
+                       per_class: int = 3, seed: int = 0) -> pd.DataFrame:
+    """A seeded random handful of texts of each class (fewer where a class has fewer)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for class_id, name in enumerate(label_names):
+        members = np.flatnonzero(np.asarray(labels) == class_id)
+        for index in sorted(rng.permutation(members)[:per_class]):
+            rows.append({"label": name, "text": texts[index]})
+    return pd.DataFrame(rows, columns=["label", "text"])
+
+
+# ============================================================================ a run folder
+
+@dataclass
+class RunRecord:
+    """What a finished run folder holds that the notebooks look at."""
+
+    run_dir: Path
+    metrics: dict
+    label_names: list[str]
+    test_labels: np.ndarray
+    test_probabilities: np.ndarray
+
+    @property
+    def config(self) -> dict:
+        return self.metrics["config"]
+
+
+def read_run(run_dir) -> RunRecord:
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    with np.load(run_dir / "test_predictions.npz", allow_pickle=False) as predictions:
+        labels, probabilities = predictions["labels"], predictions["probabilities"]
+    return RunRecord(run_dir, metrics, list(metrics["labels"]), labels, probabilities)
+
+
+def load_run_splits(config_record: dict):
+    """The run's train/validation/test texts, read and split again exactly as the run did (same data, seed)."""
+    from pipeline import data as data_module
+
+    def load(path, label_names=None):
+        return data_module.load_labeled_texts(
+            path, text_column=config_record.get("text_column"), label_column=config_record.get("label_column"),
+            preset=config_record.get("preset"), seed=config_record["seed"], label_names=label_names,
+        )
+
+    dataset = load(config_record.get("data"))
+    test_data = load(config_record["test_data"], dataset.label_names) if config_record.get("test_data") else None
+    splits = data_module.split_labeled_texts(dataset, seed=config_record["seed"], test_data=test_data)
+    expected = config_record.get("split_sizes")
+    found = {name: len(getattr(splits, name).texts) for name in ("train", "validation", "test")}
+    if expected and expected != found:
+        raise ValueError(f"the data changed since the run: split sizes {found}, the run had {expected}")
+    return splits
+
+
+def training_curves(run_dir) -> pd.DataFrame:
+    """Per-epoch values as in training_log.csv (loss, val_loss, auroc, val_auroc, lr, ...), read from the
+    TensorBoard logs, or from training_log.csv when the run has no logs."""
+    run_dir = Path(run_dir)
+    columns: dict[str, dict[int, float]] = {}
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        for tag, values in _epoch_scalars(run_dir / "logs" / split).items():
+            columns[prefix + tag.removeprefix("epoch_")] = values
+    if not columns:
+        return pd.read_csv(run_dir / "training_log.csv").set_index("epoch")
+    table = pd.DataFrame(columns).sort_index()
+    table.index.name = "epoch"
+    return table[sorted(table.columns)]
+
+
+def _epoch_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of the `epoch_*` scalars in one TensorBoard run folder."""
+    if not folder.is_dir() or not list(folder.glob("events.out.tfevents.*")):
+        return {}
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    result = {}
+    for tag in accumulator.Tags()["tensors"]:
+        if tag.startswith("epoch_"):
+            result[tag] = {
+                event.step: float(tensor_util.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)
+            }
+    return result
+
+
+# ============================================================================ evaluation
+
+def _one_vs_rest(labels, probabilities, label_names):
+    """(name, is_class, score) per curve: the positive (last) class for two classes, every class otherwise."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    classes = [len(label_names) - 1] if len(label_names) == 2 else range(len(label_names))
+    return [(label_names[k], labels == k, probabilities[:, k]) for k in classes]
+
+
+def roc_points(labels, probabilities, label_names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{class: (false positive rate, true positive rate)}; classes absent from `labels` are left out."""
+    curves = {}
+    for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
+        if 0 < is_class.sum() < len(is_class):
+            false_positive_rate, true_positive_rate, _ = roc_curve(is_class, score)
+            curves[name] = (false_positive_rate, true_positive_rate)
+    return curves
+
+
+def pr_points(labels, probabilities, label_names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{class: (recall, precision)}; classes absent from `labels` are left out."""
+    curves = {}
+    for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
+        if is_class.any():
+            precision, recall, _ = precision_recall_curve(is_class, score)
+            curves[name] = (recall, precision)
+    return curves
+
+
+def confusion_table(labels, probabilities, label_names: list[str]) -> pd.DataFrame:
+    """Counts with true classes as rows and predicted classes as columns."""
+    matrix = confusion_matrix(labels, np.asarray(probabilities).argmax(axis=1), labels=list(range(len(label_names))))
+    return pd.DataFrame(matrix, index=pd.Index(label_names, name="true"), columns=pd.Index(label_names, name="predicted"))
+
+
+def head_against_baseline(metrics: dict) -> pd.DataFrame:
+    """Test metrics of the head and of the logistic-regression baseline, side by side."""
+    keys = ["accuracy", "auroc", "pr_auc", "f1"]
+    return pd.DataFrame(
+        {"head": [metrics["test"][key] for key in keys], "baseline": [metrics["baseline"]["test"][key] for key in keys]},
+        index=pd.Index(keys, name="metric"),
+    )
+
+
+def most_confidently_wrong(texts: list[str], labels, probabilities, label_names: list[str], *,
+                           count: int = 10) -> pd.DataFrame:
+    """The misclassified texts with the highest probability on the wrong class, most confident first."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    predictions = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+    return pd.DataFrame({
+        "text": [texts[i] for i in order],
+        "label": [label_names[labels[i]] for i in order],
+        "predicted": [label_names[predictions[i]] for i in order],
+        "confidence": confidence[order],
+    })
+
+
+# ============================================================================ feature space
+
+def sample_rows(total: int, max_rows: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded random sample of at most `max_rows` of `total` rows."""
+    if total <= max_rows:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+
+
+def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """[N, 2] coordinates: PCA, or t-SNE (after PCA to 50 dimensions, the usual speed-up)."""
+    from sklearn.decomposition import PCA
+
+    features = np.asarray(features, dtype=np.float64)
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(features)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
+        perplexity = float(min(30, max(2, (len(features) - 1) // 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+
+
+def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels,
+                       label_names: list[str], *, count: int = 5) -> pd.DataFrame:
+    """The `count` texts whose features have the highest cosine similarity to `query_vector`."""
+    features = np.asarray(features, dtype=np.float64)
+    query = np.asarray(query_vector, dtype=np.float64).reshape(-1)
+    norms = np.linalg.norm(features, axis=1) * np.linalg.norm(query)
+    similarity = features @ query / np.maximum(norms, 1e-12)
+    order = np.argsort(-similarity, kind="stable")[:count]
+    return pd.DataFrame({
+        "text": [texts[i] for i in order],
+        "label": [label_names[int(labels[i])] for i in order],
+        "cosine_similarity": similarity[order],
+    })
+
+
+# ============================================================================ drawing (on a given Axes)
+
+def draw_roc(ax, curves: dict, *, title: str = "ROC curve (test)") -> None:
+    for name, (false_positive_rate, true_positive_rate) in curves.items():
+        ax.plot(false_positive_rate, true_positive_rate, label=name)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+
+
+def draw_pr(ax, curves: dict, *, title: str = "Precision-recall curve (test)") -> None:
+    for name, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower left")
+
+
+def draw_confusion(ax, table: pd.DataFrame, *, title: str = "Confusion matrix (test)") -> None:
+    values = table.to_numpy()
+    ax.imshow(values, cmap="Blues")
+    ticks = range(len(table.index))
+    ax.set_xticks(ticks, labels=list(table.columns))
+    ax.set_yticks(ticks, labels=list(table.index))
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    threshold = values.max() / 2 if values.size else 0
+    for row in ticks:
+        for column in ticks:
+            ax.text(column, row, str(values[row, column]), ha="center", va="center",
+                    color="white" if values[row, column] > threshold else "black")
+
+
+def draw_training_curve(ax, curves: pd.DataFrame, metric: str) -> None:
+    """Train and validation values of one metric per epoch."""
+    for column, label in ((metric, "train"), (f"val_{metric}", "validation")):
+        if column in curves:
+            ax.plot(curves.index, curves[column], marker="o", label=label)
+    ax.set(xlabel="epoch", ylabel=metric, title=metric)
+    ax.legend()
+
+
+def draw_length_histogram(ax, lengths: np.ndarray, max_seq_length: int) -> None:
+    ax.hist(lengths, bins=min(60, max(5, int(np.max(lengths)) - int(np.min(lengths)) + 1)), color="tab:blue")
+    ax.axvline(max_seq_length, color="tab:red", linestyle="--", label=f"max_seq_length = {max_seq_length}")
+    ax.set(xlabel="WordPiece tokens per text (with [CLS] and [SEP])", ylabel="texts", title="Text length")
+    ax.legend()
+
+
+def draw_projection(ax, points: np.ndarray, labels, label_names: list[str], *, title: str) -> None:
+    labels = np.asarray(labels)
+    for class_id, name in enumerate(label_names):
+        chosen = labels == class_id
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, label=name)
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(markerscale=3)
