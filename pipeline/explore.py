@@ -241,10 +241,13 @@ def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> n
         return PCA(n_components=2, random_state=seed).fit_transform(features)
     if method == "tsne":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
         reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
         perplexity = float(min(30, max(2, (len(features) - 1) // 3)))
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+        # One OpenMP thread: on a machine whose cores are busy, t-SNE's spinning threads made it 50x slower.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
