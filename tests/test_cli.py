@@ -129,3 +129,22 @@ def test_bad_encoder_options(tmp_path, tiny_encoder_dir):
     not_saved_model = run_cli("run", "--data", csv_path, "--encoder", tmp_path, artifacts=tmp_path / "artifacts")
     assert_usage_error(not_saved_model, "not a SavedModel")
     assert not (tmp_path / "artifacts" / "runs").exists()
+
+
+def test_convert_through_the_command_line(tmp_path):
+    from tiny_bert import write_tiny_checkpoint
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "checkpoint")
+    done = run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "encoder")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "encoder" / "saved_model.pb").is_file()
+    assert json.loads((tmp_path / "encoder" / "pipeline_model.json").read_text())["recommended_pooling"] == "mean"
+
+    assert_usage_error(run_cli("convert", "--checkpoint", tmp_path / "nowhere", "--output", tmp_path / "out1"), "nowhere")
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+    assert_usage_error(run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "out2"), "roberta")
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    (checkpoint / "vocab.txt").unlink()
+    assert_usage_error(run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "out3"), "vocab.txt")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint", "encoder"]
