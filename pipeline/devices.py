@@ -72,3 +72,19 @@ def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
     elif mixed_precision:
         log.warning("--mixed-precision asks for float16 on a GPU, and TensorFlow sees none; using float32 on the CPU")
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "policy": policy}
+
+
+# Lines TensorFlow's C++ runtime prints that say nothing about the user's run (tf-keras 2.21 builds
+# datasets with an attribute the TF 2.21 runtime does not declare, and it complains on every fit).
+KNOWN_NOISE = ("use_unbounded_threadpool",)
+
+
+@contextmanager
+def known_tensorflow_noise_dropped():
+    """Runs the block with stderr caught, then passes on every caught line except known runtime noise."""
+    with _stderr_captured() as caught:
+        try:
+            yield
+        finally:
+            kept = [line for line in caught().splitlines(keepends=True) if not any(mark in line for mark in KNOWN_NOISE)]
+    sys.stderr.write("".join(kept))

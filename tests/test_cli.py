@@ -61,6 +61,7 @@ def test_run_writes_a_complete_run_folder(smoke_runs):
     assert not (run_dir / "INCOMPLETE").exists()
     assert "TensorBoard:" in first.stdout and str(run_dir) in first.stdout
     assert "baseline (logistic regression)" in first.stdout
+    assert "use_unbounded_threadpool" not in first.stderr  # known TensorFlow runtime noise is dropped
 
 
 def test_second_run_hits_the_cache(smoke_runs):
