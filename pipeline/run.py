@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ class RunResult:
 def prepare(config: RunConfig) -> Prepared:
     """Reads and splits the data, loads the encoder, and settles pooling and max_seq_length."""
     validate(config)
+    check_creatable(cache_dir_for(config), "--cache-dir")  # before TensorFlow starts, so it fails in a second
     dataset = data_module.load_labeled_texts(
         config.data, text_column=config.text_column, label_column=config.label_column,
         preset=config.preset, seed=config.seed,
@@ -112,10 +114,17 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     except UserError:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    except OSError as error:  # Keras, h5py and NumPy write the run folder directly, not through files.py
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise UserError(f"no space left on the device while writing the run folder {run_dir}; "
+                        f"free some space or pass another --output-dir (the cached features are kept)") from None
     return RunResult(run_dir=run_dir, metrics=metrics)
 
 
 def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features, feature_summary, verbose):
+    from pipeline.devices import known_tensorflow_noise_dropped
     from pipeline.evaluate import classification_metrics, logistic_regression_baseline, report_text
     from pipeline.head import build_head, compile_head, predict_probabilities
     from pipeline.train import make_deterministic, train_head
@@ -132,12 +141,13 @@ def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_fe
                        dropout_rate=config.dropout_rate, seed=config.seed)
     compile_head(model, num_classes, learning_rate=config.learning_rate)
     started = time.perf_counter()
-    history = train_head(
-        model, train_features=train_features, train_labels=splits.train.labels,
-        val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
-        run_dir=run_dir, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
-        verbose=verbose,
-    )
+    with known_tensorflow_noise_dropped():
+        history = train_head(
+            model, train_features=train_features, train_labels=splits.train.labels,
+            val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
+            run_dir=run_dir, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
+            verbose=verbose,
+        )
     training_seconds = time.perf_counter() - started
     model.save(str(run_dir / "head.keras"))
     val_probabilities = predict_probabilities(model, val_features)
@@ -254,6 +264,8 @@ def summary_table(result: RunResult) -> str:
     lines.append(
         f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
         f"({features['texts_per_second']:.0f} texts/s), cache {'hit' if features['cache_hit'] else 'miss'}"
+        + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
+           if features.get("reused_shards") else "")
     )
     lines.append(f"Run folder: {run_dir}")
     lines.append(f"TensorBoard: {tensorboard_command(run_dir)}")
