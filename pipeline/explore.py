@@ -41,6 +41,12 @@ def notebook_config(environ=None) -> RunConfig:
 
 # ============================================================================ data
 
+def all_texts_and_labels(splits) -> tuple[list[str], np.ndarray]:
+    """Every text and label, in the order pipeline.run.extract returns features: train, validation, test."""
+    parts = [splits.train, splits.validation, splits.test]
+    return [text for part in parts for text in part.texts], np.concatenate([part.labels for part in parts])
+
+
 def class_balance(splits, label_names: list[str]) -> pd.DataFrame:
     """Texts per class in each split, the total, and each class's share of the total."""
     counts = {
@@ -251,6 +257,14 @@ def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> n
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
+def encode_query(text: str, prepared) -> np.ndarray:
+    """One new text's features, made exactly as the cached ones (same encoder, pooling, max_seq_length)."""
+    from pipeline.features import encode_texts
+
+    config = prepared.config
+    return encode_texts([text], prepared.encoder, pooling=config.pooling, max_seq_length=config.max_seq_length)[0]
+
+
 def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels,
                        label_names: list[str], *, count: int = 5) -> pd.DataFrame:
     """The `count` texts whose features have the highest cosine similarity to `query_vector`."""
@@ -307,7 +321,10 @@ def draw_training_curve(ax, curves: pd.DataFrame, metric: str) -> None:
 
 
 def draw_length_histogram(ax, lengths: np.ndarray, max_seq_length: int) -> None:
-    ax.hist(lengths, bins=min(60, max(5, int(np.max(lengths)) - int(np.min(lengths)) + 1)), color="tab:blue")
+    low, high = int(np.min(lengths)), int(np.max(lengths))
+    # One bin per token count while that stays readable; uneven integer bins would draw a false comb.
+    bins = np.arange(low, high + 2) - 0.5 if high - low <= 200 else 60
+    ax.hist(lengths, bins=bins, color="tab:blue")
     ax.axvline(max_seq_length, color="tab:red", linestyle="--", label=f"max_seq_length = {max_seq_length}")
     ax.set(xlabel="WordPiece tokens per text (with [CLS] and [SEP])", ylabel="texts", title="Text length")
     ax.legend()

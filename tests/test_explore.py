@@ -43,6 +43,12 @@ def test_class_balance_counts_each_split_and_the_share():
     assert table.index.tolist() == ["a", "b", "c"]
 
 
+def test_all_texts_and_labels_follow_the_feature_order_of_extract():
+    splits = SimpleNamespace(train=_split([0, 1], "tr"), validation=_split([1], "va"), test=_split([0, 0], "te"))
+    texts, labels = explore.all_texts_and_labels(splits)
+    assert texts == ["tr0", "tr1", "va0", "te0", "te1"] and labels.tolist() == [0, 1, 1, 0, 0]
+
+
 def test_token_lengths_count_wordpieces_plus_cls_and_sep(tmp_path):
     from tokenization import FullTokenizer
 
@@ -242,4 +248,21 @@ def test_drawing_functions_draw_what_they_are_given():
     assert [len(collection.get_offsets()) for collection in ax.collections] == [1, 2]
     ax = Figure().add_subplot()
     explore.draw_length_histogram(ax, np.array([3, 4, 4, 12]), 8)
+    assert [patch.get_height() for patch in ax.patches] == [1, 2] + [0] * 7 + [1]  # one bin per token count
     assert ax.lines[0].get_xdata()[0] == 8  # the max_seq_length marker
+
+
+def test_a_query_encoded_like_the_cache_finds_its_own_text_first(tmp_path, tiny_encoder_dir):
+    from pipeline.config import RunConfig
+    from pipeline.run import extract, prepare
+
+    config = RunConfig(data=str(write_tiny_csv(tmp_path / "reviews.csv", 60)), encoder=str(tiny_encoder_dir),
+                       max_seq_length=16, cache_dir=str(tmp_path / "cache"))
+    prepared = prepare(config)
+    features = extract(prepared, show_progress=False).features
+    texts, labels = explore.all_texts_and_labels(prepared.splits)
+    query = texts[7]
+    vector = explore.encode_query(query, prepared)
+    np.testing.assert_allclose(vector, features[7], rtol=1e-4, atol=1e-5)
+    table = explore.nearest_neighbours(vector, features, texts, labels, prepared.label_names, count=3)
+    assert table["text"].iloc[0] == query and table["cosine_similarity"].iloc[0] == pytest.approx(1.0, abs=1e-5)
