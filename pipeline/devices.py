@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 _STARTED: dict | None = None
+_EXTRACTION_MIXED_PRECISION = False  # set by configure_devices: GPU present and --mixed-precision
 
 
 @contextmanager
@@ -54,10 +55,15 @@ def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) ->
 
 
 def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
-    """Memory growth on every GPU (so the encoder does not grab all memory); float16 compute on request.
+    """Memory growth on every GPU (so the encoder does not grab all memory); float16 extraction on request.
 
+    Mixed precision is grappler's auto_mixed_precision graph rewrite, switched on only while features
+    are extracted (see `extraction_precision`): a Keras mixed-precision policy would not reach the
+    encoder, whose graph comes frozen from a SavedModel, and the small head keeps training in float32.
+    On a CPU the request is refused with a warning, because float16 there is slower, not faster.
     `tf_module` lets tests stand in a fake TensorFlow to check the GPU branch on a machine without one.
     """
+    global _EXTRACTION_MIXED_PRECISION
     if tf_module is None:
         import tensorflow as tf_module
     gpus = tf_module.config.list_physical_devices("GPU")
@@ -65,13 +71,31 @@ def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
         tf_module.config.experimental.set_memory_growth(gpu, True)
     policy = "float32"
     if gpus and mixed_precision:
-        import tf_keras
-
-        tf_keras.mixed_precision.set_global_policy("mixed_float16")
         policy = "mixed_float16"
     elif mixed_precision:
         log.warning("--mixed-precision asks for float16 on a GPU, and TensorFlow sees none; using float32 on the CPU")
+    _EXTRACTION_MIXED_PRECISION = policy == "mixed_float16"
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "policy": policy}
+
+
+@contextmanager
+def extraction_precision(tf_module=None):
+    """While extracting: float16 compute on the GPU when configure_devices chose it, else nothing changes.
+
+    The rewrite option is read when a graph is first run, so the encoder's feature function is
+    rewritten and graphs built outside this block (the head's training) are not.
+    """
+    if not _EXTRACTION_MIXED_PRECISION:
+        yield
+        return
+    if tf_module is None:
+        import tensorflow as tf_module
+    previous = bool(tf_module.config.optimizer.get_experimental_options().get("auto_mixed_precision", False))
+    tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": True})
+    try:
+        yield
+    finally:
+        tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": previous})
 
 
 # Lines TensorFlow's C++ runtime prints that say nothing about the user's run (tf-keras 2.21 builds

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array as int_array
 import logging
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import tensorflow as tf
 from filelock import FileLock
 from tqdm import tqdm
 
+from pipeline.devices import extraction_precision
 from pipeline.encoder import Encoder, pool
 from pipeline.errors import UserError
 from pipeline.files import bytes_sha256, ensure_writable_dir, npy_bytes, write_bytes_atomic, write_json_atomic
@@ -160,7 +162,7 @@ def _load_verified(path: Path, expected_sha256: str) -> np.ndarray:
 
 def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length, entry_dir, key, batch_size, show_progress):
     """Tokenizes, orders by length, encodes shard by shard, and writes the entry; reuses finished shards."""
-    token_ids = [_token_ids(encoder, text, max_seq_length) for text in unique_texts]
+    token_ids = _tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
     order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
     storage_digests = digests_to_array([digest_of[unique_texts[index]] for index in order])
     good_shards = _finished_shards(entry_dir, key)
@@ -178,8 +180,9 @@ def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length,
                 reused += 1
                 progress.update(len(shard_order))
             else:
-                array = _encode_rows([token_ids[index] for index in shard_order], feature_fn, batch_size,
-                                     max_seq_length, cls_id, sep_id, progress=progress)
+                with extraction_precision():
+                    array = _encode_rows([token_ids[index] for index in shard_order], feature_fn, batch_size,
+                                         max_seq_length, cls_id, sep_id, progress=progress)
                 payload = npy_bytes(array)
                 write_bytes_atomic(entry_dir / file_name, payload)
                 record = {"file": file_name, "rows": len(shard_order), "sha256": bytes_sha256(payload)}
@@ -235,12 +238,37 @@ def _reuse_shard(path: Path, record: dict | None, rows: int) -> np.ndarray | Non
 
 
 def _token_ids(encoder: Encoder, text: str, max_seq_length: int) -> list[int]:
-    tokenizer = encoder.tokenizer
-    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))[: max_seq_length - 2]
+    """WordPiece ids of one text, cut to leave room for [CLS] and [SEP]."""
+    return encoder.tokenizer.encode(text)[: max_seq_length - 2]
+
+
+def _tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *, show_progress: bool) -> list[int_array]:
+    """Ids of every text, each kept as a compact int32 array (100,000 reviews take ~30 MB, not ~300 MB of lists).
+
+    The tokenizer memoises per word, so this runs at tens of thousands of texts per second: under
+    1% of the encoder's time, which is why it is not overlapped with the encoder (docs/benchmarks.md).
+    """
+    with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
+              mininterval=0.5) as progress:
+        return [int_array("i", _token_ids(encoder, text, max_seq_length)) for text in progress]
+
+
+# Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or
+# two, so a process that extracts several times (predict, notebooks, the benchmark) pays them once.
+_FEATURE_FUNCTIONS: dict[tuple[int, str], tuple[object, object]] = {}
 
 
 def make_feature_function(encoder: Encoder, pooling: str):
-    """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back."""
+    """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back.
+
+    The sequence output never leaves the graph, so at most one batch of it exists at a time. Input
+    shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
+    measured and left out: ~5% faster per token at best, but 1-2 s of compilation per new shape.
+    """
+    key = (id(encoder.layer), pooling)
+    cached = _FEATURE_FUNCTIONS.get(key)
+    if cached is not None and cached[0] is encoder.layer:
+        return cached[1]
     spec = tf.TensorSpec([None, None], tf.int32)
 
     @tf.function(input_signature=[spec, spec, spec])
@@ -248,21 +276,28 @@ def make_feature_function(encoder: Encoder, pooling: str):
         outputs = encoder(input_word_ids, input_mask, input_type_ids)
         return tf.cast(pool(outputs, input_mask, pooling), tf.float32)
 
+    _FEATURE_FUNCTIONS[key] = (encoder.layer, features)
     return features
 
 
 def _encode_rows(rows_token_ids, feature_fn, batch_size, max_seq_length, cls_id, sep_id, progress=None) -> np.ndarray:
-    """Encodes rows already sorted by length, each batch padded only to its own longest row."""
-    outputs = []
+    """Encodes rows already sorted by length, each batch padded only to its own longest row.
+
+    Only the pooled [batch, hidden] rows come back from the graph; they go straight into one
+    preallocated array, so memory per shard is the shard's features plus one batch in flight.
+    """
+    output = None
     for start in range(0, len(rows_token_ids), batch_size):
         batch = pack_inputs(rows_token_ids[start : start + batch_size], max_seq_length=max_seq_length,
                             cls_id=cls_id, sep_id=sep_id)
         vectors = feature_fn(tf.constant(batch["input_word_ids"]), tf.constant(batch["input_mask"]),
-                             tf.constant(batch["input_type_ids"]))
-        outputs.append(vectors.numpy())
+                             tf.constant(batch["input_type_ids"])).numpy()
+        if output is None:
+            output = np.empty((len(rows_token_ids), vectors.shape[1]), dtype=np.float32)
+        output[start : start + len(vectors)] = vectors
         if progress is not None:
-            progress.update(len(batch["input_word_ids"]))
-    return np.concatenate(outputs).astype(np.float32, copy=False)
+            progress.update(len(vectors))
+    return output if output is not None else np.zeros((0, 0), np.float32)
 
 
 def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, max_seq_length: int, batch_size: int = 64) -> np.ndarray:
@@ -272,8 +307,9 @@ def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, max_seq_le
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     if not texts:
         return np.zeros((0, encoder.hidden_size), np.float32)
-    ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling),
-                           batch_size, max_seq_length, cls_id, sep_id)
+    with extraction_precision():
+        ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling),
+                               batch_size, max_seq_length, cls_id, sep_id)
     result = np.empty_like(ordered)
     result[np.array(order)] = ordered
     return result

@@ -175,3 +175,29 @@ def test_digests_survive_the_round_trip_through_npy_even_with_trailing_zero_byte
     digests = [b"\x01" * 31 + b"\x00", b"\x00" * 32, text_digest("a")]
     array = np.load(__import__("io").BytesIO(features_module.npy_bytes(digests_to_array(digests))), allow_pickle=False)
     assert digests_from_array(array) == digests
+
+
+def test_progress_bars_show_tokenization_and_extraction_in_texts_per_second(encoder, tmp_path, capsys):
+    _extract(encoder, tmp_path, show_progress=True)
+    shown = capsys.readouterr().err
+    assert "tokenizing" in shown and "features" in shown and "text/s" in shown
+    _extract(encoder, tmp_path / "quiet", show_progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_token_ids_are_stored_compactly_and_cut_to_leave_room_for_cls_and_sep(encoder):
+    texts = ["the movie is good", "", " ".join(["good"] * 40)]
+    stored = features_module._tokenize_all(texts, encoder, 8, show_progress=False)
+    assert [list(ids) for ids in stored] == [encoder.tokenizer.encode(text)[:6] for text in texts]
+    assert all(ids.itemsize == 4 for ids in stored)
+    assert [len(ids) for ids in stored] == [4, 0, 6]
+
+
+def test_the_feature_graph_is_built_once_per_encoder_model_and_pooling(encoder):
+    import dataclasses
+
+    mean = features_module.make_feature_function(encoder, "mean")
+    assert features_module.make_feature_function(encoder, "mean") is mean
+    # Another Encoder object around the same loaded model (the benchmark's fresh tokenizer) shares it.
+    assert features_module.make_feature_function(dataclasses.replace(encoder), "mean") is mean
+    assert features_module.make_feature_function(encoder, "cls") is not mean
