@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--checkpoint", required=True, help="folder with config.json, model.safetensors, vocab.txt")
     convert.add_argument("--output", required=True, help="new folder for the SavedModel (must not exist)")
     _add_output_options(convert)
+
+    export = commands.add_parser("export", help="a finished run as one SavedModel: raw strings in, probabilities out")
+    export.add_argument("--run", required=True, help="a finished run folder (it holds metrics.json)")
+    export.add_argument("--output", required=True, help="new folder for the SavedModel (must not exist)")
+    _add_output_options(export)
+
+    predict = commands.add_parser("predict", help="label texts with an exported model or a run folder")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to label (or use --input)")
+    predict.add_argument("--model", required=True, help="a folder written by `export`, or a run folder")
+    predict.add_argument("--input", metavar="FILE", help="table of texts (CSV, TSV, JSONL or Parquet)")
+    predict.add_argument("--text-column", default="text", metavar="NAME", help="column of --input holding the texts")
+    predict.add_argument("--output", metavar="FILE", help="write a table (.csv, .tsv or .jsonl) instead of printing")
+    _add_output_options(predict)
     return parser
 
 
@@ -113,7 +126,23 @@ def _command_convert(arguments) -> None:
     print(f"Converted {arguments.checkpoint} -> {output}")
 
 
-COMMANDS = {"run": _command_run, "extract": _command_extract, "convert": _command_convert}
+def _command_export(arguments) -> None:
+    from pipeline.export import export_run  # starts TensorFlow once the run folder is known to be good
+
+    output = export_run(arguments.run, arguments.output, verbose=arguments.verbose)
+    print(f"Exported {arguments.run} -> {output}")
+
+
+def _command_predict(arguments) -> None:
+    from pipeline.predict import predict_command  # starts TensorFlow once the input is known to be good
+
+    print(predict_command(arguments.model, arguments.texts, input_path=arguments.input, output_path=arguments.output,
+                          text_column=arguments.text_column, show_progress=not arguments.quiet,
+                          verbose=arguments.verbose))
+
+
+COMMANDS = {"run": _command_run, "extract": _command_extract, "convert": _command_convert,
+            "export": _command_export, "predict": _command_predict}
 
 
 def main(argv: list[str] | None = None) -> int:
