@@ -96,7 +96,7 @@ class ExportedModel:
 class RunFolderModel:
     """A run folder's encoder and head, through the pipeline's own code (FullTokenizer, encode_texts)."""
 
-    chunk_size = 512  # encode_texts traces its graph once per call, so calls are kept few
+    chunk_size = 128  # texts per encode_texts call (one progress step); its graph is traced once per model
 
     def __init__(self, run_dir: Path):
         from pipeline.export import load_run_model, read_run_folder
