@@ -20,6 +20,11 @@ def artifacts_dir() -> Path:
     return Path(os.environ.get("PIPELINE_ARTIFACTS", REPO_ROOT / "artifacts"))
 
 
+def models_dir() -> Path:
+    """Converted encoders; PIPELINE_MODELS moves them alone (the tests share one converted copy)."""
+    return Path(os.environ.get("PIPELINE_MODELS", artifacts_dir() / "models"))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one `run` or `extract` needs. Fields left None are filled from the preset or the encoder."""

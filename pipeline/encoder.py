@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
-from pipeline.config import EMBEDDED_ENCODER, artifacts_dir
+from pipeline.config import EMBEDDED_ENCODER
+from pipeline.config import models_dir as default_models_dir
 from pipeline.errors import UserError
 from tokenization import FullTokenizer
 
@@ -77,7 +78,7 @@ def resolve_handle(handle: str, *, models_dir: Path | None = None) -> Path:
     if handle == EMBEDDED_ENCODER:
         from pipeline.embedded import ensure_embedded_model
 
-        return ensure_embedded_model(models_dir or artifacts_dir() / "models")
+        return ensure_embedded_model(models_dir or default_models_dir())
     if handle.startswith(("http://", "https://")) or _looks_like_kaggle_handle(handle):
         return _resolve_remote(handle)
     path = Path(handle).expanduser()

@@ -22,6 +22,19 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
     return make_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_converted_models(tmp_path_factory) -> Path:
+    """The embedded encoder is converted at most once per test session (it takes seconds), not once per test."""
+    folder = tmp_path_factory.mktemp("models")
+    previous = os.environ.get("PIPELINE_MODELS")
+    os.environ["PIPELINE_MODELS"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("PIPELINE_MODELS", None)
+    else:
+        os.environ["PIPELINE_MODELS"] = previous
+
+
 @pytest.fixture(autouse=True)
 def isolated_artifacts(tmp_path, monkeypatch) -> Path:
     """Nothing a test does may touch the repository's own artifacts/ folder."""
