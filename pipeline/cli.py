@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import sys
 
-from pipeline.config import POOLINGS, RunConfig
+from pipeline.config import POOLINGS, RunConfig, validate
 from pipeline.errors import UserError
 
 USAGE_ERROR = 2
@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from(arguments: argparse.Namespace) -> RunConfig:
     names = {field.name for field in dataclasses.fields(RunConfig)}
-    return RunConfig(**{name: value for name, value in vars(arguments).items() if name in names})
+    config = RunConfig(**{name: value for name, value in vars(arguments).items() if name in names})
+    validate(config)  # a bad option fails here, before pandas and TensorFlow are even imported
+    return config
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -112,6 +114,8 @@ def _command_extract(arguments) -> None:
 
     result = extract(prepare(_config_from(arguments)), show_progress=not arguments.quiet)
     state = "hit" if result.cache_hit else "miss"
+    if result.reused_shards:
+        state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
     print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
           f"cache {state}: {result.entry_dir}")
 

@@ -20,7 +20,6 @@ from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from pipeline.errors import UserError
 from pipeline.presets import (
@@ -507,6 +506,8 @@ def stratified_split(
     labels: np.ndarray, indices: np.ndarray, *, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, split_off) positions; sklearn's own refusals become UserErrors."""
+    from sklearn.model_selection import train_test_split  # imported here: bad input fails before it loads
+
     try:
         kept, split_off = train_test_split(
             indices, test_size=fraction, random_state=seed, shuffle=True, stratify=labels[indices]

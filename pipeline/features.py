@@ -14,16 +14,18 @@ data reuses the entry. Every file is written to a temporary name and renamed whe
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 from array import array as int_array
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from pipeline.devices import extraction_precision
@@ -35,7 +37,20 @@ from tokenization.packing import pack_inputs
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
-SHARD_ROWS = 4096
+
+
+def _shard_rows_setting(default: int = 4096) -> int:
+    """Rows per shard. PIPELINE_SHARD_ROWS is a test and tuning knob (small shards make a kill land
+    between shards in a short test); it is read once, when this module is imported."""
+    text = os.environ.get("PIPELINE_SHARD_ROWS", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) <= 0:
+        raise UserError(f"PIPELINE_SHARD_ROWS must be a positive whole number, got {text!r}; unset it or fix it")
+    return int(text)
+
+
+SHARD_ROWS = _shard_rows_setting()
 
 
 @dataclass
@@ -109,15 +124,31 @@ def extract_features(
     )
     ensure_writable_dir(cache_dir, "--cache-dir")
     entry_dir = cache_dir / key[:32]
-    with FileLock(str(cache_dir / f".{key[:32]}.lock")):
-        stored = read_cache_entry(entry_dir, key)
+    lock = FileLock(str(cache_dir / f".{key[:32]}.lock"))
+    try:
+        lock.acquire(timeout=0.5)
+    except Timeout:  # another process is filling this entry: wait, then read what it wrote
+        log.info("another process is extracting the same features into %s; waiting for it", entry_dir)
+        lock.acquire()
+    try:  # the OS drops the lock of a killed process, so a kill never blocks the next run
+        _remove_leftovers(entry_dir)
+        description = encoder.describe()
+        stored = read_cache_entry(entry_dir, key, expected={
+            "pooling": pooling, "max_seq_length": max_seq_length, "texts": len(unique_texts),
+            "hidden_size": encoder.hidden_size, **{f"encoder.{name}": description[name]
+                                                   for name in ("fingerprint", "vocab_sha256", "do_lower_case")},
+        })
         cache_hit = stored is not None
+        if cache_hit:  # a kill between writing the manifest and removing progress.json leaves it behind
+            (entry_dir / "progress.json").unlink(missing_ok=True)
         reused_shards = 0
         if stored is None:
             stored, reused_shards = _compute_entry(
                 unique_texts, digest_of, encoder, pooling=pooling, max_seq_length=max_seq_length,
                 entry_dir=entry_dir, key=key, batch_size=batch_size, show_progress=show_progress,
             )
+    finally:
+        lock.release()
     storage_digests, storage_features = stored
     row_of = {text_hash: row for row, text_hash in enumerate(digests_from_array(storage_digests))}
     rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
@@ -133,31 +164,71 @@ def extract_features(
     )
 
 
-def read_cache_entry(entry_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(digests, features) of a complete, verified entry; None when absent or damaged (with a warning)."""
+def _remove_leftovers(entry_dir: Path) -> None:
+    """Called under the lock, so a temporary file can only be a killed writer's half-written one."""
+    for temporary in entry_dir.glob(".*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
+def read_cache_entry(entry_dir: Path, key: str, expected: dict | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(digests, features) of a complete, verified entry; None when absent or damaged (with one warning line).
+
+    `expected` maps manifest fields ("encoder.fingerprint" for a nested one) to the values this run needs;
+    the key already covers them, so a difference means an edited manifest.
+    """
     manifest_path = entry_dir / "manifest.json"
     if not manifest_path.is_file():
         return None
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT_VERSION:
-            raise ValueError("manifest does not match this cache key")
-        digests = _load_verified(entry_dir / "digests.npy", manifest["digests_sha256"])
-        shards = [_load_verified(entry_dir / shard["file"], shard["sha256"]) for shard in manifest["shards"]]
+        if not isinstance(manifest, dict) or manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT_VERSION:
+            raise ValueError("manifest.json does not match this cache key")
+        for name, value in (expected or {}).items():
+            recorded = _manifest_field(manifest, name)
+            if recorded != value:
+                raise ValueError(f"manifest.json records {name} {recorded!r}, this run needs {value!r}")
+        problems, shards = [], []
+        for record in [{"file": "digests.npy", "sha256": manifest["digests_sha256"]}, *manifest["shards"]]:
+            try:  # check every file, so the one warning names all that is bad
+                shards.append(_load_verified(entry_dir / record["file"], record["sha256"], rows=record.get("rows")))
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
+        digests, shards = shards[0], shards[1:]
         features = np.concatenate(shards) if shards else np.zeros((0, manifest["hidden_size"]), np.float32)
         if features.dtype != np.float32 or digests.shape != (len(features), 32) or digests.dtype != np.uint8:
             raise ValueError("arrays do not match the manifest")
         return digests, features
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.warning("feature cache %s is damaged (%s); recomputing what is bad", entry_dir, error)
         return None
 
 
-def _load_verified(path: Path, expected_sha256: str) -> np.ndarray:
-    payload = path.read_bytes()
+def _manifest_field(manifest: dict, dotted_name: str):
+    value = manifest
+    for part in dotted_name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _load_verified(path: Path, expected_sha256: str, rows: int | None = None) -> np.ndarray:
+    """The array in `path` if its bytes have the recorded SHA-256 and hold plain numbers; ValueError naming the fault."""
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path.name} is missing") from None
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
     if bytes_sha256(payload) != expected_sha256:
-        raise ValueError(f"{path.name} does not match its recorded SHA-256")
-    return np.load(path, allow_pickle=False)
+        raise ValueError(f"{path.name} does not match its recorded SHA-256 (truncated or altered)")
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)  # the bytes just hashed, not a second read
+    except ValueError as error:  # object arrays need pickle, which is refused
+        raise ValueError(f"{path.name} is not a plain numeric array ({error})") from None
+    if rows is not None and len(array) != rows:
+        raise ValueError(f"{path.name} has {len(array)} rows, the manifest says {rows}")
+    return array
 
 
 def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length, entry_dir, key, batch_size, show_progress):
@@ -213,16 +284,30 @@ def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length,
 
 
 def _finished_shards(entry_dir: Path, key: str) -> dict[str, dict]:
-    """Shard records from an earlier attempt (progress.json, or a damaged entry's manifest)."""
+    """Verified shard records from an earlier attempt (progress.json, or a damaged entry's manifest).
+
+    A recorded shard that fails its check is left out, so it is recomputed. It is reported here in one
+    line unless a manifest exists, because then read_cache_entry has already reported it.
+    """
     records: dict[str, dict] = {}
     for name in ("manifest.json", "progress.json"):
-        path = entry_dir / name
         try:
-            recorded = json.loads(path.read_text(encoding="utf-8"))
+            recorded = json.loads((entry_dir / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if recorded.get("key") == key:
-            records.update({shard["file"]: shard for shard in recorded.get("shards", []) if "file" in shard})
+        if isinstance(recorded, dict) and recorded.get("key") == key and isinstance(recorded.get("shards"), list):
+            records.update({shard["file"]: shard for shard in recorded["shards"]
+                            if isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                            and isinstance(shard.get("sha256"), str) and isinstance(shard.get("rows"), int)})
+    problems = []
+    for file_name, record in list(records.items()):
+        try:
+            _load_verified(entry_dir / file_name, record["sha256"], rows=record["rows"])
+        except ValueError as error:
+            problems.append(str(error))
+            del records[file_name]
+    if problems and not (entry_dir / "manifest.json").is_file():
+        log.warning("feature cache %s: %s; recomputing those shards", entry_dir, "; ".join(problems))
     return records
 
 
@@ -230,9 +315,9 @@ def _reuse_shard(path: Path, record: dict | None, rows: int) -> np.ndarray | Non
     if record is None or record.get("rows") != rows or not path.is_file():
         return None
     try:
-        array = _load_verified(path, record["sha256"])
-    except (OSError, ValueError, KeyError):
-        log.warning("feature shard %s is damaged; recomputing it", path)
+        array = _load_verified(path, record["sha256"], rows=rows)
+    except (ValueError, KeyError) as error:  # _finished_shards checked it; this catches a change since then
+        log.warning("feature shard %s is damaged (%s); recomputing it", path, error)
         return None
     return array if array.dtype == np.float32 and len(array) == rows else None
 

@@ -108,9 +108,12 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     val_features = feature_result.features[n_train : n_train + n_val]
     test_features = feature_result.features[n_train + n_val :]
     start_run_dir(run_dir)
+    from pipeline.devices import known_tensorflow_noise_dropped
+
     try:
-        metrics = _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features,
-                                      feature_result.summary(), verbose=2 if show_progress else 0)
+        with known_tensorflow_noise_dropped():  # predict and the evaluation summaries print it too, not only fit
+            metrics = _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features,
+                                          feature_result.summary(), verbose=2 if show_progress else 0)
     except UserError:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
