@@ -488,7 +488,7 @@ def require_stratifiable(data: LabeledTexts, *, minimum_rows: int, reason: str) 
     for class_id, count in enumerate(counts):
         if count < minimum_rows:
             raise UserError(
-                f"class {data.label_names[class_id]!r} has {count} rows, too few for a stratified split: "
+                f"class {data.label_names[class_id]!r} has {count} row{'' if count == 1 else 's'}, too few for a stratified split: "
                 f"each class needs at least {minimum_rows} so {reason}; add rows or remove that class"
             )
 
