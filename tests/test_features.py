@@ -201,3 +201,13 @@ def test_the_feature_graph_is_built_once_per_encoder_model_and_pooling(encoder):
     # Another Encoder object around the same loaded model (the benchmark's fresh tokenizer) shares it.
     assert features_module.make_feature_function(dataclasses.replace(encoder), "mean") is mean
     assert features_module.make_feature_function(encoder, "cls") is not mean
+
+
+def test_a_batch_holds_many_short_texts_and_few_long_ones():
+    lengths = [3] * 100 + [100] * 25 + [300]  # token counts without [CLS] and [SEP], sorted
+    bounds = features_module._batch_bounds(lengths, 64, 1024)
+    assert [start for start, _ in bounds] == [0] + [end for _, end in bounds[:-1]] and bounds[-1][1] == len(lengths)
+    sizes = [end - start for start, end in bounds]
+    assert sizes == [64, 36, 10, 10, 5, 1]  # 64 short rows (the row cap); 10 x 102 tokens fit in 1024; 302 alone
+    for start, end in bounds:
+        assert end - start == 1 or (end - start) * (lengths[end - 1] + 2) <= 1024
