@@ -195,7 +195,13 @@ def _read_model_info(model_dir: Path) -> dict:
     path = model_dir / "pipeline_model.json"
     if not path.is_file():
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path} is unreadable ({type(error).__name__}); delete it, or convert the model again") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is not a JSON object; delete it, or convert the model again")
+    return info
 
 
 def model_fingerprint(model_dir: Path) -> str:

@@ -126,3 +126,11 @@ def test_saved_model_with_assets_but_no_bert_outputs_is_refused(tmp_path, tiny_e
     folder = _save_module(NotBert(), tmp_path / "not-bert")
     with pytest.raises(UserError, match="does not give BERT outputs"):
         load_encoder(str(folder))
+
+
+def test_a_damaged_model_note_is_a_user_error_not_a_crash(tiny_encoder_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_encoder_dir, copy)
+    (copy / "pipeline_model.json").write_text("{not json")
+    with pytest.raises(UserError, match="pipeline_model.json is unreadable"):
+        load_encoder(str(copy))
