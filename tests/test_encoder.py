@@ -45,8 +45,9 @@ def test_old_list_signature_gives_the_same_outputs_through_one_convention(tiny_e
     assert old.hidden_size == new.hidden_size
     assert old.tokenizer.vocab == new.tokenizer.vocab
     old_outputs, new_outputs = old(*_batch()), new(*_batch())
+    # Same weights, separately traced graphs: oneDNN may order the float32 sums differently (seen: 2.8e-6).
     for name in ("pooled_output", "sequence_output"):
-        np.testing.assert_allclose(old_outputs[name].numpy(), new_outputs[name].numpy(), atol=1e-6)
+        np.testing.assert_allclose(old_outputs[name].numpy(), new_outputs[name].numpy(), atol=1e-5)
 
 
 def test_pooling_modes_on_known_values():
