@@ -262,7 +262,9 @@ def _compute_entry(unique_texts, digest_of, encoder, *, pooling, max_seq_length,
                 record = {"file": file_name, "rows": len(shard_order), "sha256": bytes_sha256(payload)}
             shard_records.append(record)
             shard_arrays.append(array)
-            write_json_atomic(entry_dir / "progress.json", {"key": key, "shards": shard_records})
+            # Shards of an earlier attempt not reached yet stay listed, so a kill now does not forget them.
+            not_reached = [good_shards[name] for name in sorted(good_shards) if name > file_name]
+            write_json_atomic(entry_dir / "progress.json", {"key": key, "shards": shard_records + not_reached})
     seconds = time.perf_counter() - extraction_started
     features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, encoder.hidden_size), np.float32)
     digests_payload = npy_bytes(storage_digests)

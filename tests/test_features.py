@@ -211,3 +211,34 @@ def test_a_batch_holds_many_short_texts_and_few_long_ones():
     assert sizes == [64, 36, 10, 10, 5, 1]  # 64 short rows (the row cap); 10 x 102 tokens fit in 1024; 302 alone
     for start, end in bounds:
         assert end - start == 1 or (end - start) * (lengths[end - 1] + 2) <= 1024
+
+
+def test_a_kill_while_reusing_shards_does_not_forget_the_ones_not_reached(encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    original_encode = features_module._encode_rows
+    calls = {"count": 0}
+
+    def dying_after_two_shards(*args, **kwargs):
+        if calls["count"] == 2:
+            raise KeyboardInterrupt
+        calls["count"] += 1
+        return original_encode(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "_encode_rows", dying_after_two_shards)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, tmp_path)
+    monkeypatch.setattr(features_module, "_encode_rows", original_encode)
+
+    original_reuse = features_module._reuse_shard
+
+    def dying_on_the_second_shard(path, record, rows):
+        if path.name == "shard-00001.npy":
+            raise KeyboardInterrupt
+        return original_reuse(path, record, rows)
+
+    monkeypatch.setattr(features_module, "_reuse_shard", dying_on_the_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, tmp_path)
+    entry_dir = next(path for path in tmp_path.iterdir() if path.is_dir())
+    listed = [shard["file"] for shard in json.loads((entry_dir / "progress.json").read_text())["shards"]]
+    assert listed == ["shard-00000.npy", "shard-00001.npy"]
