@@ -9,11 +9,13 @@ load touches all alike. Reported per variant: the fastest round's wall time, and
 1,000 real tokens (less sensitive to other processes on a shared machine). The first round of a
 variant includes its tracing or compilation and is shown apart.
 
-  pipeline   what pipeline.features does: batches of --batch-size rows, each padded to its longest row
-  batchN     N rows per batch instead of --batch-size
+  pipeline   what pipeline.features does: at most --batch-size rows and TOKEN_BUDGET padded tokens per
+             batch, each padded to its own longest row
+  batchN     always N rows per batch (the pipeline before the token budget: batch64)
   budgetN    a token budget: as many rows as fit in N padded tokens, at most --batch-size (fewer long texts)
-  xla8       jit_compile=True on the encoder call, widths rounded up to a multiple of 8 (bounded traces)
-  prefetch   the next batch is packed in a thread while the encoder runs (tf.data-style overlap)
+  xla8       the pipeline's batches, jit_compile=True on the encoder call, widths rounded up to a multiple
+             of 8 (so XLA compiles a bounded number of shapes)
+  prefetch   the pipeline's batches, the next one packed in a thread while the encoder runs (tf.data-style)
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--inter-op", type=int, default=0, help="TensorFlow inter-op threads (0: its default)")
     parser.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: its default)")
-    parser.add_argument("--only", default="pipeline,batch32,batch128,budget4096,xla8,prefetch",
+    parser.add_argument("--only", default="pipeline,batch64,xla8,prefetch",
                         help="comma-separated variants: pipeline, batchN, budgetN, xla8, prefetch")
     arguments = parser.parse_args()
     start_tensorflow()
@@ -70,7 +72,7 @@ def main() -> None:
 
     import extract as benchmark
     from pipeline.encoder import load_encoder, pool
-    from pipeline.features import _token_ids, make_feature_function
+    from pipeline.features import TOKEN_BUDGET, _batch_bounds, _token_ids, make_feature_function
     from tokenization.packing import pack_inputs
 
     encoder = load_encoder(benchmark.ENCODER)
@@ -111,7 +113,7 @@ def main() -> None:
                 outputs.append(function(*inputs).numpy())
         return np.concatenate(outputs)
 
-    rows = batches_by_rows(lengths, arguments.batch_size)
+    rows = _batch_bounds(lengths, arguments.batch_size, TOKEN_BUDGET)  # the pipeline's own batches
 
     def variant(name):
         if name == "pipeline":
