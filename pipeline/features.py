@@ -37,8 +37,9 @@ from tokenization.packing import pack_inputs
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
-# Padded tokens per encoder call. Smaller calls keep the working set in cache: on the 2-core EPYC of
-# docs/benchmarks.md, ~1,000 tokens per call used 5-10% less CPU per token than 64 rows of reviews.
+# Padded tokens per encoder call (rows are also capped by the batch size). Against 64 rows per call it
+# pads less (+4% instead of +7% on snippets, +1% instead of +5% on reviews) and costs no more CPU per
+# token; bigger calls cost more (docs/benchmarks.md, "What was tried").
 TOKEN_BUDGET = 1024
 
 
@@ -333,7 +334,7 @@ def _token_ids(encoder: Encoder, text: str, max_seq_length: int) -> list[int]:
 
 
 def _tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *, show_progress: bool) -> list[int_array]:
-    """Ids of every text, each kept as a compact int32 array (100,000 reviews take ~30 MB, not ~300 MB of lists).
+    """Ids of every text, each kept as a compact int32 array (100,000 reviews: 36 MB rather than 62 MB of lists).
 
     The tokenizer memoises per word, so this runs at tens of thousands of texts per second: under
     1% of the encoder's time, which is why it is not overlapped with the encoder (docs/benchmarks.md).
@@ -353,7 +354,7 @@ def make_feature_function(encoder: Encoder, pooling: str):
 
     The sequence output never leaves the graph, so at most one batch of it exists at a time. Input
     shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
-    measured and left out: ~5% faster per token at best, but 1-2 s of compilation per new shape.
+    measured and left out: 0-10% less CPU per token, but 1-2 s of compilation per new shape.
     """
     key = (id(encoder.layer), pooling)
     cached = _FEATURE_FUNCTIONS.get(key)
