@@ -39,18 +39,6 @@ def batches_by_rows(lengths, rows):
     return [(start, min(start + rows, len(lengths))) for start in range(0, len(lengths), rows)]
 
 
-def batches_by_budget(lengths, budget, max_rows):
-    """Greedy over rows sorted by length: a batch grows while rows x (longest + 2) stays within budget."""
-    bounds, start = [], 0
-    while start < len(lengths):
-        end = start + 1
-        while end < len(lengths) and end - start < max_rows and (end + 1 - start) * (lengths[end] + 2) <= budget:
-            end += 1
-        bounds.append((start, end))
-        start = end
-    return bounds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=("short", "reviews"), default="short")
@@ -125,7 +113,7 @@ def main() -> None:
         if name.startswith("batch"):
             bounds = batches_by_rows(lengths, int(name[5:]))
         elif name.startswith("budget"):
-            bounds = batches_by_budget(lengths, int(name[6:]), arguments.batch_size)
+            bounds = _batch_bounds(lengths, arguments.batch_size, int(name[6:]))  # the pipeline's rule, another budget
         else:
             raise SystemExit(f"unknown variant {name}")
         return bounds, lambda: run(bounds, plain_features)
