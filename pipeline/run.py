@@ -69,14 +69,13 @@ def prepare(config: RunConfig) -> Prepared:
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
     pooling = config.pooling or encoder.recommended_pooling or "pooled"
     class_weighting = config.class_weights or dataset.class_weighting
-    name = config.preset or (Path(config.data).name.split(".")[0] if config.data else "rotten-tomatoes")
     return Prepared(
         config=config.replace(pooling=pooling, max_seq_length=max_seq_length),
         splits=splits,
         encoder=encoder,
         label_names=list(dataset.label_names),
         class_weighting=None if class_weighting == "none" else class_weighting,
-        name=name,
+        name=run_name(config),
     )
 
 
@@ -99,7 +98,7 @@ def extract(prepared: Prepared, *, show_progress: bool = True):
 def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not."""
     validate(config)
-    run_dir = choose_run_dir(config, name=_quick_name(config))
+    run_dir = choose_run_dir(config, name=run_name(config))
     prepared = prepare(config)
     feature_result = extract(prepared, show_progress=show_progress)
     splits = prepared.splits
@@ -207,7 +206,8 @@ def _report(prepared: Prepared, classification_report: str) -> str:
     )
 
 
-def _quick_name(config: RunConfig) -> str:
+def run_name(config: RunConfig) -> str:
+    """The preset, else the data file's stem: the tail of the default run folder's name."""
     if config.preset:
         return config.preset
     return Path(config.data).name.split(".")[0] if config.data else "rotten-tomatoes"
