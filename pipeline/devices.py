@@ -98,9 +98,10 @@ def extraction_precision(tf_module=None):
         tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": previous})
 
 
-# Lines TensorFlow's C++ runtime prints that say nothing about the user's run (tf-keras 2.21 builds
-# datasets with an attribute the TF 2.21 runtime does not declare, and it complains on every fit).
-KNOWN_NOISE = ("use_unbounded_threadpool",)
+# Lines TensorFlow's C++ runtime prints that say nothing about the user's run: tf-keras 2.21 builds
+# datasets with an attribute the TF 2.21 runtime does not declare, and it complains on every fit; the
+# exported model's in-graph tokenizer has int64 ops, and oneDNN says once that Eigen runs them.
+KNOWN_NOISE = ("use_unbounded_threadpool", "oneDNN supports DT_INT64 only")
 
 
 @contextmanager

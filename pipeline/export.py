@@ -197,7 +197,7 @@ def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, *, ver
         raise UserError(f"--output {output_dir} already exists; choose a new folder (an export never overwrites)")
     check_creatable(output_dir.parent, "--output")
 
-    from pipeline.devices import start_tensorflow
+    from pipeline.devices import known_tensorflow_noise_dropped, start_tensorflow
 
     start_tensorflow(verbose=verbose)
     import tensorflow as tf
@@ -213,7 +213,8 @@ def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, *, ver
             TOKENIZE_SIGNATURE: module.tokenize.get_concrete_function(),
         }
         tf.saved_model.save(module, str(temporary_dir), signatures=signatures)
-        max_difference = _check_export(temporary_dir, run_model)
+        with known_tensorflow_noise_dropped():  # the exported graph's first call prints a oneDNN note
+            max_difference = _check_export(temporary_dir, run_model)
         write_json_atomic(temporary_dir / EXPORT_INFO_FILE, _export_info(run_model, max_difference))
         # mkdtemp and the atomic writer make owner-only files; a model is meant to be shared or served.
         _allow_by_umask(temporary_dir, 0o777)

@@ -76,12 +76,15 @@ class ExportedModel:
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tokenizer's ops before loading)
 
+        from pipeline.devices import known_tensorflow_noise_dropped
         from pipeline.export import LABELS_SIGNATURE, SERVING_SIGNATURE
 
         try:
             loaded = tf.saved_model.load(str(model_dir))
             self._serve = loaded.signatures[SERVING_SIGNATURE]
             names = loaded.signatures[LABELS_SIGNATURE]()["labels"].numpy()
+            with known_tensorflow_noise_dropped():  # the first call prints a oneDNN note; later ones do not
+                self._serve(texts=tf.constant(["warm-up"]))
         except (OSError, KeyError, ValueError, tf.errors.OpError) as error:
             raise UserError(f"{model_dir} could not be loaded as an exported model ({type(error).__name__}); "
                             f"export the run again") from None
