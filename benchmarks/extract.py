@@ -344,7 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=2000, help="short texts (demo snippets)")
     parser.add_argument("--reviews", type=int, default=1000, help="review-length texts (~50 words)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each way; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each way; the fastest counts")
     parser.add_argument("--max-seq-length", type=int, default=128, help="for the pipeline and PyTorch")
     parser.add_argument("--batch-size", type=int, default=64, help="the pipeline's --extraction-batch-size")
     parser.add_argument("--peer-threads", type=int, default=2, help="torch.set_num_threads for PyTorch")
