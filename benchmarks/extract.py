@@ -31,17 +31,15 @@ import platform
 import random
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from pipeline.devices import start_tensorflow
 
-from pipeline.devices import start_tensorflow  # noqa: E402  (the repo root must be importable first)
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ENCODER = "all-MiniLM-L6-v2"
 PEERS_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"

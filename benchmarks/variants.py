@@ -21,18 +21,12 @@ variant includes its tracing or compilation and is shown apart.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pipeline.devices import start_tensorflow  # noqa: E402
+from pipeline.devices import start_tensorflow
 
 
 def batches_by_rows(lengths, rows):
@@ -59,8 +53,9 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(arguments.intra_op)
 
     import extract as benchmark
-    from pipeline.encoder import load_encoder, pool
-    from pipeline.features import TOKEN_BUDGET, _batch_bounds, _token_ids, make_feature_function
+
+    from pipeline.encoder import load_encoder
+    from pipeline.features import TOKEN_BUDGET, _batch_bounds, _token_ids, make_feature_function, pool
     from tokenization.packing import pack_inputs
 
     encoder = load_encoder(benchmark.ENCODER)

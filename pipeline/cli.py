@@ -9,8 +9,11 @@ import argparse
 import dataclasses
 import logging
 import sys
+import typing
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-from pipeline.config import POOLINGS, RunConfig, validate
+from pipeline.config import RunConfig, validate
 from pipeline.errors import UserError
 
 USAGE_ERROR = 2
@@ -19,7 +22,7 @@ USAGE_ERROR = 2
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage plus a message over several lines; our contract is one `error:` line."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message}; see `python -m pipeline {self.prog.split()[-1]} --help`\n")
         sys.exit(USAGE_ERROR)
 
@@ -31,23 +34,33 @@ def _comma_separated_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths such as 50,30,30, got {text!r}") from None
 
 
-_VALUE_TYPES = {"int": int, "int | None": int, "float": float, "str": str, "str | None": str}
+def _value_type(annotation: Any) -> Any:
+    """The type a flag's text converts to: `int | None` is int, `tuple[int, ...]` is a comma list of ints."""
+    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        return _comma_separated_ints
+    if len(arguments) == 1:  # X | None
+        return _value_type(arguments[0])
+    if annotation in (int, float, str):
+        return annotation
+    raise TypeError(f"RunConfig has a field of type {annotation!r} that the command line cannot parse yet")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field, with the field's own help text (annotations are strings here)."""
+    """One flag per RunConfig field, typed by the field's annotation, with the field's own help text."""
+    annotations = typing.get_type_hints(RunConfig)
     for field in dataclasses.fields(RunConfig):
         flag = "--" + field.name.replace("_", "-")
         help_text = field.metadata.get("help", "")
-        if field.type == "bool":
+        annotation = annotations[field.name]
+        if annotation is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
-        elif field.name == "hidden_units":
-            parser.add_argument(flag, type=_comma_separated_ints, default=field.default, metavar="N,N,...", help=help_text)
-        elif field.name == "pooling":
-            parser.add_argument(flag, choices=POOLINGS, help=help_text)
+        elif "choices" in field.metadata:
+            parser.add_argument(flag, choices=field.metadata["choices"], default=field.default, help=help_text)
         else:
-            parser.add_argument(flag, type=_VALUE_TYPES[field.type], default=field.default,
-                                metavar=field.name.split("_")[-1].upper(), help=help_text)
+            value_type = _value_type(annotation)
+            metavar = "N,N,..." if value_type is _comma_separated_ints else field.name.split("_")[-1].upper()
+            parser.add_argument(flag, type=value_type, default=field.default, metavar=metavar, help=help_text)
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -102,14 +115,14 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _command_run(arguments) -> None:
+def _command_run(arguments: argparse.Namespace) -> None:
     from pipeline.run import run, summary_table
 
     result = run(_config_from(arguments), show_progress=not arguments.quiet)
     print(summary_table(result))
 
 
-def _command_extract(arguments) -> None:
+def _command_extract(arguments: argparse.Namespace) -> None:
     from pipeline.run import extract, prepare
 
     result = extract(prepare(_config_from(arguments)), show_progress=not arguments.quiet)
@@ -120,7 +133,7 @@ def _command_extract(arguments) -> None:
           f"cache {state}: {result.entry_dir}")
 
 
-def _command_convert(arguments) -> None:
+def _command_convert(arguments: argparse.Namespace) -> None:
     from pipeline.devices import start_tensorflow
 
     start_tensorflow(verbose=arguments.verbose)
@@ -130,14 +143,14 @@ def _command_convert(arguments) -> None:
     print(f"Converted {arguments.checkpoint} -> {output}")
 
 
-def _command_export(arguments) -> None:
+def _command_export(arguments: argparse.Namespace) -> None:
     from pipeline.export import export_run  # starts TensorFlow once the run folder is known to be good
 
     output = export_run(arguments.run, arguments.output, verbose=arguments.verbose)
     print(f"Exported {arguments.run} -> {output}")
 
 
-def _command_predict(arguments) -> None:
+def _command_predict(arguments: argparse.Namespace) -> None:
     from pipeline.predict import predict_command  # starts TensorFlow once the input is known to be good
 
     print(predict_command(arguments.model, arguments.texts, input_path=arguments.input, output_path=arguments.output,
@@ -145,7 +158,7 @@ def _command_predict(arguments) -> None:
                           verbose=arguments.verbose))
 
 
-COMMANDS = {"run": _command_run, "extract": _command_extract, "convert": _command_convert,
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"run": _command_run, "extract": _command_extract, "convert": _command_convert,
             "export": _command_export, "predict": _command_predict}
 
 

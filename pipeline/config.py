@@ -6,6 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import UserError
 
@@ -34,8 +35,10 @@ class RunConfig:
     text_column: str | None = field(default=None, metadata={"help": "column holding the text (default: the preset's, else 'text')"})
     label_column: str | None = field(default=None, metadata={"help": "column holding the label (default: the preset's, else 'label')"})
     preset: str | None = field(default=None, metadata={"help": "a known data set recipe (see README)"})
-    encoder: str = field(default=EMBEDDED_ENCODER, metadata={"help": "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the embedded model's name"})
-    pooling: str | None = field(default=None, metadata={"help": "how a text becomes one vector (default: the encoder's recommendation, else pooled)"})
+    encoder: str = field(default=EMBEDDED_ENCODER, metadata={
+        "help": "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the embedded model's name"})
+    pooling: str | None = field(default=None, metadata={
+        "help": "how a text becomes one vector (default: the encoder's recommendation, else pooled)", "choices": POOLINGS})
     max_seq_length: int | None = field(default=None, metadata={"help": "WordPiece tokens per text including [CLS] and [SEP] (default: the preset's, else 128)"})
     epochs: int = field(default=10, metadata={"help": "training epochs for the head"})
     batch_size: int = field(default=300, metadata={"help": "training batch size for the head"})
@@ -49,10 +52,10 @@ class RunConfig:
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
     mixed_precision: bool = field(default=False, metadata={"help": "use float16 compute on a GPU during extraction"})
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy, for config.json and the cache manifest."""
         values = dataclasses.asdict(self)
         values["hidden_units"] = list(self.hidden_units)

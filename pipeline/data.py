@@ -10,13 +10,15 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import io
 import json
 import logging
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ from pipeline.presets import (
     TEXT,
     Preset,
     embedded_demo_path,
+    unknown_labels,
 )
 
 __all__ = [
@@ -68,10 +71,6 @@ class LabeledTexts:
             raise ValueError(f"labels must be a 1-D int64 array, got {self.labels.dtype}")
         if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(self.label_names):
             raise ValueError(f"labels must lie in 0..{len(self.label_names) - 1}")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
 
 
 @dataclass(frozen=True)
@@ -172,48 +171,42 @@ def read_delimited(
 
 
 def read_text_file(path: Path, *, compression: str | None, encoding: str) -> str:
-    openers = {None: open, "gzip": gzip.open, "bz2": bz2.open}
-    with openers[compression](path, "rb") as handle:
-        return handle.read().decode(encoding)
+    if compression == "gzip":
+        with gzip.open(path, "rb") as handle:
+            return handle.read().decode(encoding)
+    if compression == "bz2":
+        with bz2.open(path, "rb") as handle:
+            return handle.read().decode(encoding)
+    return path.read_bytes().decode(encoding)
 
 
-def parse_json_records(text: str, path: Path) -> list[dict]:
-    """One JSON object per line, or a single JSON array of objects."""
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UserError(
-                f"{path} is not valid JSON ({error}); write one object per line (JSON lines)"
-            ) from None
-        numbered = list(enumerate(records, start=1))
-        where = "item"
-    else:
-        numbered = []
+def read_json_table(path: Path, *, compression: str | None, encoding: str) -> pd.DataFrame:
+    """JSON lines (one object per line), or one JSON array of objects, read by pandas as they are."""
+    text = read_text_file(path, compression=compression, encoding=encoding)
+    if not text.strip():
+        raise pd.errors.EmptyDataError("no records")
+    is_array = text.lstrip().startswith("[")
+    try:
+        return pd.read_json(io.StringIO(text), lines=not is_array, orient="records", dtype=False,
+                            convert_dates=False, keep_default_dates=False)
+    except (ValueError, TypeError) as error:
+        raise UserError(json_problem(text, path, is_array=is_array, error=error)) from None
+
+
+def json_problem(text: str, path: Path, *, is_array: bool, error: Exception) -> str:
+    """pandas says what is wrong but not where; for JSON lines, name the first line that is no object."""
+    if not is_array:
         for line_number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                numbered.append((line_number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise UserError(
-                    f"line {line_number} of {path} is not valid JSON ({error}); write one object per line"
-                ) from None
-        where = "line"
-    for number, record in numbered:
-        if not isinstance(record, dict):
-            raise UserError(
-                f"{where} {number} of {path} is not a JSON object; "
-                f'write one {{"column": value}} object per {where}'
-            )
-    return [record for _, record in numbered]
-
-
-def read_json_table(path: Path, *, compression: str | None, encoding: str) -> pd.DataFrame:
-    text = read_text_file(path, compression=compression, encoding=encoding)
-    if not text.strip():
-        raise pd.errors.EmptyDataError("no records")
-    return pd.DataFrame(parse_json_records(text, path))
+                record = json.loads(line)
+            except json.JSONDecodeError as line_error:
+                return f"line {line_number} of {path} is not valid JSON ({line_error}); write one object per line"
+            if not isinstance(record, dict):
+                return (f"line {line_number} of {path} is not a JSON object; "
+                        f'write one {{"column": value}} object per line')
+    return f"{path} is not valid JSON ({one_line(error)}); write one object per line (JSON lines)"
 
 
 def read_parquet_table(path: Path) -> pd.DataFrame:
@@ -267,7 +260,7 @@ def read_table(path: Path, *, headerless_columns: Sequence[str] | None = None) -
 # ============================================================================ columns and labels
 
 
-def value_to_text(value: object) -> str | None:
+def value_to_text(value: Any) -> str | None:  # a table cell, of whatever type the reader gave
     """A cell as stripped text; None when missing or blank. Whole floats lose their `.0`.
 
     Numbers are text too (a numeric text column is read as its digits), and a label 1.0 that
@@ -356,14 +349,29 @@ def sorted_label_names(labels: Sequence[str]) -> list[str]:
 def labels_to_ids(labels: Sequence[str], label_names: Sequence[str], *, source: str) -> np.ndarray:
     """Class ids for label strings; a label outside `label_names` is a UserError naming it."""
     id_by_name = {name: index for index, name in enumerate(label_names)}
-    unknown = sorted(set(labels) - set(id_by_name))
-    if unknown:
-        shown = ", ".join(repr(label) for label in unknown[:5])
+    shown = unknown_labels(labels, id_by_name)
+    if shown:
         raise UserError(
             f"{source} has label {shown} not among the training labels ({', '.join(label_names)}); "
             f"use the same label values in both files"
         )
     return np.array([id_by_name[label] for label in labels], dtype=np.int64)
+
+
+def classes_present(class_names: list[str], label_values: Sequence[str], *, preset_name: str, path: Path) -> list[str]:
+    """A preset's fixed classes, less those with no row in this file (with a warning naming them).
+
+    A user may well hold a copy with a class filtered out; training on the classes present is what
+    they can use, where refusing would leave them nothing to do but add rows they do not have.
+    """
+    present = set(label_values)
+    missing = [name for name in class_names if name not in present]
+    if missing:
+        kept = [name for name in class_names if name in present]
+        logger.warning("%s: class %s has no rows in %s; training on the %d classes present (%s)", preset_name,
+                       ", ".join(repr(name) for name in missing), path, len(kept), ", ".join(kept))
+        return kept
+    return class_names
 
 
 def require_two_classes(labels: np.ndarray, label_names: Sequence[str], *, path: Path) -> None:
@@ -454,6 +462,8 @@ def load_labeled_texts(
     label_values = rows[LABEL].tolist()
     fixed_order = label_names or (chosen.label_names if chosen else None)
     class_names = list(fixed_order) if fixed_order else sorted_label_names(label_values)
+    if not label_names and chosen is not None:
+        class_names = classes_present(class_names, label_values, preset_name=chosen.name, path=data_path)
     labels = labels_to_ids(label_values, class_names, source=str(data_path))
     require_two_classes(labels, class_names, path=data_path)
     return LabeledTexts(
@@ -566,11 +576,11 @@ def split_labeled_texts(
 
 
 def compute_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
-    """Balanced weights n / (K * count_k), so each class contributes equally to the loss."""
-    counts = np.bincount(labels, minlength=num_classes)
-    if len(counts) > num_classes:
-        raise ValueError(f"labels go up to {len(counts) - 1} but num_classes is {num_classes}")
-    if (counts == 0).any():
-        absent = int(np.argmin(counts))
-        raise ValueError(f"class {absent} has no rows; weights are only defined for present classes")
-    return {class_id: len(labels) / (num_classes * int(count)) for class_id, count in enumerate(counts)}
+    """scikit-learn's balanced weights n / (K * count_k), so each class contributes equally to the loss."""
+    from sklearn.utils.class_weight import compute_class_weight  # imported here: bad input fails before it loads
+
+    absent = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
+    if absent:
+        raise ValueError(f"class {absent[0]} has no rows; weights are only defined for present classes")
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return {class_id: float(weight) for class_id, weight in enumerate(weights)}

@@ -12,15 +12,17 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger(__name__)
-_STARTED: dict | None = None
+_STARTED: dict[str, Any] | None = None
 _EXTRACTION_MIXED_PRECISION = False  # set by configure_devices: GPU present and --mixed-precision
 
 
 @contextmanager
-def _stderr_captured():
+def _stderr_captured() -> Iterator[Callable[[], str]]:
     """Sends file descriptor 2 to a temporary file; yields a function that returns what was caught."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -34,7 +36,7 @@ def _stderr_captured():
             os.close(saved)
 
 
-def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) -> dict:
+def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) -> dict[str, Any]:
     """Imports TensorFlow (quietly unless verbose) and configures devices, once; returns what it found."""
     global _STARTED
     if _STARTED is not None:
@@ -54,7 +56,7 @@ def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) ->
     return devices
 
 
-def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
+def configure_devices(*, mixed_precision: bool = False, tf_module: Any = None) -> dict[str, Any]:
     """Memory growth on every GPU (so the encoder does not grab all memory); float16 extraction on request.
 
     Mixed precision is grappler's auto_mixed_precision graph rewrite, switched on only while features
@@ -65,7 +67,9 @@ def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
     """
     global _EXTRACTION_MIXED_PRECISION
     if tf_module is None:
-        import tensorflow as tf_module
+        import tensorflow
+
+        tf_module = tensorflow
     gpus = tf_module.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf_module.config.experimental.set_memory_growth(gpu, True)
@@ -79,7 +83,7 @@ def configure_devices(*, mixed_precision: bool = False, tf_module=None) -> dict:
 
 
 @contextmanager
-def extraction_precision(tf_module=None):
+def extraction_precision(tf_module: Any = None) -> Iterator[None]:
     """While extracting: float16 compute on the GPU when configure_devices chose it, else nothing changes.
 
     The rewrite option is read when a graph is first run, so the encoder's feature function is
@@ -89,7 +93,9 @@ def extraction_precision(tf_module=None):
         yield
         return
     if tf_module is None:
-        import tensorflow as tf_module
+        import tensorflow
+
+        tf_module = tensorflow
     previous = bool(tf_module.config.optimizer.get_experimental_options().get("auto_mixed_precision", False))
     tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": True})
     try:
@@ -105,7 +111,7 @@ KNOWN_NOISE = ("use_unbounded_threadpool", "oneDNN supports DT_INT64 only")
 
 
 @contextmanager
-def known_tensorflow_noise_dropped():
+def known_tensorflow_noise_dropped() -> Iterator[None]:
     """Runs the block with stderr caught, then passes on every caught line except known runtime noise."""
     with _stderr_captured() as caught:
         try:

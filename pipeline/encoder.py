@@ -8,25 +8,26 @@ the difference. The tokenizer always comes from the model's own vocab asset and 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
 from pipeline.config import EMBEDDED_ENCODER
 from pipeline.config import models_dir as default_models_dir
 from pipeline.errors import UserError
+from pipeline.files import file_sha256
+from pipeline.model_info import MODEL_INFO_FILENAME, read_model_info
 from tokenization import FullTokenizer
 
 log = logging.getLogger(__name__)
 
 _KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
-_LOADED: dict[str, "Encoder"] = {}
+_LOADED: dict[str, Encoder] = {}
 DEFAULT_MAX_POSITIONS = 512
 
 
@@ -44,20 +45,21 @@ class Encoder:
     hidden_size: int
     max_seq_length: int
     fingerprint: str
+    vocab_sha256: str  # hashed once at load: the cache key and every run config need it
     recommended_pooling: str | None
 
-    def __call__(self, input_word_ids, input_mask, input_type_ids) -> dict:
+    def __call__(self, input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         """Runs the frozen encoder; returns {'pooled_output': [B, H], 'sequence_output': [B, T, H]}."""
         return _call_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What identifies this encoder, for cache manifests and run configs."""
         return {
             "handle": self.handle,
             "model_dir": str(self.model_dir),
             "signature": self.signature,
             "fingerprint": self.fingerprint,
-            "vocab_sha256": file_sha256(self.vocab_file),
+            "vocab_sha256": self.vocab_sha256,
             "do_lower_case": self.do_lower_case,
             "hidden_size": self.hidden_size,
             "max_seq_length": self.max_seq_length,
@@ -123,7 +125,7 @@ def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
     resolved = layer.resolved_object
     vocab_file, do_lower_case = _tokenizer_assets(resolved, model_dir)
     signature, hidden_size = _detect_signature(layer, model_dir)
-    info = _read_model_info(model_dir)
+    info = read_model_info(model_dir)
     return Encoder(
         handle=handle,
         model_dir=model_dir,
@@ -135,11 +137,12 @@ def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
         hidden_size=hidden_size,
         max_seq_length=int(info.get("max_seq_length") or _max_positions(resolved)),
         fingerprint=model_fingerprint(model_dir),
+        vocab_sha256=file_sha256(vocab_file),
         recommended_pooling=info.get("recommended_pooling"),
     )
 
 
-def _tokenizer_assets(resolved, model_dir: Path) -> tuple[Path, bool]:
+def _tokenizer_assets(resolved: Any, model_dir: Path) -> tuple[Path, bool]:
     """The model's own vocab asset and lower-casing flag: the tokenizer must match the model exactly."""
     if not hasattr(resolved, "vocab_file") or not hasattr(resolved, "do_lower_case"):
         raise UserError(
@@ -150,7 +153,8 @@ def _tokenizer_assets(resolved, model_dir: Path) -> tuple[Path, bool]:
     return vocab_file, bool(resolved.do_lower_case.numpy())
 
 
-def _call_layer(layer, signature: str, input_word_ids, input_mask, input_type_ids) -> dict:
+def _call_layer(layer: hub.KerasLayer, signature: str, input_word_ids: tf.Tensor, input_mask: tf.Tensor,
+                input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
     if signature == "dict":
         outputs = layer(
             {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
@@ -160,7 +164,7 @@ def _call_layer(layer, signature: str, input_word_ids, input_mask, input_type_id
     return {"pooled_output": pooled_output, "sequence_output": sequence_output}
 
 
-def _detect_signature(layer, model_dir: Path) -> tuple[str, int]:
+def _detect_signature(layer: hub.KerasLayer, model_dir: Path) -> tuple[str, int]:
     """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size).
 
     The probe uses ids 1 and 2 because every vocabulary, even a 100-word test one, has them.
@@ -182,7 +186,7 @@ def _detect_signature(layer, model_dir: Path) -> tuple[str, int]:
     )
 
 
-def _max_positions(resolved) -> int:
+def _max_positions(resolved: Any) -> int:
     """The position-embedding table's height is the longest sequence the model accepts."""
     for variable in getattr(resolved, "variables", []):
         if "position_embedding" in variable.name and variable.shape.rank == 2:
@@ -190,55 +194,13 @@ def _max_positions(resolved) -> int:
     return DEFAULT_MAX_POSITIONS
 
 
-def _read_model_info(model_dir: Path) -> dict:
-    """pipeline_model.json, written by our converter, records pooling and limits; hub models have none."""
-    path = model_dir / "pipeline_model.json"
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path} is unreadable ({type(error).__name__}); delete it, or convert the model again") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{path} is not a JSON object; delete it, or convert the model again")
-    return info
-
-
 def model_fingerprint(model_dir: Path) -> str:
     """SHA-256 over every file of the SavedModel (names and bytes): any change to the model changes it."""
     digest = hashlib.sha256()
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         relative = path.relative_to(model_dir).as_posix()
-        if relative == "pipeline_model.json":
+        if relative == MODEL_INFO_FILENAME:
             continue  # notes about the model, not the model
         digest.update(relative.encode("utf-8") + b"\0")
         digest.update(file_sha256(path).encode("ascii"))
     return digest.hexdigest()
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def pool(outputs: dict, input_mask, pooling: str):
-    """pooled = the model's pooled_output; cls = the [CLS] row; mean = average over real tokens."""
-    if pooling == "pooled":
-        return outputs["pooled_output"]
-    sequence = outputs["sequence_output"]
-    if pooling == "cls":
-        return sequence[:, 0, :]
-    if pooling == "mean":
-        weights = tf.cast(input_mask, sequence.dtype)[:, :, tf.newaxis]
-        total = tf.reduce_sum(sequence * weights, axis=1)
-        count = tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)
-        return total / count
-    raise ValueError(f"unknown pooling {pooling!r}")
-
-
-def numpy_inputs(batch: dict) -> dict:
-    """Packed numpy arrays -> int32 tensors in the encoder's argument order."""
-    return {name: tf.constant(np.asarray(batch[name], dtype=np.int32)) for name in ("input_word_ids", "input_mask", "input_type_ids")}

@@ -1,35 +1,39 @@
-"""What the notebooks and the TensorBoard images show, as plain functions over arrays and run folders.
+"""Notebook support: what the notebooks compute beyond a run, as plain functions over data and run folders.
 
-The notebooks import this module and only call it, so everything they compute is tested here.
-Drawing functions take a matplotlib `Axes` and draw on it; they never create figures or touch
-pyplot's global state, so the same code serves a notebook and a PNG rendered in a training run.
+The notebooks import this module (with `pipeline.plots` for pictures and `pipeline.run_folder` to
+read a run) and only call it, so everything they compute is tested. Nothing in the pipeline imports it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 from pipeline.config import EMBEDDED_ENCODER, RunConfig
+from pipeline.run_folder import LOGS_DIR, TRAINING_LOG_FILE
+from tokenization.packing import SPECIAL_TOKENS_SINGLE
+
+if TYPE_CHECKING:
+    from pipeline.data import Splits
+    from pipeline.run import Prepared
+    from tokenization import FullTokenizer
 
 # Environment variables the notebooks read, so a test can point them at a tiny data set and encoder.
 NOTEBOOK_DATA = "PIPELINE_NOTEBOOK_DATA"
 NOTEBOOK_ENCODER = "PIPELINE_NOTEBOOK_ENCODER"
 NOTEBOOK_MAX_SEQ_LENGTH = "PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH"
 NOTEBOOK_EPOCHS = "PIPELINE_NOTEBOOK_EPOCHS"
-SPECIAL_TOKENS_PER_TEXT = 2  # [CLS] and [SEP]
 
 
-def notebook_config(environ=None) -> RunConfig:
+def notebook_config(environ: Mapping[str, str] | None = None) -> RunConfig:
     """The demo's RunConfig, or the data, encoder, length and epochs the PIPELINE_NOTEBOOK_* variables name."""
     environ = os.environ if environ is None else environ
-    changes = {}
+    changes: dict[str, Any] = {}
     if environ.get(NOTEBOOK_DATA):
         changes["data"] = environ[NOTEBOOK_DATA]
     if environ.get(NOTEBOOK_MAX_SEQ_LENGTH):
@@ -41,13 +45,13 @@ def notebook_config(environ=None) -> RunConfig:
 
 # ============================================================================ data
 
-def all_texts_and_labels(splits) -> tuple[list[str], np.ndarray]:
+def all_texts_and_labels(splits: Splits) -> tuple[list[str], np.ndarray]:
     """Every text and label, in the order pipeline.run.extract returns features: train, validation, test."""
     parts = [splits.train, splits.validation, splits.test]
     return [text for part in parts for text in part.texts], np.concatenate([part.labels for part in parts])
 
 
-def class_balance(splits, label_names: list[str]) -> pd.DataFrame:
+def class_balance(splits: Splits, label_names: list[str]) -> pd.DataFrame:
     """Texts per class in each split, the total, and each class's share of the total."""
     counts = {
         name: np.bincount(getattr(splits, name).labels, minlength=len(label_names))
@@ -59,12 +63,12 @@ def class_balance(splits, label_names: list[str]) -> pd.DataFrame:
     return table
 
 
-def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
+def token_lengths(texts: list[str], tokenizer: FullTokenizer) -> np.ndarray:
     """WordPiece tokens per text including [CLS] and [SEP], before any truncation."""
-    return np.array([len(tokenizer.tokenize(text)) + SPECIAL_TOKENS_PER_TEXT for text in texts], dtype=np.int64)
+    return np.array([len(tokenizer.tokenize(text)) + SPECIAL_TOKENS_SINGLE for text in texts], dtype=np.int64)
 
 
-def length_summary(lengths: np.ndarray, max_seq_length: int) -> dict:
+def length_summary(lengths: np.ndarray, max_seq_length: int) -> dict[str, Any]:
     """How long texts are in tokens, and which share of them max_seq_length cuts short."""
     lengths = np.asarray(lengths)
     return {
@@ -93,34 +97,11 @@ def examples_per_class(texts: list[str], labels: np.ndarray, label_names: list[s
 
 # ============================================================================ a run folder
 
-@dataclass
-class RunRecord:
-    """What a finished run folder holds that the notebooks look at."""
-
-    run_dir: Path
-    metrics: dict
-    label_names: list[str]
-    test_labels: np.ndarray
-    test_probabilities: np.ndarray
-
-    @property
-    def config(self) -> dict:
-        return self.metrics["config"]
-
-
-def read_run(run_dir) -> RunRecord:
-    run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    with np.load(run_dir / "test_predictions.npz", allow_pickle=False) as predictions:
-        labels, probabilities = predictions["labels"], predictions["probabilities"]
-    return RunRecord(run_dir, metrics, list(metrics["labels"]), labels, probabilities)
-
-
-def load_run_splits(config_record: dict):
+def load_run_splits(config_record: Mapping[str, Any]) -> Splits:
     """The run's train/validation/test texts, read and split again exactly as the run did (same data, seed)."""
     from pipeline import data as data_module
 
-    def load(path, label_names=None):
+    def load(path: str | None, label_names: list[str] | None = None) -> data_module.LabeledTexts:
         return data_module.load_labeled_texts(
             path, text_column=config_record.get("text_column"), label_column=config_record.get("label_column"),
             preset=config_record.get("preset"), seed=config_record["seed"], label_names=label_names,
@@ -136,16 +117,16 @@ def load_run_splits(config_record: dict):
     return splits
 
 
-def training_curves(run_dir) -> pd.DataFrame:
+def training_curves(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Per-epoch values as in training_log.csv (loss, val_loss, auroc, val_auroc, lr, ...), read from the
     TensorBoard logs, or from training_log.csv when the run has no logs."""
     run_dir = Path(run_dir)
     columns: dict[str, dict[int, float]] = {}
     for split, prefix in (("train", ""), ("validation", "val_")):
-        for tag, values in _epoch_scalars(run_dir / "logs" / split).items():
+        for tag, values in _epoch_scalars(run_dir / LOGS_DIR / split).items():
             columns[prefix + tag.removeprefix("epoch_")] = values
     if not columns:
-        return pd.read_csv(run_dir / "training_log.csv").set_index("epoch")
+        return pd.read_csv(run_dir / TRAINING_LOG_FILE).set_index("epoch")
     table = pd.DataFrame(columns).sort_index()
     table.index.name = "epoch"
     return table[sorted(table.columns)]
@@ -160,7 +141,7 @@ def _epoch_scalars(folder: Path) -> dict[str, dict[int, float]]:
 
     accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    result = {}
+    result: dict[str, dict[int, float]] = {}
     for tag in accumulator.Tags()["tensors"]:
         if tag.startswith("epoch_"):
             result[tag] = {
@@ -171,40 +152,7 @@ def _epoch_scalars(folder: Path) -> dict[str, dict[int, float]]:
 
 # ============================================================================ evaluation
 
-def _one_vs_rest(labels, probabilities, label_names):
-    """(name, is_class, score) per curve: the positive (last) class for two classes, every class otherwise."""
-    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
-    classes = [len(label_names) - 1] if len(label_names) == 2 else range(len(label_names))
-    return [(label_names[k], labels == k, probabilities[:, k]) for k in classes]
-
-
-def roc_points(labels, probabilities, label_names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{class: (false positive rate, true positive rate)}; classes absent from `labels` are left out."""
-    curves = {}
-    for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
-        if 0 < is_class.sum() < len(is_class):
-            false_positive_rate, true_positive_rate, _ = roc_curve(is_class, score)
-            curves[name] = (false_positive_rate, true_positive_rate)
-    return curves
-
-
-def pr_points(labels, probabilities, label_names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{class: (recall, precision)}; classes absent from `labels` are left out."""
-    curves = {}
-    for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
-        if is_class.any():
-            precision, recall, _ = precision_recall_curve(is_class, score)
-            curves[name] = (recall, precision)
-    return curves
-
-
-def confusion_table(labels, probabilities, label_names: list[str]) -> pd.DataFrame:
-    """Counts with true classes as rows and predicted classes as columns."""
-    matrix = confusion_matrix(labels, np.asarray(probabilities).argmax(axis=1), labels=list(range(len(label_names))))
-    return pd.DataFrame(matrix, index=pd.Index(label_names, name="true"), columns=pd.Index(label_names, name="predicted"))
-
-
-def head_against_baseline(metrics: dict) -> pd.DataFrame:
+def head_against_baseline(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Test metrics of the head and of the logistic-regression baseline, side by side."""
     keys = ["accuracy", "auroc", "pr_auc", "f1"]
     return pd.DataFrame(
@@ -213,7 +161,7 @@ def head_against_baseline(metrics: dict) -> pd.DataFrame:
     )
 
 
-def most_confidently_wrong(texts: list[str], labels, probabilities, label_names: list[str], *,
+def most_confidently_wrong(texts: list[str], labels: np.ndarray, probabilities: np.ndarray, label_names: list[str], *,
                            count: int = 10) -> pd.DataFrame:
     """The misclassified texts with the highest probability on the wrong class, most confident first."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
@@ -230,13 +178,6 @@ def most_confidently_wrong(texts: list[str], labels, probabilities, label_names:
 
 
 # ============================================================================ feature space
-
-def sample_rows(total: int, max_rows: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a seeded random sample of at most `max_rows` of `total` rows."""
-    if total <= max_rows:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
-
 
 def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> np.ndarray:
     """[N, 2] coordinates: PCA, or t-SNE (after PCA to 50 dimensions, the usual speed-up)."""
@@ -257,15 +198,14 @@ def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> n
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
-def encode_query(text: str, prepared) -> np.ndarray:
+def encode_query(text: str, prepared: Prepared) -> np.ndarray:
     """One new text's features, made exactly as the cached ones (same encoder, pooling, max_seq_length)."""
     from pipeline.features import encode_texts
 
-    config = prepared.config
-    return encode_texts([text], prepared.encoder, pooling=config.pooling, max_seq_length=config.max_seq_length)[0]
+    return encode_texts([text], prepared.encoder, pooling=prepared.pooling, max_seq_length=prepared.max_seq_length)[0]
 
 
-def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels,
+def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels: np.ndarray,
                        label_names: list[str], *, count: int = 5) -> pd.DataFrame:
     """The `count` texts whose features have the highest cosine similarity to `query_vector`."""
     features = np.asarray(features, dtype=np.float64)
@@ -280,60 +220,3 @@ def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: li
     })
 
 
-# ============================================================================ drawing (on a given Axes)
-
-def draw_roc(ax, curves: dict, *, title: str = "ROC curve (test)") -> None:
-    for name, (false_positive_rate, true_positive_rate) in curves.items():
-        ax.plot(false_positive_rate, true_positive_rate, label=name)
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
-
-
-def draw_pr(ax, curves: dict, *, title: str = "Precision-recall curve (test)") -> None:
-    for name, (recall, precision) in curves.items():
-        ax.plot(recall, precision, label=name)
-    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower left")
-
-
-def draw_confusion(ax, table: pd.DataFrame, *, title: str = "Confusion matrix (test)") -> None:
-    values = table.to_numpy()
-    ax.imshow(values, cmap="Blues")
-    ticks = range(len(table.index))
-    ax.set_xticks(ticks, labels=list(table.columns))
-    ax.set_yticks(ticks, labels=list(table.index))
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    threshold = values.max() / 2 if values.size else 0
-    for row in ticks:
-        for column in ticks:
-            ax.text(column, row, str(values[row, column]), ha="center", va="center",
-                    color="white" if values[row, column] > threshold else "black")
-
-
-def draw_training_curve(ax, curves: pd.DataFrame, metric: str) -> None:
-    """Train and validation values of one metric per epoch."""
-    for column, label in ((metric, "train"), (f"val_{metric}", "validation")):
-        if column in curves:
-            ax.plot(curves.index, curves[column], marker="o", label=label)
-    ax.set(xlabel="epoch", ylabel=metric, title=metric)
-    ax.legend()
-
-
-def draw_length_histogram(ax, lengths: np.ndarray, max_seq_length: int) -> None:
-    low, high = int(np.min(lengths)), int(np.max(lengths))
-    # One bin per token count while that stays readable; uneven integer bins would draw a false comb.
-    bins = np.arange(low, high + 2) - 0.5 if high - low <= 200 else 60
-    ax.hist(lengths, bins=bins, color="tab:blue")
-    ax.axvline(max_seq_length, color="tab:red", linestyle="--", label=f"max_seq_length = {max_seq_length}")
-    ax.set(xlabel="WordPiece tokens per text (with [CLS] and [SEP])", ylabel="texts", title="Text length")
-    ax.legend()
-
-
-def draw_projection(ax, points: np.ndarray, labels, label_names: list[str], *, title: str) -> None:
-    labels = np.asarray(labels)
-    for class_id, name in enumerate(label_names):
-        chosen = labels == class_id
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, label=name)
-    ax.set(title=title, xticks=[], yticks=[])
-    ax.legend(markerscale=3)

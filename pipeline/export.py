@@ -15,141 +15,46 @@ so bad input fails in a second with one line.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.config import EMBEDDED_ENCODER
 from pipeline.errors import UserError
-from pipeline.files import ensure_writable_dir, write_json_atomic
-from pipeline.run import INCOMPLETE_MARKER, check_creatable
+from pipeline.exported_model import (
+    EXPORT_FORMAT,
+    EXPORT_INFO_FILE,
+    LABELS_SIGNATURE,
+    SERVING_SIGNATURE,
+    TOKENIZE_SIGNATURE,
+    ExportedModel,
+)
+from pipeline.files import check_creatable, ensure_writable_dir, write_json_atomic
+from pipeline.run_folder import read_run_folder
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from pipeline.run_model import RunModel
 
 log = logging.getLogger(__name__)
-
-EXPORT_INFO_FILE = "export_info.json"
-EXPORT_FORMAT = "pipeline-end-to-end-savedmodel"
-SERVING_SIGNATURE = "serving_default"
-LABELS_SIGNATURE = "labels"
-TOKENIZE_SIGNATURE = "tokenize"
 # Texts the export is checked on before it is published: plain, empty, accented, over-long.
 PROBE_TEXTS = ["a fine film", "", "Café crème, très BON!", "so very long " * 200]
 # The exported graph pads a batch to its own longest row while the pipeline pads length-sorted
 # batches, so float sums may differ in the last bits; anything larger is a bug.
 PROBE_TOLERANCE = 1e-4
-RUN_HINT = "pass a run folder written by `python -m pipeline run` (artifacts/runs/<time>-<name>)"
 
 
-@dataclass(frozen=True)
-class RunFolder:
-    """What a complete run folder records about its model; reading it needs no TensorFlow."""
-
-    run_dir: Path
-    label_names: list[str]
-    encoder_handle: str
-    encoder_info: dict
-    pooling: str
-    max_seq_length: int
-
-    @property
-    def head_path(self) -> Path:
-        return self.run_dir / "head.keras"
-
-
-def read_run_folder(run_dir: str | os.PathLike) -> RunFolder:
-    """Checks that `run_dir` holds a finished run and reads its settings; UserError otherwise."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise UserError(f"run folder {run_dir} not found; {RUN_HINT}")
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is a file, not a run folder; {RUN_HINT}")
-    if (run_dir / INCOMPLETE_MARKER).exists():
-        raise UserError(f"run folder {run_dir} is incomplete (the run was interrupted); run it again, then export the finished run")
-    if not (run_dir / "metrics.json").is_file():
-        raise UserError(f"run folder {run_dir} has no metrics.json, so its run did not finish; {RUN_HINT}")
-    for name in ("config.json", "head.keras"):
-        if not (run_dir / name).is_file():
-            raise UserError(f"run folder {run_dir} has no {name}; {RUN_HINT}")
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        folder = RunFolder(
-            run_dir=run_dir,
-            label_names=[str(name) for name in config["labels"]],
-            encoder_handle=str(config["encoder"]),
-            encoder_info=dict(config["encoder_info"]),
-            pooling=str(config["pooling"]),
-            max_seq_length=int(config["max_seq_length"]),
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise UserError(f"config.json of run folder {run_dir} is unreadable or lacks {error}; run again to write a complete one") from None
-    return folder
-
-
-@dataclass
-class RunModel:
-    """A run's encoder and head in memory; `predict` is the pipeline's own path (FullTokenizer + cache code)."""
-
-    run: RunFolder
-    encoder: object  # pipeline.encoder.Encoder
-    head: object  # tf_keras.Model
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.run.label_names
-
-    def predict(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """[N, K] float32 probabilities, computed exactly as a run computes its test predictions."""
-        from pipeline.features import encode_texts
-        from pipeline.head import predict_probabilities
-
-        if not texts:
-            return np.zeros((0, len(self.label_names)), np.float32)
-        features = encode_texts(list(texts), self.encoder, pooling=self.run.pooling,
-                                max_seq_length=self.run.max_seq_length, batch_size=batch_size)
-        return predict_probabilities(self.head, features)
-
-
-def load_run_model(run: RunFolder) -> RunModel:
-    """Loads the encoder the run used and its head. TensorFlow must already be started."""
-    import tf_keras as keras
-
-    from pipeline.encoder import load_encoder
-
-    encoder = load_encoder(_encoder_location(run))
-    recorded = run.encoder_info.get("fingerprint")
-    if recorded and recorded != encoder.fingerprint:
-        log.warning("encoder %s differs from the one run %s was trained with (its files changed); "
-                    "predictions may not match the run's", encoder.model_dir, run.run_dir)
-    head = keras.models.load_model(str(run.head_path), compile=False)
-    input_width = int(head.inputs[0].shape[-1])
-    if input_width != encoder.hidden_size:
-        raise UserError(
-            f"the head in {run.run_dir} takes {input_width} features but encoder {encoder.model_dir} gives "
-            f"{encoder.hidden_size}; the run's encoder is no longer where it was, pass the run folder of this encoder"
-        )
-    return RunModel(run=run, encoder=encoder, head=head)
-
-
-def _encoder_location(run: RunFolder) -> str:
-    """The folder the run loaded, when it is still there; else the recorded handle (the embedded name
-    converts the model again, a URL is looked up in the TF-Hub cache)."""
-    model_dir = run.encoder_info.get("model_dir")
-    if run.encoder_handle != EMBEDDED_ENCODER and model_dir and (Path(model_dir) / "saved_model.pb").is_file():
-        return model_dir
-    return run.encoder_handle
-
-
-def build_end_to_end_module(run_model: RunModel):
+def build_end_to_end_module(run_model: RunModel) -> tf.Module:
     """A tf.Module whose functions go from strings to probabilities, ready for tf.saved_model.save."""
     import tensorflow as tf
 
-    from pipeline.encoder import pool
+    from pipeline.features import pool
     from pipeline.graph_tokenizer import make_graph_tokenizer
 
     encoder, pooling = run_model.encoder, run_model.run.pooling
@@ -163,11 +68,11 @@ def build_end_to_end_module(run_model: RunModel):
     texts_spec = tf.TensorSpec([None], tf.string, name="texts")
 
     @tf.function(input_signature=[texts_spec])
-    def tokenize(texts):
+    def tokenize(texts: tf.Tensor) -> dict[str, tf.Tensor]:
         return module.tokenizer(texts)
 
     @tf.function(input_signature=[texts_spec])
-    def classify(texts):
+    def classify(texts: tf.Tensor) -> dict[str, tf.Tensor]:
         inputs = module.tokenizer(texts)
         outputs = encoder(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
         features = tf.cast(pool(outputs, inputs["input_mask"], pooling), tf.float32)
@@ -177,14 +82,14 @@ def build_end_to_end_module(run_model: RunModel):
         return {"probabilities": probabilities}
 
     @tf.function(input_signature=[])
-    def labels():
+    def labels() -> dict[str, tf.Tensor]:
         return {"labels": tf.identity(module.label_names)}
 
     module.classify, module.tokenize, module.labels = classify, tokenize, labels
     return module
 
 
-def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, *, verbose: bool = False) -> Path:
+def export_run(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *, verbose: bool = False) -> Path:
     """Writes the run as one SavedModel into `output_dir` (which must not exist); returns that folder.
 
     The model is written into a temporary folder beside the output, checked against the pipeline
@@ -201,6 +106,8 @@ def export_run(run_dir: str | os.PathLike, output_dir: str | os.PathLike, *, ver
 
     start_tensorflow(verbose=verbose)
     import tensorflow as tf
+
+    from pipeline.run_model import load_run_model
 
     run_model = load_run_model(run)
     module = build_end_to_end_module(run_model)
@@ -239,11 +146,8 @@ def _allow_by_umask(path: Path, mode: int) -> None:
 
 
 def _check_export(export_dir: Path, run_model: RunModel) -> float:
-    """Reloads the written model and compares it with the pipeline; a difference is a bug, not bad input."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(export_dir))
-    exported = loaded.signatures[SERVING_SIGNATURE](texts=tf.constant(PROBE_TEXTS))["probabilities"].numpy()
+    """Reloads the written model as a user would and compares it with the pipeline; a difference is a bug."""
+    exported = ExportedModel(export_dir).predict(PROBE_TEXTS)
     expected = run_model.predict(PROBE_TEXTS)
     if exported.shape != expected.shape:
         raise RuntimeError(f"exported model gives shape {exported.shape}, the pipeline {expected.shape}")
@@ -253,7 +157,7 @@ def _check_export(export_dir: Path, run_model: RunModel) -> float:
     return max_difference
 
 
-def _export_info(run_model: RunModel, max_difference: float) -> dict:
+def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
     run, encoder = run_model.run, run_model.encoder
     return {
         "format": EXPORT_FORMAT,

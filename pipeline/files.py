@@ -1,7 +1,8 @@
-"""Atomic file writes: write to a temporary name in the same folder, fsync, rename.
+"""Files and folders: atomic writes, SHA-256 of bytes and files, and folder checks that name the option.
 
-A reader (or a resumed run after `kill -9`) therefore sees either the old file or the complete new one,
-never half of one. A full disk turns into a UserError and leaves nothing behind.
+Atomic writes go to a temporary name in the same folder, fsync, rename: a reader (or a resumed run
+after `kill -9`) therefore sees either the old file or the complete new one, never half of one. A full
+disk turns into a UserError and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from pipeline.errors import UserError
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Writes `payload` to `path` so that no reader ever sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -37,7 +40,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
-def write_json_atomic(path: Path, value) -> None:
+def write_json_atomic(path: Path, value: Any) -> None:  # any JSON-ready value
     write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
@@ -52,6 +55,15 @@ def bytes_sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def ensure_writable_dir(path: Path, option: str) -> None:
     """Creates a folder or says, as one line, which option points somewhere unwritable."""
     try:
@@ -60,3 +72,20 @@ def ensure_writable_dir(path: Path, option: str) -> None:
         raise UserError(f"{option} {path} cannot be created ({error.strerror}); choose a folder you can write to") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path} is not writable; choose a folder you can write to")
+
+
+def require_folder(path: Path, what: str, hint: str) -> None:
+    """One line naming `what` when `path` is missing or is a file; `hint` says what to pass instead."""
+    if not path.exists():
+        raise UserError(f"{what} {path} not found; {hint}")
+    if not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder; {hint}")
+
+
+def check_creatable(path: Path, option: str) -> None:
+    """Fails early if `path` could not be created or written, without creating anything yet."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path} cannot be written ({existing} is not a writable folder); choose a folder you can write to")

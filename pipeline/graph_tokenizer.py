@@ -12,6 +12,10 @@ characters. So the same steps are spelled out here with core string ops, `regex_
 tensorflow-text's WordPiece (the pieces `BertTokenizer` is made of).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import tensorflow as tf
 import tensorflow_text
 
@@ -50,7 +54,8 @@ class GraphTokenizer(tf.Module):
     asset when a model holding this module is saved.
     """
 
-    def __init__(self, vocab_file, do_lower_case, *, max_seq_length=128, pad_to_max_length=False, name=None):
+    def __init__(self, vocab_file: Any, do_lower_case: Any, *, max_seq_length: int = 128, pad_to_max_length: bool = False,
+                 name: str | None = None):
         super().__init__(name=name)
         vocab_file = _python_path(vocab_file)
         do_lower_case = _python_value(do_lower_case)
@@ -81,7 +86,7 @@ class GraphTokenizer(tf.Module):
         # (checked on the reference cases and random text) at about twice the speed; it keeps
         # the vocabulary compiled into a model buffer that is saved with the module.
         self.wordpiece_tokenizer = tensorflow_text.FastWordpieceTokenizer(
-            vocab=sorted(vocab, key=vocab.get),
+            vocab=sorted(vocab, key=lambda token: vocab[token]),
             suffix_indicator=CONTINUATION_PREFIX,
             max_bytes_per_word=MAX_CHARS_PER_WORD * _MAX_BYTES_PER_CHARACTER,
             token_out_type=tf.int32,
@@ -89,7 +94,7 @@ class GraphTokenizer(tf.Module):
             no_pretokenization=True,  # words come from `words`, split the BERT way
         )
 
-    def normalize(self, texts):
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
         """BERT's text-level steps: clean, unify word separators, lower-case + strip accents or NFC."""
         # Invalid UTF-8 becomes U+FFFD, which is then deleted, like bytes.decode(errors="ignore").
         texts = tf.strings.unicode_transcode(
@@ -105,19 +110,19 @@ class GraphTokenizer(tf.Module):
             return tf.strings.regex_replace(texts, _COMBINING_MARKS, "")
         return tensorflow_text.normalize_utf8(texts, "NFC")
 
-    def words(self, texts):
+    def words(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ragged [batch, words] strings: the input of WordPiece, over-long words already [UNK]."""
         words = tensorflow_text.regex_split(self.normalize(texts), _DELIMITERS, _KEPT_DELIMITERS)
         return tf.ragged.map_flat_values(_unknown_if_too_long, words)
 
-    def token_ids(self, texts):
+    def token_ids(self, texts: Any) -> tf.RaggedTensor:
         """Ragged [batch, tokens] int32 WordPiece ids of a 1-D string tensor, no special tokens."""
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         if texts.shape.rank not in (None, 1):
             raise ValueError(f"texts must be a 1-D string tensor (a batch), got shape {texts.shape}")
         return self.wordpiece_tokenizer.tokenize(self.words(texts)).merge_dims(-2, -1)
 
-    def __call__(self, texts, second_texts=None):
+    def __call__(self, texts: Any, second_texts: Any = None) -> dict[str, tf.Tensor]:
         """Packed encoder inputs for a 1-D batch of texts, or of text pairs."""
         first_ids = self.token_ids(texts)
         if second_texts is None:
@@ -141,13 +146,13 @@ class GraphTokenizer(tf.Module):
         }
 
 
-def _unknown_if_too_long(words):
+def _unknown_if_too_long(words: tf.Tensor) -> tf.Tensor:
     """The reference limits words by characters; the WordPiece op can only count bytes."""
     too_long = tf.strings.length(words, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
     return tf.where(too_long, tf.constant(UNKNOWN_TOKEN), words)
 
 
-def _truncate_pair(first_ids, second_ids, max_tokens):
+def _truncate_pair(first_ids: tf.RaggedTensor, second_ids: tf.RaggedTensor, max_tokens: int) -> list[tf.RaggedTensor]:
     """Longest-first truncation of two ragged batches: the closed form of `truncate_pair`."""
     first_lengths = first_ids.row_lengths()
     second_lengths = second_ids.row_lengths()
@@ -157,18 +162,18 @@ def _truncate_pair(first_ids, second_ids, max_tokens):
     return [_keep_leading(first_ids, first_kept), _keep_leading(second_ids, second_kept)]
 
 
-def _keep_leading(ragged_ids, kept_lengths):
+def _keep_leading(ragged_ids: tf.RaggedTensor, kept_lengths: tf.Tensor) -> tf.RaggedTensor:
     """Keeps the first kept_lengths[i] values of row i."""
     positions = tf.ragged.range(ragged_ids.row_lengths(), dtype=kept_lengths.dtype)
     return tf.ragged.boolean_mask(ragged_ids, positions < tf.expand_dims(kept_lengths, 1))
 
 
-def _python_value(value):
+def _python_value(value: Any) -> Any:
     """A TF-Hub model gives `do_lower_case` as a variable; take its value."""
     return value.numpy() if hasattr(value, "numpy") else value
 
 
-def _python_path(vocab_file):
+def _python_path(vocab_file: Any) -> str:
     """Accepts a path, bytes, a string tensor, or a SavedModel asset (`resolved_object.vocab_file`)."""
     if hasattr(vocab_file, "asset_path"):
         vocab_file = vocab_file.asset_path
@@ -178,7 +183,8 @@ def _python_path(vocab_file):
     return str(vocab_file)
 
 
-def make_graph_tokenizer(vocab_file, do_lower_case, *, max_seq_length=128, pad_to_max_length=False):
+def make_graph_tokenizer(vocab_file: Any, do_lower_case: Any, *, max_seq_length: int = 128,
+                         pad_to_max_length: bool = False) -> GraphTokenizer:
     """A `GraphTokenizer` over a BERT vocab.txt (take both from the encoder's SavedModel)."""
     return GraphTokenizer(
         vocab_file, do_lower_case, max_seq_length=max_seq_length, pad_to_max_length=pad_to_max_length

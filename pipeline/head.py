@@ -14,7 +14,7 @@ def build_head(
     dropout_rate: float = 0.0,
     seed: int = 42,
 ) -> keras.Model:
-    """Dense(50, relu) -> BatchNorm -> Flatten -> Dense(30, relu) -> Dense(30, relu) -> sigmoid or softmax.
+    """Dense(50, relu) -> BatchNorm -> Dense(30, relu) -> Dense(30, relu) -> sigmoid or softmax.
 
     Two classes get one sigmoid unit (binary cross-entropy); more get a K-way softmax. He-normal
     initialisers suit the ReLU layers, Glorot the output; each layer gets its own seed so the whole
@@ -33,7 +33,6 @@ def build_head(
         )(hidden)
         if index == 0:
             hidden = keras.layers.BatchNormalization(name="batch_norm")(hidden)
-            hidden = keras.layers.Flatten(name="flatten")(hidden)
         if dropout_rate > 0:
             hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
     output_units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
@@ -62,7 +61,7 @@ def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float =
     return model
 
 
-def predict_probabilities(model: keras.Model, features, batch_size: int = 1024):
+def predict_probabilities(model: keras.Model, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """[N, K] class probabilities whatever the head's output layer (a sigmoid unit becomes two columns)."""
     raw = model.predict(features, batch_size=batch_size, verbose=0)
     if raw.shape[1] == 1:

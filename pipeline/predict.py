@@ -17,6 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.errors import UserError
+from pipeline.exported_model import EXPORT_INFO_FILE, ExportedModel, looks_like_exported_model
+from pipeline.files import check_creatable, require_folder, write_bytes_atomic
+from pipeline.run_folder import looks_like_run_folder, read_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,51 +52,17 @@ class Predictions:
 # ============================================================================ models
 
 
-def model_kind(model_dir: str | os.PathLike) -> str:
+def model_kind(model_dir: str | os.PathLike[str]) -> str:
     """"exported" or "run", from the folder's files alone (no TensorFlow); UserError for anything else."""
-    from pipeline.export import EXPORT_INFO_FILE, read_run_folder
-
     model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise UserError(f"model folder {model_dir} not found; {MODEL_HINT}")
-    if not model_dir.is_dir():
-        raise UserError(f"--model {model_dir} is a file, not a folder; {MODEL_HINT}")
-    if (model_dir / "saved_model.pb").is_file() and (model_dir / EXPORT_INFO_FILE).is_file():
+    require_folder(model_dir, "--model", MODEL_HINT)
+    if looks_like_exported_model(model_dir):
         return "exported"
-    if (model_dir / "head.keras").is_file() or (model_dir / "metrics.json").is_file():
+    if looks_like_run_folder(model_dir):
         read_run_folder(model_dir)  # says what a run folder lacks
         return "run"
     raise UserError(f"{model_dir} is neither an exported model (no saved_model.pb with {EXPORT_INFO_FILE}) "
                     f"nor a run folder; {MODEL_HINT}")
-
-
-class ExportedModel:
-    """A model written by `pipeline.export`, used through its SavedModel signatures only."""
-
-    chunk_size = 64  # texts per call; the graph pads each call to its longest text
-
-    def __init__(self, model_dir: Path):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the tokenizer's ops before loading)
-
-        from pipeline.devices import known_tensorflow_noise_dropped
-        from pipeline.export import LABELS_SIGNATURE, SERVING_SIGNATURE
-
-        try:
-            loaded = tf.saved_model.load(str(model_dir))
-            self._serve = loaded.signatures[SERVING_SIGNATURE]
-            names = loaded.signatures[LABELS_SIGNATURE]()["labels"].numpy()
-            with known_tensorflow_noise_dropped():  # the first call prints a oneDNN note; later ones do not
-                self._serve(texts=tf.constant(["warm-up"]))
-        except (OSError, KeyError, ValueError, tf.errors.OpError) as error:
-            raise UserError(f"{model_dir} could not be loaded as an exported model ({type(error).__name__}); "
-                            f"export the run again") from None
-        self._model = loaded  # the signatures hold only weak references to it
-        self._tf = tf
-        self.label_names = [name.decode("utf-8") for name in names]
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        return self._serve(texts=self._tf.constant(texts, dtype=self._tf.string))["probabilities"].numpy()
 
 
 class RunFolderModel:
@@ -102,7 +71,7 @@ class RunFolderModel:
     chunk_size = 128  # texts per encode_texts call (one progress step); its graph is traced once per model
 
     def __init__(self, run_dir: Path):
-        from pipeline.export import load_run_model, read_run_folder
+        from pipeline.run_model import load_run_model
 
         self._run_model = load_run_model(read_run_folder(run_dir))
         self.label_names = self._run_model.label_names
@@ -111,7 +80,10 @@ class RunFolderModel:
         return self._run_model.predict(texts)
 
 
-def load_model(model_dir: str | os.PathLike, *, verbose: bool = False):
+Model = ExportedModel | RunFolderModel
+
+
+def load_model(model_dir: str | os.PathLike[str], *, verbose: bool = False) -> Model:
     """An ExportedModel or a RunFolderModel; starts TensorFlow (quietly) if it has not started."""
     kind = model_kind(model_dir)
     from pipeline.devices import start_tensorflow
@@ -120,7 +92,7 @@ def load_model(model_dir: str | os.PathLike, *, verbose: bool = False):
     return ExportedModel(Path(model_dir)) if kind == "exported" else RunFolderModel(Path(model_dir))
 
 
-def predict_texts(model, texts: list[str], *, show_progress: bool = True) -> Predictions:
+def predict_texts(model: Model, texts: list[str], *, show_progress: bool = True) -> Predictions:
     """Probabilities for every text, batched by similar length (less padding), in the order given."""
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     probabilities = np.zeros((len(texts), len(model.label_names)), np.float32)
@@ -135,7 +107,7 @@ def predict_texts(model, texts: list[str], *, show_progress: bool = True) -> Pre
 # ============================================================================ input and output
 
 
-def read_input_texts(path: str | os.PathLike, text_column: str = "text") -> list[str]:
+def read_input_texts(path: str | os.PathLike[str], text_column: str = "text") -> list[str]:
     """The text column of a table, one text per row (a blank cell is an empty text, so rows stay aligned)."""
     from pipeline.data import column_to_text, describe_columns, read_table
 
@@ -151,7 +123,7 @@ def read_input_texts(path: str | os.PathLike, text_column: str = "text") -> list
     return [text or "" for text in column_to_text(frame[text_column])]
 
 
-def output_format(path: str | os.PathLike) -> str:
+def output_format(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
         raise UserError(f"cannot tell the format of --output {path} from its extension; use .csv, .tsv or .jsonl")
@@ -162,22 +134,20 @@ def probability_column(label_name: str) -> str:
     return f"probability_{label_name}"
 
 
-def prediction_rows(predictions: Predictions) -> list[dict]:
+def prediction_rows(predictions: Predictions) -> list[dict[str, str | float]]:
     """One record per text: text, label, probability (of that label), probability_<class> for each class."""
     rows = []
     for text, label, best, row in zip(predictions.texts, predictions.labels,
                                       predictions.best_probabilities, predictions.probabilities):
-        record = {"text": text, "label": label, "probability": float(best)}
+        record: dict[str, str | float] = {"text": text, "label": label, "probability": float(best)}
         record.update({probability_column(name): float(value) for name, value in zip(predictions.label_names, row)})
         rows.append(record)
     return rows
 
 
-def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path:
+def write_predictions(predictions: Predictions, path: str | os.PathLike[str]) -> Path:
     """CSV, TSV or JSONL by extension, written atomically (a reader never sees half a file)."""
     import pandas as pd
-
-    from pipeline.files import write_bytes_atomic
 
     path = Path(path)
     kind = output_format(path)
@@ -217,8 +187,6 @@ def predict_command(
     verbose: bool = False,
 ) -> str:
     """What `python -m pipeline predict` does; returns what to print (the lines, or where the table went)."""
-    from pipeline.run import check_creatable
-
     if texts and input_path:
         raise UserError("give texts on the command line or --input FILE, not both")
     if output_path:

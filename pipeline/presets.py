@@ -13,9 +13,9 @@ import html
 import importlib.util
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -90,11 +90,16 @@ def log_dropped(preset_name: str, reason: str, count: int) -> None:
         logger.info("%s: dropped %d rows (%s)", preset_name, count, reason)
 
 
+def unknown_labels(labels: Iterable[str], allowed: Iterable[str], *, limit: int = 5) -> str | None:
+    """The first few labels outside `allowed`, quoted and comma-separated; None when every label is allowed."""
+    unknown = sorted(set(labels) - set(allowed))
+    return ", ".join(repr(value) for value in unknown[:limit]) if unknown else None
+
+
 def require_known_labels(labels: pd.Series, allowed: list[str], *, preset_name: str) -> None:
     """One clear error for a label value the preset does not know, instead of a silent new class."""
-    unknown = sorted(set(labels) - set(allowed))
-    if unknown:
-        shown = ", ".join(repr(value) for value in unknown[:5])
+    shown = unknown_labels(labels, allowed)
+    if shown:
         raise UserError(
             f"preset {preset_name} expects labels {', '.join(allowed)} but the file has {shown}; "
             f"check --label-column or use the file named in the preset's source"

@@ -4,32 +4,37 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline import data as data_module
+from pipeline import run_folder
 from pipeline.config import DEFAULT_MAX_SEQ_LENGTH, RunConfig, artifacts_dir, validate, validate_against_encoder
 from pipeline.errors import UserError
-from pipeline.files import ensure_writable_dir, write_bytes_atomic, write_json_atomic
+from pipeline.files import check_creatable, write_bytes_atomic, write_json_atomic
+
+if TYPE_CHECKING:  # both start TensorFlow, which `run` imports only once the data is known to be good
+    from pipeline.encoder import Encoder
+    from pipeline.features import FeatureResult
 
 log = logging.getLogger(__name__)
-
-INCOMPLETE_MARKER = "INCOMPLETE"
 
 
 @dataclass
 class Prepared:
     """What both `extract` and `run` need before any model work: data, splits, encoder, settings."""
 
-    config: RunConfig  # with pooling and max_seq_length filled in
-    splits: "data_module.Splits"
-    encoder: object
+    config: RunConfig  # with pooling and max_seq_length filled in (and recorded as such)
+    pooling: str
+    max_seq_length: int
+    splits: data_module.Splits
+    encoder: Encoder
     label_names: list[str]
     class_weighting: str | None
     name: str
@@ -38,7 +43,7 @@ class Prepared:
 @dataclass
 class RunResult:
     run_dir: Path
-    metrics: dict
+    metrics: dict[str, Any]
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -71,6 +76,8 @@ def prepare(config: RunConfig) -> Prepared:
     class_weighting = config.class_weights or dataset.class_weighting
     return Prepared(
         config=config.replace(pooling=pooling, max_seq_length=max_seq_length),
+        pooling=pooling,
+        max_seq_length=max_seq_length,
         splits=splits,
         encoder=encoder,
         label_names=list(dataset.label_names),
@@ -83,14 +90,14 @@ def cache_dir_for(config: RunConfig) -> Path:
     return Path(config.cache_dir) if config.cache_dir else artifacts_dir() / "features"
 
 
-def extract(prepared: Prepared, *, show_progress: bool = True):
+def extract(prepared: Prepared, *, show_progress: bool = True) -> FeatureResult:
     """Features for every text of every split, from the cache or computed into it."""
     from pipeline.features import extract_features
 
     config = prepared.config
     all_texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
     return extract_features(
-        all_texts, prepared.encoder, pooling=config.pooling, max_seq_length=config.max_seq_length,
+        all_texts, prepared.encoder, pooling=prepared.pooling, max_seq_length=prepared.max_seq_length,
         cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size, show_progress=show_progress,
     )
 
@@ -98,7 +105,7 @@ def extract(prepared: Prepared, *, show_progress: bool = True):
 def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not."""
     validate(config)
-    run_dir = choose_run_dir(config, name=run_name(config))
+    run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs", name=run_name(config))
     prepared = prepare(config)
     feature_result = extract(prepared, show_progress=show_progress)
     splits = prepared.splits
@@ -106,7 +113,7 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     train_features = feature_result.features[:n_train]
     val_features = feature_result.features[n_train : n_train + n_val]
     test_features = feature_result.features[n_train + n_val :]
-    start_run_dir(run_dir)
+    run_folder.start_run_dir(run_dir)
     from pipeline.devices import known_tensorflow_noise_dropped
 
     try:
@@ -125,10 +132,12 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     return RunResult(run_dir=run_dir, metrics=metrics)
 
 
-def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features, feature_summary, verbose):
+def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.ndarray, val_features: np.ndarray,
+                        test_features: np.ndarray, feature_summary: dict[str, Any], verbose: int) -> dict[str, Any]:
     from pipeline.devices import known_tensorflow_noise_dropped
-    from pipeline.evaluate import classification_metrics, logistic_regression_baseline, report_text
     from pipeline.head import build_head, compile_head, predict_probabilities
+    from pipeline.metrics import classification_metrics, report_text
+    from pipeline.probe import PROBE_DESCRIPTION, logistic_regression_baseline
     from pipeline.train import make_deterministic, train_head
 
     config, splits = prepared.config, prepared.splits
@@ -137,7 +146,7 @@ def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_fe
         data_module.compute_class_weights(splits.train.labels, num_classes)
         if prepared.class_weighting == "balanced" else None
     )
-    write_json_atomic(run_dir / "config.json", _config_record(prepared, class_weight))
+    write_json_atomic(run_dir / run_folder.CONFIG_FILE, _config_record(prepared, class_weight))
     make_deterministic(config.seed)
     model = build_head(train_features.shape[1], num_classes, hidden_units=config.hidden_units,
                        dropout_rate=config.dropout_rate, seed=config.seed)
@@ -147,24 +156,25 @@ def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_fe
         history = train_head(
             model, train_features=train_features, train_labels=splits.train.labels,
             val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
-            run_dir=run_dir, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
+            best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE, tensorboard_dir=run_dir / run_folder.LOGS_DIR,
+            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
             verbose=verbose,
         )
     training_seconds = time.perf_counter() - started
-    model.save(str(run_dir / "head.keras"))
+    model.save(str(run_dir / run_folder.HEAD_FILE))
     val_probabilities = predict_probabilities(model, val_features)
     test_probabilities = predict_probabilities(model, test_features)
     baseline_metrics, _ = logistic_regression_baseline(
         train_features, splits.train.labels, test_features, splits.test.labels,
         num_classes=num_classes, seed=config.seed, class_weight=class_weight,
     )
-    np.savez(run_dir / "test_predictions.npz", labels=splits.test.labels, probabilities=test_probabilities)
+    run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
     report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
-    write_bytes_atomic(run_dir / "report.txt", _report(prepared, report).encode("utf-8"))
+    write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))
     metrics = {
         "test": classification_metrics(splits.test.labels, test_probabilities, num_classes),
         "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
-        "baseline": {"test": baseline_metrics, "model": "standardised features + logistic regression"},
+        "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
         "features": feature_summary,
         "training": {"epochs_run": len(history.epoch), "seconds": round(training_seconds, 3)},
         "labels": prepared.label_names,
@@ -173,17 +183,16 @@ def _train_and_evaluate(prepared, run_dir, train_features, val_features, test_fe
     from pipeline.tensorboard_logging import write_run_summaries
 
     write_run_summaries(  # images, text, hparams and projector under logs/evaluation
-        run_dir / "logs", run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
+        run_dir / run_folder.LOGS_DIR, run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
         split_features={"train": train_features, "validation": val_features, "test": test_features},
         test_probabilities=test_probabilities, predict=lambda rows: predict_probabilities(model, rows),
         seed=config.seed,
     )
-    write_json_atomic(run_dir / "metrics.json", metrics)  # written last: its presence marks a complete run
-    (run_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    run_folder.finish_run_dir(run_dir, metrics)
     return metrics
 
 
-def _config_record(prepared: Prepared, class_weight) -> dict:
+def _config_record(prepared: Prepared, class_weight: dict[int, float] | None) -> dict[str, Any]:
     record = prepared.config.to_json()
     splits = prepared.splits
     record.update({
@@ -213,52 +222,15 @@ def run_name(config: RunConfig) -> str:
     return Path(config.data).name.split(".")[0] if config.data else "rotten-tomatoes"
 
 
-def choose_run_dir(config: RunConfig, *, name: str) -> Path:
-    """--output-dir, or artifacts/runs/<time>-<name>; checked before any work so a bad folder fails fast."""
-    if config.output_dir:
-        run_dir = Path(config.output_dir)
-        if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / INCOMPLETE_MARKER).exists():
-            raise UserError(f"--output-dir {run_dir} already holds files; choose a new folder (runs never overwrite each other)")
-        check_creatable(run_dir, "--output-dir")
-        return run_dir
-    runs_dir = artifacts_dir() / "runs"
-    check_creatable(runs_dir, "the runs folder")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = runs_dir / f"{stamp}-{name}"
-    suffix = 2
-    while run_dir.exists():
-        run_dir = runs_dir / f"{stamp}-{name}-{suffix}"
-        suffix += 1
-    return run_dir
-
-
-def check_creatable(path: Path, option: str) -> None:
-    """Fails early if `path` could not be created or written, without creating anything yet."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path} cannot be written ({existing} is not a writable folder); choose a folder you can write to")
-
-
-def start_run_dir(run_dir: Path) -> None:
-    """An interrupted run leaves INCOMPLETE behind; such a folder may be reused, a complete one never."""
-    if (run_dir / INCOMPLETE_MARKER).exists():
-        log.info("reusing the incomplete run folder %s", run_dir)
-        shutil.rmtree(run_dir)
-    ensure_writable_dir(run_dir, "--output-dir")
-    (run_dir / INCOMPLETE_MARKER).write_text("this run has not finished; delete the folder or run again\n")
-
-
 def summary_table(result: RunResult) -> str:
     """The lines a user reads at the end of a run."""
     metrics, run_dir = result.metrics, result.run_dir
     head, baseline, features = metrics["test"], metrics["baseline"]["test"], metrics["features"]
 
-    def number(value):
+    def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
-    rows = [("", "accuracy", "auroc", "pr_auc", "f1")]
+    rows: list[tuple[str, ...]] = [("", "accuracy", "auroc", "pr_auc", "f1")]
     for label, values in (("head", head), ("baseline (logistic regression)", baseline)):
         rows.append((label, *(number(values[key]) for key in ("accuracy", "auroc", "pr_auc", "f1"))))
     width = max(len(row[0]) for row in rows)

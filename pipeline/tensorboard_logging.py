@@ -16,22 +16,25 @@ in `logs/evaluation/` next to its event file, so `tensorboard --logdir <run fold
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline import explore
+from pipeline import plots
+
+if TYPE_CHECKING:
+    from pipeline.data import Splits
 
 log = logging.getLogger(__name__)
 
 EVALUATION_RUN = "evaluation"
 MAX_PROJECTOR_ROWS = 5000
 PROJECTOR_SPLIT_ORDER = ("test", "validation", "train")  # the test set first: it is what the metrics describe
-PROJECTOR_CONFIG = "projector_config.pbtxt"
 PROJECTOR_METADATA = "metadata.tsv"
 PROJECTOR_CHECKPOINT_PREFIX = "projector-embedding"
 # The name tf.train.Checkpoint gives a variable stored as its attribute `embedding`.
@@ -39,11 +42,11 @@ PROJECTOR_TENSOR_NAME = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 MAX_METADATA_TEXT_CHARS = 500
 HPARAM_KEYS = ("encoder", "pooling", "max_seq_length", "learning_rate", "batch_size", "epochs",
                "hidden_units", "dropout_rate", "class_weights", "seed")
-IMAGE_DPI = 80
 
 
-def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict, report: str, splits, split_features: dict,
-                        test_probabilities: np.ndarray, predict=None, seed: int = 0,
+def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any], report: str, splits: Splits,
+                        split_features: dict[str, np.ndarray], test_probabilities: np.ndarray,
+                        predict: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0,
                         max_projector_rows: int = MAX_PROJECTOR_ROWS) -> Path:
     """Writes logs/evaluation/ (images, text, hparams, final metrics, projector); returns that folder.
 
@@ -79,7 +82,7 @@ def as_preformatted(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-def final_metric_scalars(metrics: dict) -> dict[str, float]:
+def final_metric_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     """{'test/auroc': ..., 'val/accuracy': ...}: the numbers the hparams table compares runs by."""
     scalars = {}
     for part in ("test", "val"):
@@ -90,7 +93,7 @@ def final_metric_scalars(metrics: dict) -> dict[str, float]:
     return scalars
 
 
-def hparam_values(config: dict) -> dict:
+def hparam_values(config: dict[str, Any]) -> dict[str, bool | int | float | str]:
     """The run's settings as the hparams plugin accepts them (bool, int, float or str)."""
     values = {}
     for key in HPARAM_KEYS:
@@ -103,38 +106,26 @@ def hparam_values(config: dict) -> dict:
     return values
 
 
-def write_hparams(config: dict, *, trial_id: str) -> None:
+def write_hparams(config: dict[str, Any], *, trial_id: str) -> None:
     from tensorboard.plugins.hparams import api as hparams_api
 
     hparams_api.hparams(hparam_values(config), trial_id=trial_id)
 
 
-def evaluation_images(labels, probabilities, label_names: list[str]) -> dict[str, bytes]:
+def evaluation_images(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> dict[str, bytes]:
     """{'roc_curve'|'pr_curve'|'confusion_matrix': PNG bytes} for the test set."""
     return {
-        "roc_curve": render_png(explore.draw_roc, explore.roc_points(labels, probabilities, label_names)),
-        "pr_curve": render_png(explore.draw_pr, explore.pr_points(labels, probabilities, label_names)),
-        "confusion_matrix": render_png(explore.draw_confusion, explore.confusion_table(labels, probabilities, label_names)),
+        "roc_curve": plots.render_png(plots.draw_roc, plots.roc_points(labels, probabilities, label_names)),
+        "pr_curve": plots.render_png(plots.draw_pr, plots.pr_points(labels, probabilities, label_names)),
+        "confusion_matrix": plots.render_png(plots.draw_confusion,
+                                             plots.confusion_table(labels, probabilities, label_names)),
     }
-
-
-def render_png(draw, *arguments, size=(5, 4.2)) -> bytes:
-    """Draws on a fresh Figure (no pyplot, so no global state or GUI backend) and returns it as PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size, dpi=IMAGE_DPI)
-    FigureCanvasAgg(figure)
-    draw(figure.add_subplot(), *arguments)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 # ============================================================================ projector
 
-def projector_sample(splits, split_features: dict, *, max_rows: int, seed: int):
+def projector_sample(splits: Splits, split_features: dict[str, np.ndarray], *, max_rows: int,
+                     seed: int) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
     """(features, texts, labels, split names) of at most `max_rows` rows: whole splits in the order
     test, validation, train while they fit, then a seeded random part of the next one."""
     parts = []
@@ -143,7 +134,7 @@ def projector_sample(splits, split_features: dict, *, max_rows: int, seed: int):
         if room <= 0:
             break
         data, features = getattr(splits, name), split_features[name]
-        rows = explore.sample_rows(len(data.texts), room, seed)
+        rows = plots.sample_rows(len(data.texts), room, seed)
         parts.append((features[rows], [data.texts[i] for i in rows], data.labels[rows], [name] * len(rows)))
         room -= len(rows)
     features = np.concatenate([part[0] for part in parts]).astype(np.float32, copy=False)
@@ -161,7 +152,8 @@ def metadata_field(text: str) -> str:
     return text
 
 
-def metadata_tsv(texts, labels, label_names, split_names, predicted=None) -> str:
+def metadata_tsv(texts: list[str], labels: np.ndarray, label_names: list[str], split_names: list[str],
+                 predicted: np.ndarray | None = None) -> str:
     """The projector's metadata: a header row (needed with more than one column), then one row per point."""
     columns = ["label"] + (["predicted"] if predicted is not None else []) + ["split", "text"]
     lines = ["\t".join(columns)]
@@ -174,7 +166,8 @@ def metadata_tsv(texts, labels, label_names, split_names, predicted=None) -> str
     return "\n".join(lines) + "\n"
 
 
-def write_projector(folder: Path, splits, split_features: dict, label_names, *, predict=None, seed: int = 0,
+def write_projector(folder: Path, splits: Splits, split_features: dict[str, np.ndarray], label_names: list[str], *,
+                    predict: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0,
                     max_rows: int = MAX_PROJECTOR_ROWS) -> None:
     import tensorflow as tf
     from tensorboard.plugins import projector

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from sklearn.metrics import average_precision_score, roc_auc_score
+
+from pipeline.metrics import macro_auroc, macro_pr_auc
 
 log = logging.getLogger(__name__)
-
-BEST_WEIGHTS = "checkpoints/best.weights.h5"
 
 
 def make_deterministic(seed: int) -> None:
@@ -27,36 +26,20 @@ class MulticlassAurocCallback(keras.callbacks.Callback):
     It must come before the checkpoint, TensorBoard and CSV callbacks so they see the values.
     """
 
-    def __init__(self, train_features, train_labels, val_features, val_labels, num_classes: int, max_rows: int = 20_000):
+    def __init__(self, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
+                 val_labels: np.ndarray, num_classes: int, max_rows: int = 20_000):
         super().__init__()
         self.num_classes = num_classes
         # Scoring every training row each epoch would cost more than the epoch; a fixed sample is enough.
         rows = np.random.default_rng(0).permutation(len(train_labels))[:max_rows]
         self.sets = {"": (train_features[rows], train_labels[rows]), "val_": (val_features, val_labels)}
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs if logs is not None else {}
         for prefix, (features, labels) in self.sets.items():
             probabilities = self.model.predict(features, batch_size=4096, verbose=0)
             logs[f"{prefix}auroc"] = macro_auroc(labels, probabilities, self.num_classes)
             logs[f"{prefix}pr_auc"] = macro_pr_auc(labels, probabilities, self.num_classes)
-
-
-def macro_auroc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float:
-    present = np.unique(labels)
-    if len(present) < 2:
-        return float("nan")  # AUROC is undefined with one class; never crash a training run for it
-    if num_classes == 2:
-        return float(roc_auc_score(labels, probabilities[:, -1]))
-    scores = [roc_auc_score(labels == k, probabilities[:, k]) for k in present]
-    return float(np.mean(scores))
-
-
-def macro_pr_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> float:
-    if num_classes == 2:
-        return float(average_precision_score(labels, probabilities[:, -1]))
-    scores = [average_precision_score(labels == k, probabilities[:, k]) for k in np.unique(labels)]
-    return float(np.mean(scores))
 
 
 def train_head(
@@ -67,15 +50,21 @@ def train_head(
     val_features: np.ndarray,
     val_labels: np.ndarray,
     num_classes: int,
-    run_dir: Path,
+    best_weights_path: Path,
+    tensorboard_dir: Path,
+    csv_log_path: Path,
     epochs: int,
     batch_size: int,
     class_weight: dict[int, float] | None = None,
     early_stopping_patience: int = 4,
     verbose: int = 2,
 ) -> keras.callbacks.History:
-    """Fits `model` in place and leaves it holding the weights of the best validation-AUROC epoch."""
-    best_weights = run_dir / BEST_WEIGHTS
+    """Fits `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
+
+    The best epoch's weights go to `best_weights_path`, the per-epoch scalars and weight histograms to
+    `tensorboard_dir`, one CSV row per epoch to `csv_log_path`.
+    """
+    best_weights = best_weights_path
     best_weights.parent.mkdir(parents=True, exist_ok=True)
     callbacks: list[keras.callbacks.Callback] = []
     if num_classes > 2:
@@ -88,8 +77,8 @@ def train_head(
         keras.callbacks.EarlyStopping(
             monitor="val_auroc", mode="max", patience=early_stopping_patience, restore_best_weights=True
         ),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), histogram_freq=1),
-        keras.callbacks.CSVLogger(str(run_dir / "training_log.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=1),
+        keras.callbacks.CSVLogger(str(csv_log_path)),
     ]
     history = model.fit(
         train_features,

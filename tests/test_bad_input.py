@@ -12,30 +12,16 @@ this process instead: a subprocess would add only a TensorFlow start-up to what 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO_ROOT
+from helpers import run_cli, write_csv
 
 PARALLEL_PROCESSES = 4
-
-
-def write_rows(path: Path, header, rows, *, encoding: str = "utf-8") -> Path:
-    with open(path, "w", newline="", encoding=encoding) as handle:
-        writer = csv.writer(handle)
-        if header:
-            writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def balanced_rows(count: int = 40, word: str = "movie") -> list[tuple[str, str]]:
@@ -75,43 +61,43 @@ NUMERIC_TEXTS = ["007", "3.50", "12", "1e5", "-4", "NA"]
 
 def build_inputs(folder: Path, encoder_dir: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    good = write_rows(folder / "good.csv", ["text", "label"], balanced_rows())
+    good = write_csv(folder / "good.csv", ["text", "label"], balanced_rows())
     paths = {"good": good, "encoder": encoder_dir}
     (folder / "empty.csv").write_bytes(b"")
     paths["empty"] = folder / "empty.csv"
-    paths["header"] = write_rows(folder / "header.csv", ["text", "label"], [])
-    paths["no_text_column"] = write_rows(folder / "no-text-column.csv", ["body", "label"], balanced_rows())
-    paths["no_label_column"] = write_rows(folder / "no-label-column.csv", ["text", "stars"], balanced_rows())
-    paths["blank_texts"] = write_rows(folder / "blank-texts.csv", ["text", "label"],
-                                      [("", "pos"), ("   ", "neg"), ("\t", "pos")] * 10)
-    paths["no_labels"] = write_rows(folder / "no-labels.csv", ["text", "label"],
-                                    [(text, "") for text, _ in balanced_rows()])
-    paths["one_class"] = write_rows(folder / "one-class.csv", ["text", "label"],
-                                    [(text, "pos") for text, _ in balanced_rows()])
-    paths["tiny_class"] = write_rows(folder / "tiny-class.csv", ["text", "label"],
-                                     [(text, "pos") for text, _ in balanced_rows()] + [("a bad film", "neg")])
+    paths["header"] = write_csv(folder / "header.csv", ["text", "label"], [])
+    paths["no_text_column"] = write_csv(folder / "no-text-column.csv", ["body", "label"], balanced_rows())
+    paths["no_label_column"] = write_csv(folder / "no-label-column.csv", ["text", "stars"], balanced_rows())
+    paths["blank_texts"] = write_csv(folder / "blank-texts.csv", ["text", "label"],
+                                     [("", "pos"), ("   ", "neg"), ("\t", "pos")] * 10)
+    paths["no_labels"] = write_csv(folder / "no-labels.csv", ["text", "label"],
+                                   [(text, "") for text, _ in balanced_rows()])
+    paths["one_class"] = write_csv(folder / "one-class.csv", ["text", "label"],
+                                   [(text, "pos") for text, _ in balanced_rows()])
+    paths["tiny_class"] = write_csv(folder / "tiny-class.csv", ["text", "label"],
+                                    [(text, "pos") for text, _ in balanced_rows()] + [("a bad film", "neg")])
     paths["spreadsheet"] = folder / "reviews.xlsx"
     paths["spreadsheet"].write_bytes(b"PK\x03\x04 not really a spreadsheet")
     paths["bad_jsonl"] = folder / "reviews.jsonl"
     paths["bad_jsonl"].write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": \n')
-    paths["unseen_test_label"] = write_rows(folder / "unseen-test-label.csv", ["text", "label"],
-                                            [("a good film", "pos"), ("a dull film", "meh")])
+    paths["unseen_test_label"] = write_csv(folder / "unseen-test-label.csv", ["text", "label"],
+                                           [("a good film", "pos"), ("a dull film", "meh")])
     paths["not_a_model"] = folder / "not-a-model"
     paths["not_a_model"].mkdir()
     (paths["not_a_model"] / "weights.txt").write_text("not a SavedModel\n")
     paths["not_bert"] = make_not_bert_saved_model(folder / "not-bert")
     # Awkward but usable.
     rows = balanced_rows()
-    paths["some_labels_missing"] = write_rows(folder / "some-labels-missing.csv", ["text", "label"],
-                                              rows + [("an unlabelled film", ""), ("another one", ""), ("a third", "")])
-    paths["latin1"] = write_rows(folder / "latin1.csv", ["text", "label"], balanced_rows() + LATIN_ROWS,
-                                 encoding="latin-1")
-    paths["quoted"] = write_rows(folder / "quoted.csv", ["text", "label"], balanced_rows() + QUOTED_ROWS)
-    paths["long_text"] = write_rows(folder / "long-text.csv", ["text", "label"],
-                                    balanced_rows() + [(LONG_TEXT, "pos")])
+    paths["some_labels_missing"] = write_csv(folder / "some-labels-missing.csv", ["text", "label"],
+                                             rows + [("an unlabelled film", ""), ("another one", ""), ("a third", "")])
+    paths["latin1"] = write_csv(folder / "latin1.csv", ["text", "label"], balanced_rows() + LATIN_ROWS,
+                                encoding="latin-1")
+    paths["quoted"] = write_csv(folder / "quoted.csv", ["text", "label"], balanced_rows() + QUOTED_ROWS)
+    paths["long_text"] = write_csv(folder / "long-text.csv", ["text", "label"],
+                                   balanced_rows() + [(LONG_TEXT, "pos")])
     numeric = [(text, "pos" if index % 2 else "neg") for index in range(40) for text in [f"{index * 7}"]]
-    paths["numeric"] = write_rows(folder / "numeric.csv", ["text", "label"],
-                                  numeric + [(text, "neg" if index % 2 else "pos") for index, text in enumerate(NUMERIC_TEXTS)])
+    paths["numeric"] = write_csv(folder / "numeric.csv", ["text", "label"],
+                                 numeric + [(text, "neg" if index % 2 else "pos") for index, text in enumerate(NUMERIC_TEXTS)])
     return paths
 
 
@@ -171,12 +157,6 @@ USABLE_CASES = {
 USABLE_IN_A_SUBPROCESS = {"labels missing on some rows"}
 
 
-def run_case(arguments: list[str], artifacts: Path) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PIPELINE_ARTIFACTS=str(artifacts))
-    return subprocess.run([sys.executable, "-m", "pipeline", *arguments], cwd=REPO_ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_encoder_dir) -> dict[str, Path]:
     return build_inputs(tmp_path_factory.mktemp("bad-input-tables"), tiny_encoder_dir)
@@ -206,7 +186,7 @@ def outcomes(tmp_path_factory, tiny_encoder_dir, inputs):
         case_dir = base / name.replace(" ", "-")
         jobs[name] = (usable_arguments(paths[USABLE_CASES[name][0]], tiny_encoder_dir, case_dir / "cache"), case_dir)
     with ThreadPoolExecutor(max_workers=PARALLEL_PROCESSES) as pool:
-        futures = {name: pool.submit(run_case, arguments, case_dir / "artifacts")
+        futures = {name: pool.submit(run_cli, *arguments, artifacts=case_dir / "artifacts")
                    for name, (arguments, case_dir) in jobs.items()}
         return {name: (future.result(), jobs[name][1]) for name, future in futures.items()}
 
@@ -236,7 +216,7 @@ def test_there_are_at_least_twenty_bad_input_cases_and_most_fail_before_tensorfl
 
 
 def _cached_digests(cache_dir: Path) -> tuple[set[bytes], Path]:
-    from pipeline.features import digests_from_array, read_cache_entry
+    from pipeline.cache import digests_from_array, read_cache_entry
 
     (entry_dir,) = [path for path in cache_dir.iterdir() if path.is_dir()]
     manifest = json.loads((entry_dir / "manifest.json").read_text())
@@ -259,7 +239,7 @@ def run_in_process(arguments: list[str], capsys, caplog) -> tuple[int, str, list
 
 @pytest.mark.parametrize("name", list(USABLE_CASES))
 def test_awkward_but_usable_tables_are_read_exactly(name, outcomes, inputs, tiny_encoder_dir, tmp_path, capsys, caplog):
-    from pipeline.features import text_digest
+    from pipeline.cache import text_digest
 
     data_name, warnings, texts = USABLE_CASES[name]
     if name in USABLE_IN_A_SUBPROCESS:
@@ -285,8 +265,9 @@ def test_awkward_but_usable_tables_are_read_exactly(name, outcomes, inputs, tiny
 
 def test_a_100000_character_text_is_truncated_to_max_seq_length(inputs, tiny_encoder_dir, tmp_path, capsys, caplog):
     """Its features are those of its first max_seq_length - 2 tokens ("good movie good ..." is one token a word)."""
+    from pipeline.cache import digests_from_array, read_cache_entry, text_digest
     from pipeline.encoder import load_encoder
-    from pipeline.features import digests_from_array, encode_texts, read_cache_entry, text_digest
+    from pipeline.features import encode_texts
 
     assert len(LONG_TEXT) >= 99_999
     status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache"),

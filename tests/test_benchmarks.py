@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_embedded_assets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-from conftest import REPO_ROOT, write_tiny_csv
-
-
-def run_cli(*arguments, artifacts=None, timeout=300):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    if artifacts is not None:
-        environment["PIPELINE_ARTIFACTS"] = str(artifacts)
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, arguments)],
-        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
-    )
+from helpers import run_cli, write_tiny_csv
 
 
 def assert_usage_error(result, *fragments):
@@ -149,3 +135,20 @@ def test_convert_through_the_command_line(tmp_path):
     (checkpoint / "vocab.txt").unlink()
     assert_usage_error(run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "out3"), "vocab.txt")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint", "encoder"]
+
+
+def test_option_types_come_from_the_config_annotations():
+    """Flags are typed from RunConfig's annotations, so a new `float | None` field needs no special case."""
+    from pipeline.cli import _comma_separated_ints, _value_type, build_parser
+
+    assert _value_type(float | None) is float
+    assert _value_type(int | None) is int
+    assert _value_type(str) is str
+    assert _value_type(tuple[int, ...]) is _comma_separated_ints
+    with pytest.raises(TypeError, match="cannot parse"):
+        _value_type(dict[str, int])
+    arguments = build_parser().parse_args(
+        ["run", "--learning-rate", "0.01", "--max-seq-length", "64", "--hidden-units", "8,4", "--pooling", "cls"])
+    assert (arguments.learning_rate, arguments.max_seq_length, arguments.hidden_units, arguments.pooling) == \
+        (0.01, 64, (8, 4), "cls")
+    assert build_parser().parse_args(["run"]).max_seq_length is None

@@ -17,8 +17,11 @@ from tiny_bert import (
 )
 
 from pipeline import convert
-from pipeline.convert import convert_checkpoint, read_model_info, read_recommended_pooling, sha256_of_file
+from pipeline.checkpoint import read_recommended_pooling
+from pipeline.convert import convert_checkpoint
 from pipeline.errors import UserError
+from pipeline.files import file_sha256
+from pipeline.model_info import read_model_info
 
 TOLERANCE = 1e-4
 
@@ -141,9 +144,9 @@ def test_model_info(tiny):
     assert info["max_seq_length"] == 64
     assert info["do_lower_case"] is True
     assert info["source"]["checkpoint"] == "checkpoint"
-    assert info["source"]["sha256"] == sha256_of_file(tiny["checkpoint"] / "model.safetensors")
+    assert info["source"]["sha256"] == file_sha256(tiny["checkpoint"] / "model.safetensors")
     assert info["converter_version"] == convert.CONVERTER_VERSION
-    assert read_model_info(tiny["checkpoint"]) is None
+    assert read_model_info(tiny["checkpoint"]) == {}
 
 
 def test_recommended_pooling_from_sentence_transformers_config(tmp_path):
@@ -173,7 +176,7 @@ def test_old_signature_wrapper_gives_the_same_outputs(tmp_path, tiny, reference)
     vocabulary = tf.io.read_file(loaded.vocab_file.asset_path).numpy().decode("utf-8").splitlines()
     assert vocabulary == tiny_vocabulary(100)
     assert bool(loaded.do_lower_case.numpy()) is True
-    assert read_model_info(old_dir) is None
+    assert read_model_info(old_dir) == {}
 
 
 # --------------------------------------------------------------------------- bad input
@@ -241,7 +244,7 @@ def test_failure_while_saving_removes_the_temporary_folder(tmp_path, monkeypatch
     def broken_build(*args, **kwargs):
         raise RuntimeError("simulated crash while building the model")
 
-    monkeypatch.setattr(convert, "_build_module", broken_build)
+    monkeypatch.setattr(convert, "build_encoder_module", broken_build)
     with pytest.raises(RuntimeError, match="simulated crash"):
         convert_checkpoint(checkpoint, outputs / "encoder")
     assert list(outputs.iterdir()) == []

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_csv
 
 from pipeline.data import (
     LabeledTexts,
@@ -26,11 +27,6 @@ def user_error_message(function, *args, **kwargs) -> str:
     message = str(caught.value)
     assert "\n" not in message
     return message
-
-
-def write_table(path, rows, columns=("text", "label")):
-    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
-    return path
 
 
 def balanced_rows(count_per_class, classes=("neg", "pos")):
@@ -111,7 +107,7 @@ def test_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path):
 
 
 def test_words_that_look_like_missing_values_stay_text(tmp_path):
-    path = write_table(tmp_path / "reviews.csv", [("NA", "pos"), ("null", "neg"), ("0123", "neg")])
+    path = write_csv(tmp_path / "reviews.csv", ["text", "label"], [("NA", "pos"), ("null", "neg"), ("0123", "neg")])
     assert load_labeled_texts(path).texts == ["NA", "null", "0123"]
 
 
@@ -127,14 +123,14 @@ def test_numeric_text_column_is_text(tmp_path):
 
 
 def test_numeric_labels_sort_by_value(tmp_path):
-    path = write_table(tmp_path / "stars.csv", [("a", 10), ("b", 2), ("c", 1), ("d", 2)])
+    path = write_csv(tmp_path / "stars.csv", ["text", "label"], [("a", 10), ("b", 2), ("c", 1), ("d", 2)])
     data = load_labeled_texts(path)
     assert data.label_names == ["1", "2", "10"]
     assert data.labels.tolist() == [2, 1, 0, 1]
 
 
 def test_text_labels_sort_alphabetically(tmp_path):
-    path = write_table(tmp_path / "topics.csv", [("a", "sport"), ("b", "arts"), ("c", "news")])
+    path = write_csv(tmp_path / "topics.csv", ["text", "label"], [("a", "sport"), ("b", "arts"), ("c", "news")])
     data = load_labeled_texts(path)
     assert data.label_names == ["arts", "news", "sport"]
     assert data.labels.tolist() == [2, 0, 1]
@@ -143,7 +139,7 @@ def test_text_labels_sort_alphabetically(tmp_path):
 
 def test_rows_without_label_or_text_are_dropped_and_counted(tmp_path, caplog):
     rows = [("kept", "pos"), ("no label", None), ("   ", "neg"), ("also kept", "neg"), ("blank label", " ")]
-    path = write_table(tmp_path / "reviews.csv", rows)
+    path = write_csv(tmp_path / "reviews.csv", ["text", "label"], rows)
     with caplog.at_level(logging.WARNING):
         data = load_labeled_texts(path)
     assert data.texts == ["kept", "also kept"]
@@ -152,7 +148,7 @@ def test_rows_without_label_or_text_are_dropped_and_counted(tmp_path, caplog):
 
 
 def test_custom_column_names(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("x", "hello", "y"), ("z", "bye", "w")], columns=("id", "body", "tag"))
+    path = write_csv(tmp_path / "t.csv", ["id", "body", "tag"], [("x", "hello", "y"), ("z", "bye", "w")])
     data = load_labeled_texts(path, text_column="body", label_column="tag")
     assert data.texts == ["hello", "bye"]
     assert data.label_names == ["w", "y"]
@@ -168,12 +164,12 @@ def test_align_labels_maps_into_the_training_order():
 
 
 def test_test_file_read_in_the_training_classes(tmp_path):
-    train = load_labeled_texts(write_table(tmp_path / "train.csv", [("a", "pos"), ("b", "neg"), ("c", "neu")]))
-    test_path = write_table(tmp_path / "test.csv", [("x", "pos"), ("y", "neu")])
+    train = load_labeled_texts(write_csv(tmp_path / "train.csv", ["text", "label"], [("a", "pos"), ("b", "neg"), ("c", "neu")]))
+    test_path = write_csv(tmp_path / "test.csv", ["text", "label"], [("x", "pos"), ("y", "neu")])
     test = load_labeled_texts(test_path, label_names=train.label_names)
     assert test.label_names == ["neg", "neu", "pos"]
     assert test.labels.tolist() == [2, 1]
-    other_path = write_table(tmp_path / "other.csv", [("x", "pos"), ("y", "meh")])
+    other_path = write_csv(tmp_path / "other.csv", ["text", "label"], [("x", "pos"), ("y", "meh")])
     message = user_error_message(load_labeled_texts, other_path, label_names=train.label_names)
     assert "'meh'" in message and "neg, neu, pos" in message
 
@@ -206,36 +202,36 @@ def test_header_only(tmp_path):
 
 
 def test_missing_text_column_lists_the_columns_found(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("hi", "pos")], columns=("review", "label"))
+    path = write_csv(tmp_path / "t.csv", ["review", "label"], [("hi", "pos")])
     message = user_error_message(load_labeled_texts, path)
     assert "text column 'text' not found" in message
     assert "columns found: review, label" in message and "--text-column" in message
 
 
 def test_missing_label_column_lists_the_columns_found(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("hi", "pos")], columns=("text", "sentiment"))
+    path = write_csv(tmp_path / "t.csv", ["text", "sentiment"], [("hi", "pos")])
     message = user_error_message(load_labeled_texts, path)
     assert "label column 'label' not found" in message
     assert "columns found: text, sentiment" in message and "--label-column" in message
 
 
 def test_text_column_without_text(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("", "pos"), ("  ", "neg")])
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], [("", "pos"), ("  ", "neg")])
     assert "no text on any row" in user_error_message(load_labeled_texts, path)
 
 
 def test_labels_missing_on_every_row(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("hello", None), ("bye", None)])
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], [("hello", None), ("bye", None)])
     assert "empty on every row" in user_error_message(load_labeled_texts, path)
 
 
 def test_no_row_with_both_text_and_label(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("hello", None), (None, "pos")])
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], [("hello", None), (None, "pos")])
     assert "both a text and a label" in user_error_message(load_labeled_texts, path)
 
 
 def test_one_class_only(tmp_path):
-    path = write_table(tmp_path / "t.csv", [("hello", "pos"), ("bye", "pos")])
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], [("hello", "pos"), ("bye", "pos")])
     message = user_error_message(load_labeled_texts, path)
     assert "only one class" in message and "'pos'" in message
 

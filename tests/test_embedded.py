@@ -14,9 +14,10 @@ import tensorflow_hub as hub
 from tiny_bert import write_tiny_checkpoint
 
 from pipeline import embedded
-from pipeline.convert import read_model_info, sha256_of_file
 from pipeline.embedded import EMBEDDED_MODEL_NAME, EXPECTED_SHA256, embedded_checkpoint_dir, ensure_embedded_model
 from pipeline.errors import UserError
+from pipeline.files import file_sha256
+from pipeline.model_info import read_model_info
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 TOLERANCE = 1e-4
@@ -40,7 +41,7 @@ def tiny_as_embedded(tmp_path, monkeypatch):
     """Makes the tiny checkpoint play the embedded model: its folder and its hash."""
     checkpoint = write_tiny_checkpoint(tmp_path / "package" / "model")
     monkeypatch.setattr(embedded, "embedded_checkpoint_dir", lambda: checkpoint)
-    monkeypatch.setattr(embedded, "EXPECTED_SHA256", sha256_of_file(checkpoint / "model.safetensors"))
+    monkeypatch.setattr(embedded, "EXPECTED_SHA256", file_sha256(checkpoint / "model.safetensors"))
     return checkpoint
 
 
@@ -117,7 +118,7 @@ def test_hash_mismatch_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
         ensure_embedded_model(models_dir)
 
     message = str(error.value)
-    assert sha256_of_file(modified / "model.safetensors") in message
+    assert file_sha256(modified / "model.safetensors") in message
     assert EXPECTED_SHA256 in message
     assert "reinstall" in message and "\n" not in message
     assert not (models_dir / EMBEDDED_MODEL_NAME).exists()

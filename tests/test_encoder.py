@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.encoder import load_encoder, model_fingerprint, pool, resolve_handle
+from pipeline.encoder import load_encoder, model_fingerprint, resolve_handle
 from pipeline.errors import UserError
+from pipeline.features import pool
 
 
 def _batch():
@@ -34,6 +35,27 @@ def test_new_signature_encoder_reports_its_shape_limits_and_tokenizer(tiny_encod
 
 def test_loading_twice_returns_the_same_object(tiny_encoder_dir):
     assert load_encoder(str(tiny_encoder_dir)) is load_encoder(str(tiny_encoder_dir))
+
+
+def test_the_vocabulary_is_hashed_once_per_loaded_encoder_not_per_describe(tiny_encoder_dir, tmp_path, monkeypatch):
+    from pipeline import encoder as encoder_module
+    from pipeline.files import file_sha256
+
+    copy = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder_dir, copy)  # a folder this process has not loaded yet
+    hashed = []
+
+    def counting_sha256(path):
+        hashed.append(path.name)
+        return file_sha256(path)
+
+    monkeypatch.setattr(encoder_module, "file_sha256", counting_sha256)
+    encoder = load_encoder(str(copy))
+    hashed_while_loading = hashed.count("vocab.txt")
+    assert hashed_while_loading >= 1
+    descriptions = [encoder.describe() for _ in range(5)]  # a run describes its encoder several times
+    assert hashed.count("vocab.txt") == hashed_while_loading
+    assert {description["vocab_sha256"] for description in descriptions} == {file_sha256(copy / "assets" / "vocab.txt")}
 
 
 def test_old_list_signature_gives_the_same_outputs_through_one_convention(tiny_encoder_dir, tmp_path):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import write_tiny_csv
 
-from conftest import write_tiny_csv
-from pipeline import explore
+from pipeline import explore, plots, run_folder
 from pipeline.config import EMBEDDED_ENCODER
 
 
@@ -89,17 +88,22 @@ def _fake_run(folder, labels, probabilities, label_names=("neg", "pos")):
     metrics = {"labels": list(label_names), "config": {"seed": 1},
                "test": {"accuracy": 0.8, "auroc": 0.9, "pr_auc": 0.85, "f1": 0.7},
                "baseline": {"test": {"accuracy": 0.75, "auroc": None, "pr_auc": 0.8, "f1": 0.6}}}
+    config = {"seed": 1, "labels": list(label_names), "encoder": "tiny", "encoder_info": {}, "pooling": "mean",
+              "max_seq_length": 16}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "head.keras").write_bytes(b"")
     np.savez(folder / "test_predictions.npz", labels=np.array(labels), probabilities=np.array(probabilities))
     return folder
 
 
 def test_read_run_and_head_against_baseline(tmp_path):
     run_dir = _fake_run(tmp_path / "run", [0, 1], [[0.9, 0.1], [0.2, 0.8]])
-    record = explore.read_run(run_dir)
-    assert record.label_names == ["neg", "pos"] and record.config == {"seed": 1}
-    assert record.test_labels.tolist() == [0, 1] and record.test_probabilities.shape == (2, 2)
+    record = run_folder.read_run_folder(run_dir)
+    assert record.label_names == ["neg", "pos"] and record.config["seed"] == 1
+    labels, probabilities = record.test_predictions()
+    assert labels.tolist() == [0, 1] and probabilities.shape == (2, 2)
     table = explore.head_against_baseline(record.metrics)
     assert table.loc["accuracy"].tolist() == [0.8, 0.75]
     assert table.loc["f1"].tolist() == [0.7, 0.6]
@@ -130,7 +134,8 @@ def test_training_curves_from_logs_match_training_log_csv_and_fall_back_to_it(tm
     make_deterministic(1)
     model = compile_head(build_head(8, 2, hidden_units=(8,), seed=1), 2)
     train_head(model, train_features=features[:150], train_labels=labels[:150], val_features=features[150:],
-               val_labels=labels[150:], num_classes=2, run_dir=tmp_path, epochs=3, batch_size=32, verbose=0)
+               val_labels=labels[150:], num_classes=2, best_weights_path=tmp_path / "checkpoints" / "best.weights.h5",
+               tensorboard_dir=tmp_path / "logs", csv_log_path=tmp_path / "training_log.csv", epochs=3, batch_size=32, verbose=0)
     from_logs = explore.training_curves(tmp_path)
     from_csv = pd.read_csv(tmp_path / "training_log.csv").set_index("epoch")
     assert from_logs.index.tolist() == [0, 1, 2]
@@ -150,10 +155,10 @@ def test_roc_and_pr_points_for_two_classes_follow_the_positive_class():
     labels = np.array([0, 0, 1, 1])
     positive = np.array([0.1, 0.4, 0.35, 0.8])
     probabilities = np.column_stack([1 - positive, positive])
-    [(name, (fpr, tpr))] = explore.roc_points(labels, probabilities, ["neg", "pos"]).items()
+    [(name, (fpr, tpr))] = plots.roc_points(labels, probabilities, ["neg", "pos"]).items()
     assert name == "pos"
     assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0] and tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
-    [(name, (recall, precision))] = explore.pr_points(labels, probabilities, ["neg", "pos"]).items()
+    [(name, (recall, precision))] = plots.pr_points(labels, probabilities, ["neg", "pos"]).items()
     assert name == "pos"
     assert recall.tolist() == [1.0, 1.0, 0.5, 0.5, 0.0]
     assert precision.tolist() == pytest.approx([0.5, 2 / 3, 0.5, 1.0, 1.0])
@@ -162,14 +167,14 @@ def test_roc_and_pr_points_for_two_classes_follow_the_positive_class():
 def test_curves_for_more_classes_are_one_vs_rest_and_skip_absent_classes():
     labels = np.array([0, 1, 0, 1])
     probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])
-    roc = explore.roc_points(labels, probabilities, ["a", "b", "c"])
+    roc = plots.roc_points(labels, probabilities, ["a", "b", "c"])
     assert list(roc) == ["a", "b"]  # no text of class c: its ROC curve is undefined
     assert roc["a"][1].tolist()[-1] == 1.0
-    assert list(explore.pr_points(labels, probabilities, ["a", "b", "c"])) == ["a", "b"]
+    assert list(plots.pr_points(labels, probabilities, ["a", "b", "c"])) == ["a", "b"]
 
 
 def test_confusion_table_rows_are_true_classes():
-    table = explore.confusion_table(np.array([0, 0, 1, 2, 2, 2]), np.eye(3)[[0, 1, 1, 2, 0, 2]], ["a", "b", "c"])
+    table = plots.confusion_table(np.array([0, 0, 1, 2, 2, 2]), np.eye(3)[[0, 1, 1, 2, 0, 2]], ["a", "b", "c"])
     assert table.to_numpy().tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     assert table.index.name == "true" and table.columns.name == "predicted"
 
@@ -188,11 +193,11 @@ def test_most_confidently_wrong_sorts_the_mistakes_by_confidence():
 # ============================================================================ feature space
 
 def test_sample_rows_is_seeded_sorted_and_whole_when_small():
-    assert explore.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
-    rows = explore.sample_rows(100, 10, seed=4)
+    assert plots.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
+    rows = plots.sample_rows(100, 10, seed=4)
     assert len(set(rows.tolist())) == 10 and rows.tolist() == sorted(rows.tolist()) and rows.max() < 100
-    assert rows.tolist() == explore.sample_rows(100, 10, seed=4).tolist()
-    assert rows.tolist() != explore.sample_rows(100, 10, seed=5).tolist()
+    assert rows.tolist() == plots.sample_rows(100, 10, seed=4).tolist()
+    assert rows.tolist() != plots.sample_rows(100, 10, seed=5).tolist()
 
 
 def test_pca_projection_keeps_distances_of_points_on_a_plane():
@@ -236,18 +241,18 @@ def test_drawing_functions_draw_what_they_are_given():
     from matplotlib.figure import Figure
 
     ax = Figure().add_subplot()
-    explore.draw_confusion(ax, explore.confusion_table(np.array([0, 1, 1]), np.eye(2)[[0, 0, 1]], ["neg", "pos"]))
+    plots.draw_confusion(ax, plots.confusion_table(np.array([0, 1, 1]), np.eye(2)[[0, 0, 1]], ["neg", "pos"]))
     assert [text.get_text() for text in ax.texts] == ["1", "0", "1", "1"]
     ax = Figure().add_subplot()
     curves = pd.DataFrame({"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}, index=pd.Index([0, 1], name="epoch"))
-    explore.draw_training_curve(ax, curves, "loss")
+    plots.draw_training_curve(ax, curves, "loss")
     assert [line.get_label() for line in ax.lines] == ["train", "validation"]
     assert ax.lines[1].get_ydata().tolist() == [1.0, 0.7]
     ax = Figure().add_subplot()
-    explore.draw_projection(ax, np.array([[0, 0], [1, 1], [2, 2]]), np.array([0, 1, 1]), ["neg", "pos"], title="t")
+    plots.draw_projection(ax, np.array([[0, 0], [1, 1], [2, 2]]), np.array([0, 1, 1]), ["neg", "pos"], title="t")
     assert [len(collection.get_offsets()) for collection in ax.collections] == [1, 2]
     ax = Figure().add_subplot()
-    explore.draw_length_histogram(ax, np.array([3, 4, 4, 12]), 8)
+    plots.draw_length_histogram(ax, np.array([3, 4, 4, 12]), 8)
     assert [patch.get_height() for patch in ax.patches] == [1, 2] + [0] * 7 + [1]  # one bin per token count
     assert ax.lines[0].get_xdata()[0] == 8  # the max_seq_length marker
 

@@ -3,7 +3,6 @@ pipeline's probabilities and the cache's token ids, and loads in a process witho
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import os
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO_ROOT, needs_embedded_assets, write_tiny_csv
+from conftest import needs_embedded_assets
+from helpers import run_cli, write_tiny_csv
 
 TOLERANCE = 1e-5
 # Texts the tiny run never saw: empty, blank, accents and capitals, emoji and CJK, deleted
@@ -31,12 +30,6 @@ AWKWARD_TEXTS = [
     "[CLS] the film [SEP] is bad",
     "the movie is good and the story is great but the acting is not " * 8,
 ]
-
-
-def run_cli(*arguments, timeout=300):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, arguments)], cwd=REPO_ROOT,
-                          env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 def make_tiny_run(folder: Path, encoder_dir: Path, csv_path: Path, epochs: int = 2) -> Path:
@@ -56,7 +49,7 @@ def split_texts(csv_path: Path, seed: int = 42):
     return split_labeled_texts(load_labeled_texts(str(csv_path)), seed=seed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_exported(export_dir: str):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
@@ -77,15 +70,17 @@ def exported_probabilities(model, texts) -> np.ndarray:
 
 def pipeline_probabilities(run_dir: Path, texts) -> np.ndarray:
     """encode_texts (FullTokenizer, the cache's code) + the run's head, through export.RunModel."""
-    from pipeline.export import load_run_model, read_run_folder
+    from pipeline.run_folder import read_run_folder
+    from pipeline.run_model import load_run_model
 
     return load_run_model(read_run_folder(run_dir)).predict(list(texts))
 
 
 def cache_token_ids(run_dir: Path, texts) -> dict:
     """The packed ids the feature cache would encode for these texts."""
-    from pipeline.export import load_run_model, read_run_folder
     from pipeline.features import _token_ids
+    from pipeline.run_folder import read_run_folder
+    from pipeline.run_model import load_run_model
     from tokenization.packing import pack_inputs
 
     run_model = load_run_model(read_run_folder(run_dir))
@@ -242,8 +237,10 @@ def test_three_classes_give_the_softmax_columns(tiny_run, tmp_path):
     it is what the two-class tests check) from a run folder made by hand, to skip training."""
     import tensorflow as tf
 
-    from pipeline.export import build_end_to_end_module, load_run_model, read_run_folder
+    from pipeline.export import build_end_to_end_module
     from pipeline.head import build_head
+    from pipeline.run_folder import read_run_folder
+    from pipeline.run_model import load_run_model
 
     _, run_dir, _ = tiny_run
     three = tmp_path / "three-class-run"
@@ -347,9 +344,11 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
 
     from pipeline.data import load_labeled_texts
     from pipeline.encoder import load_encoder
-    from pipeline.export import export_run, load_run_model, read_run_folder
+    from pipeline.export import export_run
     from pipeline.features import _token_ids
     from pipeline.head import build_head
+    from pipeline.run_folder import read_run_folder
+    from pipeline.run_model import load_run_model
     from tokenization.packing import pack_inputs
 
     demo = load_labeled_texts(None, preset="rotten-tomatoes")

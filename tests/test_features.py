@@ -8,11 +8,12 @@ import logging
 import numpy as np
 import pytest
 
+from pipeline import cache as cache_module
 from pipeline import features as features_module
+from pipeline.cache import cache_key, digests_from_array, digests_to_array, text_digest
 from pipeline.encoder import load_encoder
-from pipeline.features import (
-    cache_key, digests_from_array, digests_to_array, encode_texts, extract_features, text_digest,
-)
+from pipeline.features import encode_texts, extract_features
+from pipeline.files import bytes_sha256, npy_bytes
 
 TEXTS = [
     "the movie is good",
@@ -111,7 +112,7 @@ def _shard_files(entry_dir):
 
 
 def test_interrupted_extraction_resumes_and_gives_identical_features(encoder, tmp_path, monkeypatch):
-    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", 2)
     reference = _extract(encoder, tmp_path / "reference")
 
     calls = {"count": 0}
@@ -134,7 +135,7 @@ def test_interrupted_extraction_resumes_and_gives_identical_features(encoder, tm
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "manifest"])
 def test_damaged_cache_is_detected_and_recomputed(encoder, tmp_path, monkeypatch, caplog, damage):
-    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", 2)
     first = _extract(encoder, tmp_path)
     shard = _shard_files(first.entry_dir)[1]
     if damage == "flip":
@@ -158,13 +159,13 @@ def test_damaged_cache_is_detected_and_recomputed(encoder, tmp_path, monkeypatch
 
 
 def test_a_cache_file_holding_python_objects_is_refused(encoder, tmp_path, monkeypatch):
-    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", 2)
     first = _extract(encoder, tmp_path)
     shard = _shard_files(first.entry_dir)[0]
     np.save(shard, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     manifest_path = first.entry_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["shards"][0]["sha256"] = features_module.bytes_sha256(shard.read_bytes())  # a forged, matching hash
+    manifest["shards"][0]["sha256"] = bytes_sha256(shard.read_bytes())  # a forged, matching hash
     manifest_path.write_text(json.dumps(manifest))
     again = _extract(encoder, tmp_path)
     assert again.cache_hit is False
@@ -173,7 +174,7 @@ def test_a_cache_file_holding_python_objects_is_refused(encoder, tmp_path, monke
 
 def test_digests_survive_the_round_trip_through_npy_even_with_trailing_zero_bytes():
     digests = [b"\x01" * 31 + b"\x00", b"\x00" * 32, text_digest("a")]
-    array = np.load(__import__("io").BytesIO(features_module.npy_bytes(digests_to_array(digests))), allow_pickle=False)
+    array = np.load(__import__("io").BytesIO(npy_bytes(digests_to_array(digests))), allow_pickle=False)
     assert digests_from_array(array) == digests
 
 
@@ -214,7 +215,7 @@ def test_a_batch_holds_many_short_texts_and_few_long_ones():
 
 
 def test_a_kill_while_reusing_shards_does_not_forget_the_ones_not_reached(encoder, tmp_path, monkeypatch):
-    monkeypatch.setattr(features_module, "SHARD_ROWS", 2)
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", 2)
     original_encode = features_module._encode_rows
     calls = {"count": 0}
 
@@ -229,14 +230,14 @@ def test_a_kill_while_reusing_shards_does_not_forget_the_ones_not_reached(encode
         _extract(encoder, tmp_path)
     monkeypatch.setattr(features_module, "_encode_rows", original_encode)
 
-    original_reuse = features_module._reuse_shard
+    original_reuse = cache_module._reuse_shard
 
     def dying_on_the_second_shard(path, record, rows):
         if path.name == "shard-00001.npy":
             raise KeyboardInterrupt
         return original_reuse(path, record, rows)
 
-    monkeypatch.setattr(features_module, "_reuse_shard", dying_on_the_second_shard)
+    monkeypatch.setattr(cache_module, "_reuse_shard", dying_on_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         _extract(encoder, tmp_path)
     entry_dir = next(path for path in tmp_path.iterdir() if path.is_dir())

@@ -7,9 +7,11 @@ import csv
 import numpy as np
 import pytest
 
-from pipeline.evaluate import classification_metrics, logistic_regression_baseline
 from pipeline.head import build_head, compile_head, predict_probabilities
-from pipeline.train import BEST_WEIGHTS, make_deterministic, train_head
+from pipeline.metrics import classification_metrics
+from pipeline.probe import logistic_regression_baseline
+from pipeline.run_folder import BEST_WEIGHTS_FILE
+from pipeline.train import make_deterministic, train_head
 
 
 def _separable(num_classes: int, rows: int = 600, dim: int = 16, seed: int = 0):
@@ -23,7 +25,7 @@ def _separable(num_classes: int, rows: int = 600, dim: int = 16, seed: int = 0):
 def test_default_head_is_the_paperspace_stack():
     model = build_head(384, 2)
     kinds = [(type(layer).__name__, getattr(layer, "units", None)) for layer in model.layers[1:]]
-    assert kinds == [("Dense", 50), ("BatchNormalization", None), ("Flatten", None), ("Dense", 30), ("Dense", 30), ("Dense", 1)]
+    assert kinds == [("Dense", 50), ("BatchNormalization", None), ("Dense", 30), ("Dense", 30), ("Dense", 1)]
     assert model.layers[-1].activation.__name__ == "sigmoid"
 
 
@@ -40,7 +42,8 @@ def _fit(num_classes, run_dir, seed=7, epochs=4):
     model = compile_head(build_head(features.shape[1], num_classes, seed=seed), num_classes)
     history = train_head(
         model, train_features=features[:400], train_labels=labels[:400], val_features=features[400:],
-        val_labels=labels[400:], num_classes=num_classes, run_dir=run_dir, epochs=epochs, batch_size=64, verbose=0,
+        val_labels=labels[400:], num_classes=num_classes, best_weights_path=run_dir / BEST_WEIGHTS_FILE,
+        tensorboard_dir=run_dir / "logs", csv_log_path=run_dir / "training_log.csv", epochs=epochs, batch_size=64, verbose=0,
     )
     return model, history, features, labels
 
@@ -50,7 +53,7 @@ def test_training_learns_and_writes_checkpoint_csv_and_tensorboard_logs(tmp_path
     model, history, features, labels = _fit(num_classes, tmp_path)
     assert "val_auroc" in history.history and "lr" in history.history
     assert max(history.history["val_auroc"]) > 0.9
-    assert (tmp_path / BEST_WEIGHTS).is_file()
+    assert (tmp_path / BEST_WEIGHTS_FILE).is_file()
     assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((tmp_path / "logs" / "validation").glob("events.out.tfevents.*"))
     with open(tmp_path / "training_log.csv") as handle:

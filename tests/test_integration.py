@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import needs_embedded_assets
+from helpers import write_csv
 
 pytestmark = needs_embedded_assets
 
@@ -18,24 +18,15 @@ def demo_subset(tmp_path_factory):
 
     A separate 400-row test file keeps the AUROC estimate steady enough to assert on.
     """
-    import csv
-
     from pipeline.data import load_labeled_texts
 
     demo = load_labeled_texts(None, preset="rotten-tomatoes")
     generator = np.random.default_rng(0)
     chosen = [generator.choice(np.flatnonzero(demo.labels == label), 400, replace=False) for label in (0, 1)]
     folder = tmp_path_factory.mktemp("demo")
-    paths = []
-    for name, part in (("train", slice(0, 200)), ("test", slice(200, 400))):
-        path = folder / f"{name}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "label"])
-            for rows in chosen:
-                writer.writerows((demo.texts[row], demo.label_names[demo.labels[row]]) for row in rows[part])
-        paths.append(path)
-    return paths
+    return [write_csv(folder / f"{name}.csv", ["text", "label"],
+                      [(demo.texts[row], demo.label_names[demo.labels[row]]) for rows in chosen for row in rows[part]])
+            for name, part in (("train", slice(0, 200)), ("test", slice(200, 400)))]
 
 
 def test_embedded_encoder_end_to_end_on_demo_snippets(demo_subset, tmp_path):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import REPO_ROOT, write_tiny_csv
+from helpers import REPO_ROOT, write_tiny_csv
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

@@ -3,15 +3,14 @@ aligned lines or written as a table, with a progress bar that --quiet hides; bad
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from test_export import AWKWARD_TEXTS, exported_probabilities, load_exported, make_fake_run, run_cli, shared_tiny_export
+from helpers import run_cli, write_csv
+from test_export import AWKWARD_TEXTS, exported_probabilities, load_exported, make_fake_run, shared_tiny_export
 
 TOLERANCE = 1e-5
 
@@ -70,12 +69,8 @@ def test_cli_prints_one_aligned_line_per_text(tiny):
 
 def test_cli_writes_a_table_from_an_input_file_with_a_run_folder_model(tiny, tmp_path):
     """--input/--output with a run folder as --model: the pipeline's own path, with a progress bar."""
-    input_path = tmp_path / "reviews.csv"
     texts = ["the movie is good", "", "the film is bad and dull", "Café crème, très BON!"]
-    with open(input_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "review"])
-        writer.writerows(enumerate(texts))
+    input_path = write_csv(tmp_path / "reviews.csv", ["id", "review"], enumerate(texts))
     output_path = tmp_path / "out" / "predictions.jsonl"
     result = run_cli("predict", "--model", tiny.run_dir, "--input", input_path, "--text-column", "review",
                      "--output", output_path)

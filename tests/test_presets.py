@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline import presets
-from pipeline.data import PRESETS, embedded_demo_path, load_labeled_texts
+from pipeline.data import PRESETS, embedded_demo_path, load_labeled_texts, split_labeled_texts
 from pipeline.errors import UserError
 from pipeline.presets import prepare_amazon_fine_food
 
@@ -143,6 +143,23 @@ def test_gop_debate_rejects_unknown_sentiment(tmp_path):
     path = write_gop(tmp_path / "Sentiment.csv", [("Negative", "a"), ("Angry", "b"), ("Positive", "c")])
     message = user_error_message(load_labeled_texts, path, preset="gop-debate")
     assert "'Angry'" in message and "Negative, Neutral, Positive" in message
+
+
+def test_gop_debate_file_without_one_class_trains_on_the_classes_present(tmp_path, caplog):
+    rows = [("Negative" if index % 2 else "Positive", f"tweet number {index} about the debate") for index in range(40)]
+    path = write_gop(tmp_path / "Sentiment.csv", rows)
+    with caplog.at_level("WARNING"):
+        data = load_labeled_texts(path, preset="gop-debate")
+    assert data.label_names == ["Negative", "Positive"]  # the preset's order, less the absent class
+    assert data.labels.tolist() == [0 if index % 2 else 1 for index in range(40)]
+    [warning] = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "'Neutral' has no rows" in warning and "training on the 2 classes present (Negative, Positive)" in warning
+    splits = split_labeled_texts(data, seed=1)  # no "class 'Neutral' has 0 rows" refusal
+    assert len(splits.test.texts) == 4
+    # A separate test file holding the absent class says what to do in terms the user can act on.
+    test_path = write_gop(tmp_path / "test.csv", [("Neutral", "a neutral tweet"), ("Negative", "a bad tweet")])
+    message = user_error_message(load_labeled_texts, test_path, preset="gop-debate", label_names=data.label_names)
+    assert "'Neutral' not among the training labels (Negative, Positive)" in message
 
 
 # ----------------------------------------------------------------------------- sst2

@@ -16,17 +16,16 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO_ROOT
+from helpers import run_cli, start_cli, write_csv
 
 SHARD_ROWS = 500
+SHARD_ENV = {"PIPELINE_SHARD_ROWS": str(SHARD_ROWS)}  # every command line run here writes shards this small
 TABLE_ROWS = 6000  # 12 shards
 MAX_SEQ_LENGTH = 64
 POSITIVE = ["good", "great", "love", "best", "fun"]
@@ -48,35 +47,6 @@ def generated_rows(count: int, seed: int = 0) -> list[tuple[str, str]]:
         label = "pos" if positive != (rng.random() < 0.1) else "neg"
         rows.append((" ".join(words) + f" {index}", label))  # the number keeps every text distinct
     return rows
-
-
-def write_table(path: Path, rows) -> Path:
-    import csv
-
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
-
-
-def cli_environment(artifacts: Path) -> dict:
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PIPELINE_ARTIFACTS=str(artifacts),
-                PIPELINE_SHARD_ROWS=str(SHARD_ROWS))
-
-
-def cli_command(*arguments) -> list[str]:
-    return [sys.executable, "-m", "pipeline", *map(str, arguments)]
-
-
-def run_cli(*arguments, artifacts: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*arguments), cwd=REPO_ROOT, env=cli_environment(artifacts),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def start_cli(*arguments, artifacts: Path) -> subprocess.Popen:
-    return subprocess.Popen(cli_command(*arguments), cwd=REPO_ROOT, env=cli_environment(artifacts),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def extract_arguments(table: Path, encoder_dir: Path, cache_dir: Path) -> list:
@@ -121,7 +91,7 @@ def warning_lines(stderr: str) -> list[str]:
 
 def assert_entry_equals_reference(entry_dir: Path, reference_dir: Path) -> None:
     """Bit-identical: every shard's and the digests' SHA-256 match, and the arrays read back equal."""
-    from pipeline.features import read_cache_entry
+    from pipeline.cache import read_cache_entry
 
     manifest = json.loads((entry_dir / "manifest.json").read_text())
     reference = json.loads((reference_dir / "manifest.json").read_text())
@@ -141,19 +111,19 @@ def assert_entry_equals_reference(entry_dir: Path, reference_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def big_table(tmp_path_factory) -> Path:
-    return write_table(tmp_path_factory.mktemp("table") / "reviews.csv", generated_rows(TABLE_ROWS))
+    return write_csv(tmp_path_factory.mktemp("table") / "reviews.csv", ["text", "label"], generated_rows(TABLE_ROWS))
 
 
 @pytest.fixture(scope="module")
 def reference_entry(big_table, tiny_encoder_dir, tmp_path_factory) -> Path:
     """An uninterrupted extraction of the big table, in this process, with the same shard size."""
-    from pipeline import features as features_module
+    from pipeline import cache as cache_module
     from pipeline.config import RunConfig
     from pipeline.run import extract, prepare
 
     cache_dir = tmp_path_factory.mktemp("reference-cache")
     patch = pytest.MonkeyPatch()
-    patch.setattr(features_module, "SHARD_ROWS", SHARD_ROWS)
+    patch.setattr(cache_module, "SHARD_ROWS", SHARD_ROWS)
     try:
         config = RunConfig(data=str(big_table), encoder=str(tiny_encoder_dir), max_seq_length=MAX_SEQ_LENGTH,
                            cache_dir=str(cache_dir))
@@ -208,14 +178,14 @@ def test_kill_9_during_extraction_then_the_same_command_resumes_to_identical_fea
     rng = random.Random(9)
     total = TABLE_ROWS // SHARD_ROWS
     for _ in range(2):
-        kill_9_at_a_random_moment(start_cli(*arguments, artifacts=tmp_path / "artifacts"), entry_dir, rng, total)
+        kill_9_at_a_random_moment(start_cli(*arguments, artifacts=tmp_path / "artifacts", env=SHARD_ENV), entry_dir, rng, total)
     kept = recorded_shards(entry_dir)
     assert 1 <= len(kept) < total
     # What a kill inside a shard write leaves (the kills above may or may not have hit one): a temporary file.
     half_written = entry_dir / f".shard-{len(kept):05d}.npy.killed.tmp"
     half_written.write_bytes(b"\x93NUMPY half a shard")
 
-    finished_run = run_cli(*arguments, artifacts=tmp_path / "artifacts")
+    finished_run = run_cli(*arguments, artifacts=tmp_path / "artifacts", env=SHARD_ENV)
     assert finished_run.returncode == 0, finished_run.stderr
     assert f"cache miss, reused {len(kept)} verified shard(s)" in finished_run.stdout
     assert warning_lines(finished_run.stderr) == []  # a resume is not damage: nothing to warn about
@@ -294,10 +264,10 @@ def test_each_kind_of_damage_is_one_warning_and_is_recomputed(
     damage, big_table, tiny_encoder_dir, reference_entry, tmp_path, monkeypatch, capsys, caplog
 ):
     """Through pipeline.cli.main in this process (the subprocess tests below cover the real entry point)."""
-    from pipeline import features as features_module
+    from pipeline import cache as cache_module
     from pipeline.cli import main
 
-    monkeypatch.setattr(features_module, "SHARD_ROWS", SHARD_ROWS)
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", SHARD_ROWS)
     cache_dir = tmp_path / "cache"
     entry_dir = cache_dir / reference_entry.name
     shutil.copytree(reference_entry, entry_dir)
@@ -330,7 +300,7 @@ def test_a_run_on_a_damaged_cache_warns_once_and_trains_on_recomputed_features(
     do_damage(entry_dir)
     result = run_cli("run", "--data", big_table, "--encoder", tiny_encoder_dir, "--max-seq-length", MAX_SEQ_LENGTH,
                      "--cache-dir", cache_dir, "--epochs", 1, "--output-dir", tmp_path / "run", "--quiet",
-                     artifacts=tmp_path / "artifacts")
+                     artifacts=tmp_path / "artifacts", env=SHARD_ENV)
     assert result.returncode == 0, result.stderr
     lines = warning_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("WARNING") and "damaged" in lines[0], result.stderr
@@ -350,9 +320,9 @@ def test_two_extractions_of_the_same_key_at_once_leave_one_valid_cache(
 ):
     cache_dir = tmp_path / "cache"
     arguments = extract_arguments(big_table, tiny_encoder_dir, cache_dir)
-    processes = [start_cli(*arguments, artifacts=tmp_path / f"artifacts-{index}") for index in range(2)]
+    processes = [start_cli(*arguments, artifacts=tmp_path / f"artifacts-{index}", env=SHARD_ENV) for index in range(2)]
     outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (stdout, stderr) in zip(processes, outputs):
+    for process, (_stdout, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr
         assert warning_lines(stderr) == [], stderr
     states = sorted("hit" if "cache hit" in stdout else "miss" for stdout, _ in outputs)
@@ -380,7 +350,7 @@ def test_an_extraction_waits_while_another_process_holds_the_key(tiny_encoder_di
     worker = threading.Thread(target=lambda: outcome.update(result=features_module.extract_features(
         texts, encoder, pooling="mean", max_seq_length=32, cache_dir=cache_dir, show_progress=False)))
     try:
-        with caplog.at_level(logging.INFO, logger="pipeline.features"):
+        with caplog.at_level(logging.INFO, logger="pipeline.cache"):
             worker.start()
             time.sleep(2)
             assert worker.is_alive() and not (cache_dir / probe.entry_dir.name).exists()
@@ -412,8 +382,8 @@ def test_every_input_of_the_features_gives_its_own_cache_entry(tiny_encoder_dir,
     from pipeline.convert import convert_checkpoint
 
     rows = generated_rows(120, seed=3)
-    table = write_table(tmp_path / "reviews.csv", rows)
-    one_text_changed = write_table(tmp_path / "changed.csv", [(rows[0][0] + "!", rows[0][1]), *rows[1:]])
+    table = write_csv(tmp_path / "reviews.csv", ["text", "label"], rows)
+    one_text_changed = write_csv(tmp_path / "changed.csv", ["text", "label"], [(rows[0][0] + "!", rows[0][1]), *rows[1:]])
 
     other_vocabulary = tmp_path / "other-vocabulary"
     shutil.copytree(tiny_encoder_dir, other_vocabulary)
@@ -442,7 +412,7 @@ def test_every_input_of_the_features_gives_its_own_cache_entry(tiny_encoder_dir,
         "pooled pooling": _entry_for(table, tiny_encoder_dir, cache_dir, pooling="pooled"),
         "one text": _entry_for(one_text_changed, tiny_encoder_dir, cache_dir),
     }
-    for name, (entry_dir, cache_hit) in variants.items():
+    for name, (_entry_dir, cache_hit) in variants.items():
         assert cache_hit is False, name
     entries = [base] + [entry_dir for entry_dir, _ in variants.values()]
     assert len(set(entries)) == len(entries)
@@ -454,10 +424,10 @@ def test_every_input_of_the_features_gives_its_own_cache_entry(tiny_encoder_dir,
 
 
 def test_the_converted_model_records_the_hash_of_the_weights_it_came_from(tiny_encoder_dir):
-    from pipeline.convert import sha256_of_file
+    from pipeline.files import file_sha256
 
     info = json.loads((tiny_encoder_dir / "pipeline_model.json").read_text())
-    assert info["source"]["sha256"] == sha256_of_file(tiny_encoder_dir.parent / "checkpoint" / "model.safetensors")
+    assert info["source"]["sha256"] == file_sha256(tiny_encoder_dir.parent / "checkpoint" / "model.safetensors")
 
 
 # ----------------------------------------------------------------------------- 6 and 7. reproducible, even after a kill
@@ -467,7 +437,7 @@ def test_a_run_killed_in_training_reruns_to_the_metrics_of_an_uninterrupted_run(
     """Two real processes with the same data, config and seed, separate caches. One is first killed with
     -9 during training: its folder must not look complete, and the same command then reuses the cached
     features and finishes. Both must agree to 1e-6, with bit-identical features."""
-    table = write_table(tmp_path / "reviews.csv", generated_rows(600, seed=6))
+    table = write_csv(tmp_path / "reviews.csv", ["text", "label"], generated_rows(600, seed=6))
     config = ["run", "--data", table, "--encoder", tiny_encoder_dir, "--max-seq-length", 48, "--batch-size", 16,
               "--seed", 11, "--dropout-rate", 0.2, "--quiet"]
     folders = {name: (tmp_path / f"run-{name}", tmp_path / f"cache-{name}") for name in ("plain", "killed")}
@@ -476,16 +446,16 @@ def test_a_run_killed_in_training_reruns_to_the_metrics_of_an_uninterrupted_run(
         run_dir, cache_dir = folders[name]
         return [*config, "--output-dir", run_dir, "--cache-dir", cache_dir]
 
-    plain = start_cli(*arguments("plain"), "--epochs", 3, artifacts=tmp_path / "artifacts-plain")
+    plain = start_cli(*arguments("plain"), "--epochs", 3, artifacts=tmp_path / "artifacts-plain", env=SHARD_ENV)
     run_dir = folders["killed"][0]
-    doomed = start_cli(*arguments("killed"), "--epochs", 400, artifacts=tmp_path / "artifacts-killed")
+    doomed = start_cli(*arguments("killed"), "--epochs", 400, artifacts=tmp_path / "artifacts-killed", env=SHARD_ENV)
     wait_for(lambda: (run_dir / "training_log.csv").exists() or (run_dir / "logs").exists(), doomed)
     time.sleep(0.3)
     kill_9(doomed)
     assert (run_dir / "INCOMPLETE").is_file()
     assert not (run_dir / "metrics.json").exists()
 
-    rerun = run_cli(*arguments("killed"), "--epochs", 3, artifacts=tmp_path / "artifacts-killed")
+    rerun = run_cli(*arguments("killed"), "--epochs", 3, artifacts=tmp_path / "artifacts-killed", env=SHARD_ENV)
     assert rerun.returncode == 0, rerun.stderr
     assert "cache hit" in rerun.stdout
     _, plain_stderr = plain.communicate(timeout=300)
@@ -536,12 +506,12 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_full_disk_during_extraction_is_one_error_line_and_leaves_the_cache_resumable(
     tiny_encoder_dir, tmp_path, monkeypatch, capsys
 ):
-    from pipeline import features as features_module
+    from pipeline import cache as cache_module
     from pipeline.cli import main
 
-    monkeypatch.setattr(features_module, "SHARD_ROWS", 20)
-    table = write_table(tmp_path / "reviews.csv", generated_rows(200, seed=8))  # 10 shards
-    other_table = write_table(tmp_path / "other.csv", generated_rows(100, seed=9))
+    monkeypatch.setattr(cache_module, "SHARD_ROWS", 20)
+    table = write_csv(tmp_path / "reviews.csv", ["text", "label"], generated_rows(200, seed=8))  # 10 shards
+    other_table = write_csv(tmp_path / "other.csv", ["text", "label"], generated_rows(100, seed=9))
     cache_dir = tmp_path / "cache"
     arguments = ["--encoder", str(tiny_encoder_dir), "--max-seq-length", "32", "--cache-dir", str(cache_dir), "--quiet"]
     assert main(["extract", "--data", str(other_table), *arguments]) == 0
@@ -576,7 +546,7 @@ def test_a_full_disk_while_writing_the_run_folder_is_one_error_and_leaves_no_run
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(run_module.np, "savez", full_disk)
-    table = write_table(tmp_path / "reviews.csv", generated_rows(200, seed=10))
+    table = write_csv(tmp_path / "reviews.csv", ["text", "label"], generated_rows(200, seed=10))
     status = main(["run", "--data", str(table), "--encoder", str(tiny_encoder_dir), "--max-seq-length", "32",
                    "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run"),
                    "--quiet"])

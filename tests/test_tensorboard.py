@@ -22,8 +22,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import write_tiny_csv
 
-from conftest import write_tiny_csv
 from pipeline import tensorboard_logging as tb
 
 SERVER_START_SECONDS = 60

@@ -6,6 +6,8 @@
                          sep_id=tokenizer.vocab["[SEP]"], pad_id=tokenizer.vocab["[PAD]"])
 """
 
+from __future__ import annotations
+
 from tokenization.basic import BasicTokenizer
 from tokenization.full_tokenizer import FullTokenizer
 from tokenization.packing import pack_inputs, truncate_pair

@@ -5,6 +5,8 @@ slow Hugging Face one, which adds an NFC step). Each rule is a per-character dec
 decisions are memoised per code point: after warm-up, cleaning a text is one `str.translate`.
 """
 
+from __future__ import annotations
+
 import unicodedata
 
 # ASCII symbols that Unicode files under S* (like "$", "^", "`") still count as punctuation in BERT.
@@ -24,19 +26,19 @@ _CJK_RANGES = (
 )
 
 
-def is_whitespace(char):
+def is_whitespace(char: str) -> bool:
     """True for space, tab, newline, carriage return and Unicode space separators (Zs)."""
     return char in " \t\n\r" or unicodedata.category(char) == "Zs"
 
 
-def is_control(char):
+def is_control(char: str) -> bool:
     """True for Unicode C* characters, except tab/newline/return, which count as whitespace."""
     if char in "\t\n\r":
         return False
     return unicodedata.category(char).startswith("C")
 
 
-def is_punctuation(char):
+def is_punctuation(char: str) -> bool:
     """True for every non-alphanumeric printable ASCII character and for Unicode P* characters."""
     code_point = ord(char)
     for low, high in _ASCII_PUNCTUATION_RANGES:
@@ -45,7 +47,7 @@ def is_punctuation(char):
     return unicodedata.category(char).startswith("P")
 
 
-def is_cjk_character(code_point):
+def is_cjk_character(code_point: int) -> bool:
     """True when the code point lies in one of the CJK ideograph blocks."""
     for low, high in _CJK_RANGES:
         if low <= code_point <= high:
@@ -53,14 +55,14 @@ def is_cjk_character(code_point):
     return False
 
 
-class _CleaningTable(dict):
+class _CleaningTable(dict[int, str]):
     """A `str.translate` table that decides each code point's replacement on first sight.
 
     Dropped characters (NUL, U+FFFD, controls) map to "", whitespace to " ", CJK ideographs to
     " X " so they become words of their own; everything else maps to itself.
     """
 
-    def __missing__(self, code_point):
+    def __missing__(self, code_point: int) -> str:
         char = chr(code_point)
         if code_point == 0 or code_point == 0xFFFD or is_control(char):
             replacement = ""
@@ -74,10 +76,10 @@ class _CleaningTable(dict):
         return replacement
 
 
-class _PunctuationTable(dict):
+class _PunctuationTable(dict[str, bool]):
     """Memoised `is_punctuation` keyed by character."""
 
-    def __missing__(self, char):
+    def __missing__(self, char: str) -> bool:
         result = is_punctuation(char)
         self[char] = result
         return result
@@ -87,12 +89,12 @@ _CLEANING_TABLE = _CleaningTable()
 _PUNCTUATION_TABLE = _PunctuationTable()
 
 
-def clean_text(text):
+def clean_text(text: str) -> str:
     """Drops NUL, U+FFFD and control characters, maps whitespace to " ", isolates CJK ideographs."""
     return text.translate(_CLEANING_TABLE)
 
 
-def strip_accents(text):
+def strip_accents(text: str) -> str:
     """Decomposes (NFD) and removes combining marks (Mn), so "é" becomes "e"."""
     if text.isascii():
         return text
@@ -100,10 +102,10 @@ def strip_accents(text):
     return "".join(char for char in decomposed if unicodedata.category(char) != "Mn")
 
 
-def split_on_punctuation(text):
+def split_on_punctuation(text: str) -> list[str]:
     """Splits a word so that every punctuation character is a word of its own."""
-    pieces = []
-    current = []
+    pieces: list[str] = []
+    current: list[str] = []
     for char in text:
         if _PUNCTUATION_TABLE[char]:
             if current:
@@ -117,7 +119,7 @@ def split_on_punctuation(text):
     return pieces
 
 
-def to_unicode(text):
+def to_unicode(text: str | bytes) -> str:
     """Returns `text` as str; bytes are read as UTF-8, dropping invalid sequences like BERT does."""
     if isinstance(text, str):
         return text
@@ -134,10 +136,10 @@ class BasicTokenizer:
     caller memoise the per-word part, which is where the time goes.
     """
 
-    def __init__(self, do_lower_case=True):
+    def __init__(self, do_lower_case: bool = True) -> None:
         self.do_lower_case = do_lower_case
 
-    def split_into_words(self, text):
+    def split_into_words(self, text: str | bytes) -> list[str]:
         """Whitespace-separated words of the cleaned text, before lower-casing and punctuation."""
         text = clean_text(to_unicode(text))
         # Hugging Face's BertTokenizer composes (NFC) here so that "e" + U+0301 and "é" agree
@@ -146,15 +148,15 @@ class BasicTokenizer:
             text = unicodedata.normalize("NFC", text)
         return text.split()
 
-    def normalize_word(self, word):
+    def normalize_word(self, word: str) -> list[str]:
         """Lower-cases and strips accents (when enabled), then splits off punctuation."""
         if self.do_lower_case:
             word = strip_accents(word.lower())
         return split_on_punctuation(word)
 
-    def tokenize(self, text):
+    def tokenize(self, text: str | bytes) -> list[str]:
         """Words and punctuation marks of `text`, in order."""
-        tokens = []
+        tokens: list[str] = []
         for word in self.split_into_words(text):
             tokens.extend(self.normalize_word(word))
         return tokens

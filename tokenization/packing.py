@@ -1,13 +1,29 @@
 """Packing token ids into BERT encoder inputs: [CLS] a [SEP] (b [SEP]), mask and segment ids."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
 import numpy as np
+import numpy.typing as npt
 
 # Special tokens added around one segment ([CLS] a [SEP]) and around a pair ([CLS] a [SEP] b [SEP]).
 SPECIAL_TOKENS_SINGLE = 2
 SPECIAL_TOKENS_PAIR = 3
 
+# Every NumPy integer scalar type (intc, intp, longlong, ... are aliases of these). Spelled out
+# because a bare `np.integer` means `np.integer[Any]`.
+NumpyInteger: TypeAlias = np.int8 | np.int16 | np.int32 | np.int64 | np.uint8 | np.uint16 | np.uint32 | np.uint64
+# One segment's token ids: a list, tuple or array('i') of ints, or a 1-D NumPy integer array.
+TokenIds: TypeAlias = Sequence[int] | npt.NDArray[NumpyInteger]
+# A truncated segment: a new list of the input's own items (NumPy integers when it was an array).
+IdList: TypeAlias = list[int] | list[NumpyInteger]
+# Lengths and budgets may be Python or NumPy integers (bool is refused at run time).
+WholeNumber: TypeAlias = int | NumpyInteger
 
-def _check_whole_number(name, value, minimum):
+
+def _check_whole_number(name: str, value: WholeNumber, minimum: int) -> None:
     # bool is an int subclass, but max_seq_length=True is certainly a mistake.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -15,7 +31,7 @@ def _check_whole_number(name, value, minimum):
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
-def truncate_pair(first, second, max_tokens):
+def truncate_pair(first: TokenIds, second: TokenIds, max_tokens: WholeNumber) -> tuple[IdList, IdList]:
     """Shortens two id sequences so that together they hold at most `max_tokens` ids.
 
     Longest first, one id at a time from the end of the longer sequence (the second on a tie),
@@ -33,7 +49,7 @@ def truncate_pair(first, second, max_tokens):
     return list(first[:first_kept]), list(second[:second_kept])
 
 
-def _check_batch(name, segments):
+def _check_batch(name: str, segments: Sequence[TokenIds]) -> None:
     """Refuses a single id list passed where a batch (list of id lists) is expected."""
     if isinstance(segments, (str, bytes)):
         raise ValueError(f"{name} must be a list of token-id lists, got a string; tokenize it first")
@@ -46,15 +62,15 @@ def _check_batch(name, segments):
 
 
 def pack_inputs(
-    first_segments,
-    second_segments=None,
+    first_segments: Sequence[TokenIds],
+    second_segments: Sequence[TokenIds] | None = None,
     *,
-    max_seq_length,
-    cls_id,
-    sep_id,
-    pad_id=0,
-    pad_to_max_length=False,
-):
+    max_seq_length: WholeNumber,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int = 0,
+    pad_to_max_length: bool = False,
+) -> dict[str, npt.NDArray[np.int32]]:
     """Packs a batch of token-id lists into the three int32 arrays a BERT encoder takes.
 
     Each row is `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` when `second_segments` is given,
@@ -78,7 +94,8 @@ def pack_inputs(
             )
 
     budget = max_seq_length - special_tokens
-    packed_rows = []  # (ids, length of the first part: [CLS] a [SEP])
+    packed_rows: list[tuple[list[int | NumpyInteger], int]] = []  # (ids, length of the first part: [CLS] a [SEP])
+    first: TokenIds | IdList  # a row as given, then truncated
     for index, first in enumerate(first_segments):
         if second_segments is None:
             first = list(first[:budget])

@@ -1,6 +1,9 @@
 """WordPiece: the vocabulary file and greedy longest-match-first sub-word splitting."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
 
 CONTINUATION_PREFIX = "##"
 UNKNOWN_TOKEN = "[UNK]"
@@ -8,7 +11,7 @@ UNKNOWN_TOKEN = "[UNK]"
 MAX_CHARS_PER_WORD = 200
 
 
-def load_vocab(vocab_file):
+def load_vocab(vocab_file: str | os.PathLike[str]) -> dict[str, int]:
     """Reads a BERT vocab.txt (one token per line, id = line number) into a dict token -> id.
 
     A token listed twice keeps its last line number, as the reference loaders do.
@@ -16,7 +19,7 @@ def load_vocab(vocab_file):
     vocab_file = os.fspath(vocab_file)
     if not os.path.isfile(vocab_file):
         raise ValueError(f"vocabulary file not found: {vocab_file!r}; pass the path of a BERT vocab.txt")
-    vocab = {}
+    vocab: dict[str, int] = {}
     with open(vocab_file, encoding="utf-8") as reader:
         for index, line in enumerate(reader):
             vocab[line.rstrip("\r\n")] = index
@@ -33,7 +36,9 @@ class WordpieceTokenizer:
     `max_chars_per_word` characters, becomes a single unknown token.
     """
 
-    def __init__(self, vocab, unknown_token=UNKNOWN_TOKEN, max_chars_per_word=MAX_CHARS_PER_WORD):
+    def __init__(
+        self, vocab: Mapping[str, int], unknown_token: str = UNKNOWN_TOKEN, max_chars_per_word: int = MAX_CHARS_PER_WORD
+    ) -> None:
         self.vocab = vocab
         self.unknown_token = unknown_token
         self.max_chars_per_word = max_chars_per_word
@@ -46,16 +51,16 @@ class WordpieceTokenizer:
             default=0,
         )
 
-    def tokenize_word(self, word):
+    def tokenize_word(self, word: str) -> list[str]:
         """Pieces of one word (a word has no whitespace; basic tokenization has run)."""
         if len(word) > self.max_chars_per_word:
             return [self.unknown_token]
-        pieces = []
+        pieces: list[str] = []
         start = 0
         while start < len(word):
             longest = self._longest_continuation_piece if start else self._longest_start_piece
             end = min(len(word), start + longest)
-            piece = None
+            piece: str | None = None
             while end > start:
                 candidate = word[start:end]
                 if start:

@@ -1,0 +1,291 @@
+"""The feature cache's on-disk format: key, shards, manifest, verification, resume and lock.
+
+Layout of one cache entry, `<cache_dir>/<key[:32]>/`:
+  shard-00000.npy ...   float32 [rows, hidden], rows in storage order (by token length, then text digest)
+  digests.npy           uint8 [rows, 32]: SHA-256 of each text, in storage order (which row is which text)
+  progress.json         shards finished so far, with their SHA-256 (lets a killed extraction resume)
+  manifest.json         written last: what produced the arrays, every file's SHA-256, timings
+
+The key covers the encoder's files, its vocabulary and lower-casing, max_seq_length, pooling and the
+set of unique texts, so any change gives a new entry, while another split, head or seed of the same
+data reuses the entry. Every file is written to a temporary name and renamed when complete.
+
+This module knows nothing of encoders or TensorFlow: an extraction runner computes the key, opens
+the entry with `locked_entry`, and hands it finished shards. Any runner that does so writes the same
+format, and every reader verifies it the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from pipeline.errors import UserError
+from pipeline.files import bytes_sha256, ensure_writable_dir, npy_bytes, write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = "progress.json"
+DIGESTS_FILE = "digests.npy"
+ShardRecord = dict[str, Any]  # {"file": name, "rows": count, "sha256": hex digest}, as stored in JSON
+
+
+def _shard_rows_setting(default: int = 4096) -> int:
+    """Rows per shard. PIPELINE_SHARD_ROWS is a test and tuning knob (small shards make a kill land
+    between shards in a short test); it is read once, when this module is imported."""
+    text = os.environ.get("PIPELINE_SHARD_ROWS", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) <= 0:
+        raise UserError(f"PIPELINE_SHARD_ROWS must be a positive whole number, got {text!r}; unset it or fix it")
+    return int(text)
+
+
+SHARD_ROWS = _shard_rows_setting()
+
+
+def shard_file_name(shard_index: int) -> str:
+    return f"shard-{shard_index:05d}.npy"
+
+
+# ============================================================================ keys and digests
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def digests_to_array(digests: list[bytes]) -> np.ndarray:
+    """uint8 [N, 32]; numpy's fixed-width bytes dtype would drop a digest's trailing zero bytes."""
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
+
+
+def digests_from_array(array: np.ndarray) -> list[bytes]:
+    return [row.tobytes() for row in array]
+
+
+def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, max_seq_length: int,
+              sorted_digests: list[bytes]) -> str:
+    """SHA-256 over everything that determines the features; the handle and folder are left out on purpose."""
+    settings = {
+        "format": CACHE_FORMAT_VERSION,
+        "encoder_fingerprint": encoder_description["fingerprint"],
+        "vocab_sha256": encoder_description["vocab_sha256"],
+        "do_lower_case": encoder_description["do_lower_case"],
+        "pooling": pooling,
+        "max_seq_length": max_seq_length,
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
+    for text_hash in sorted_digests:
+        digest.update(text_hash)
+    return digest.hexdigest()
+
+
+# ============================================================================ one entry
+
+
+@contextmanager
+def locked_entry(cache_dir: Path, key: str) -> Iterator[CacheEntry]:
+    """The entry for `key`, held under a file lock for the block; a second process waits, then reads.
+
+    The operating system drops the lock of a killed process, so a kill never blocks the next run.
+    """
+    ensure_writable_dir(cache_dir, "--cache-dir")
+    entry = CacheEntry(cache_dir, key)
+    lock = FileLock(str(cache_dir / f".{key[:32]}.lock"))
+    try:
+        lock.acquire(timeout=0.5)
+    except Timeout:  # another process is filling this entry: wait, then read what it wrote
+        log.info("another process is extracting the same features into %s; waiting for it", entry.directory)
+        lock.acquire()
+    try:
+        _remove_leftovers(entry.directory)
+        yield entry
+    finally:
+        lock.release()
+
+
+class CacheEntry:
+    """One entry: read it whole and verified, or write it shard by shard, reusing an earlier attempt's shards."""
+
+    def __init__(self, cache_dir: Path, key: str):
+        self.key = key
+        self.directory = cache_dir / key[:32]
+        self.reused_shards = 0
+        self._earlier: dict[str, ShardRecord] = {}
+        self._written: list[ShardRecord] = []
+
+    def read(self, expected: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(digests, features) when the entry is complete and verified, else None (see read_cache_entry)."""
+        stored = read_cache_entry(self.directory, self.key, expected)
+        if stored is not None:  # a kill between writing the manifest and removing progress.json leaves it behind
+            (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
+        return stored
+
+    def begin_writing(self) -> None:
+        """Collects the verified shards of an earlier, interrupted attempt, so they can be reused."""
+        self._earlier = _finished_shards(self.directory, self.key)
+        self._written = []
+        self.reused_shards = 0
+
+    def reuse_shard(self, shard_index: int, rows: int) -> np.ndarray | None:
+        """The earlier attempt's shard `shard_index` if it is intact and has `rows` rows; it then counts as written."""
+        file_name = shard_file_name(shard_index)
+        record = self._earlier.get(file_name)
+        array = _reuse_shard(self.directory / file_name, record, rows)
+        if array is None or record is None:
+            return None
+        self.reused_shards += 1
+        self._record(record)
+        return array
+
+    def write_shard(self, shard_index: int, features: np.ndarray) -> None:
+        payload = npy_bytes(features)
+        file_name = shard_file_name(shard_index)
+        write_bytes_atomic(self.directory / file_name, payload)
+        self._record({"file": file_name, "rows": len(features), "sha256": bytes_sha256(payload)})
+
+    def _record(self, record: ShardRecord) -> None:
+        self._written.append(record)
+        # Shards of an earlier attempt not reached yet stay listed, so a kill now does not forget them.
+        not_reached = [self._earlier[name] for name in sorted(self._earlier) if name > record["file"]]
+        write_json_atomic(self.directory / PROGRESS_FILE, {"key": self.key, "shards": self._written + not_reached})
+
+    def finish(self, storage_digests: np.ndarray, description: Mapping[str, Any]) -> None:
+        """Writes digests.npy and, last, the manifest (`description` says what produced the arrays)."""
+        digests_payload = npy_bytes(storage_digests)
+        write_bytes_atomic(self.directory / DIGESTS_FILE, digests_payload)
+        write_json_atomic(self.directory / MANIFEST_FILE, {
+            **description,
+            "key": self.key,
+            "format": CACHE_FORMAT_VERSION,
+            "digests_sha256": bytes_sha256(digests_payload),
+            "shards": self._written,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
+        if self.reused_shards:
+            log.info("reused %d finished shard(s) of an interrupted extraction", self.reused_shards)
+
+
+def _remove_leftovers(entry_dir: Path) -> None:
+    """Called under the lock, so a temporary file can only be a killed writer's half-written one."""
+    for temporary in entry_dir.glob(".*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
+# ============================================================================ verification
+
+
+def read_cache_entry(entry_dir: Path, key: str,
+                     expected: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(digests, features) of a complete, verified entry; None when absent or damaged (with one warning line).
+
+    `expected` maps manifest fields ("encoder.fingerprint" for a nested one) to the values this run needs;
+    the key already covers them, so a difference means an edited manifest.
+    """
+    manifest_path = entry_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT_VERSION:
+            raise ValueError("manifest.json does not match this cache key")
+        for name, value in (expected or {}).items():
+            recorded = _manifest_field(manifest, name)
+            if recorded != value:
+                raise ValueError(f"manifest.json records {name} {recorded!r}, this run needs {value!r}")
+        problems, arrays = [], []
+        for record in [{"file": DIGESTS_FILE, "sha256": manifest["digests_sha256"]}, *manifest["shards"]]:
+            try:  # check every file, so the one warning names all that is bad
+                arrays.append(_load_verified(entry_dir / record["file"], record["sha256"], rows=record.get("rows")))
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
+        digests, shards = arrays[0], arrays[1:]
+        features = np.concatenate(shards) if shards else np.zeros((0, manifest["hidden_size"]), np.float32)
+        if features.dtype != np.float32 or digests.shape != (len(features), 32) or digests.dtype != np.uint8:
+            raise ValueError("arrays do not match the manifest")
+        return digests, features
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("feature cache %s is damaged (%s); recomputing what is bad", entry_dir, error)
+        return None
+
+
+def _manifest_field(manifest: Mapping[str, Any], dotted_name: str) -> Any:
+    value: Any = manifest
+    for part in dotted_name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _load_verified(path: Path, expected_sha256: str, rows: int | None = None) -> np.ndarray:
+    """The array in `path` if its bytes have the recorded SHA-256 and hold plain numbers; ValueError naming the fault."""
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path.name} is missing") from None
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
+    if bytes_sha256(payload) != expected_sha256:
+        raise ValueError(f"{path.name} does not match its recorded SHA-256 (truncated or altered)")
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)  # the bytes just hashed, not a second read
+    except ValueError as error:  # object arrays need pickle, which is refused
+        raise ValueError(f"{path.name} is not a plain numeric array ({error})") from None
+    if rows is not None and len(array) != rows:
+        raise ValueError(f"{path.name} has {len(array)} rows, the manifest says {rows}")
+    return array
+
+
+def _finished_shards(entry_dir: Path, key: str) -> dict[str, ShardRecord]:
+    """Verified shard records from an earlier attempt (progress.json, or a damaged entry's manifest).
+
+    A recorded shard that fails its check is left out, so it is recomputed. It is reported here in one
+    line unless a manifest exists, because then read_cache_entry has already reported it.
+    """
+    records: dict[str, ShardRecord] = {}
+    for name in (MANIFEST_FILE, PROGRESS_FILE):
+        try:
+            recorded = json.loads((entry_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and recorded.get("key") == key and isinstance(recorded.get("shards"), list):
+            records.update({shard["file"]: shard for shard in recorded["shards"]
+                            if isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                            and isinstance(shard.get("sha256"), str) and isinstance(shard.get("rows"), int)})
+    problems = []
+    for file_name, record in list(records.items()):
+        try:
+            _load_verified(entry_dir / file_name, record["sha256"], rows=record["rows"])
+        except ValueError as error:
+            problems.append(str(error))
+            del records[file_name]
+    if problems and not (entry_dir / MANIFEST_FILE).is_file():
+        log.warning("feature cache %s: %s; recomputing those shards", entry_dir, "; ".join(problems))
+    return records
+
+
+def _reuse_shard(path: Path, record: ShardRecord | None, rows: int) -> np.ndarray | None:
+    if record is None or record.get("rows") != rows or not path.is_file():
+        return None
+    try:
+        array = _load_verified(path, record["sha256"], rows=rows)
+    except (ValueError, KeyError) as error:  # _finished_shards checked it; this catches a change since then
+        log.warning("feature shard %s is damaged (%s); recomputing it", path, error)
+        return None
+    return array if array.dtype == np.float32 and len(array) == rows else None

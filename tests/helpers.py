@@ -1,0 +1,69 @@
+"""What the tests share besides fixtures: running the real `python -m pipeline` in a subprocess, and writing tables."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+REPO_ROOT: Path = Path(__file__).resolve().parent.parent  # The checkout: the CLI runs here, notebooks are read from here.
+
+POSITIVE_WORDS = ["good", "great"]
+NEGATIVE_WORDS = ["bad", "not"]
+
+
+def cli_command(*arguments: object) -> list[str]:
+    """The argv of `python -m pipeline` with this interpreter, every argument (paths, numbers) as a string."""
+    return [sys.executable, "-m", "pipeline", *map(str, arguments)]
+
+
+def _cli_environment(artifacts: Path | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, TensorFlow's C++ logging quieted, plus PIPELINE_ARTIFACTS if given, plus `env`."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if artifacts is not None:
+        environment["PIPELINE_ARTIFACTS"] = str(artifacts)
+    environment.update(env or {})
+    return environment
+
+
+def run_cli(*arguments: object, artifacts: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `python -m pipeline *arguments` in REPO_ROOT to its end; stdout and stderr captured as text."""
+    return subprocess.run(cli_command(*arguments), cwd=REPO_ROOT, env=_cli_environment(artifacts, env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*arguments: object, artifacts: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Starts `python -m pipeline *arguments` like run_cli, without waiting (for concurrent runs and kills)."""
+    return subprocess.Popen(cli_command(*arguments), cwd=REPO_ROOT, env=_cli_environment(artifacts, env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, encoding: str = "utf-8") -> Path:
+    """Writes the header row, then the rows, with the csv module's defaults (minimal quoting, \\r\\n); returns path."""
+    with open(path, "w", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def tiny_review_rows(count: int = 60) -> list[tuple[str, str]]:
+    """(text, label) rows whose label is readable from a word the tiny vocabulary knows."""
+    subjects = ["the movie", "the film", "a movie", "this film", "the story"]
+    rows = []
+    for index in range(count):
+        positive = index % 2 == 0
+        word = (POSITIVE_WORDS if positive else NEGATIVE_WORDS)[index // 2 % 2]
+        subject = subjects[index % len(subjects)]
+        rows.append((f"{subject} is {word} {'and ' + subject if index % 3 == 0 else ''}".strip(),
+                     "pos" if positive else "neg"))
+    return rows
+
+
+def write_tiny_csv(path: Path, count: int = 60) -> Path:
+    """A text,label CSV of tiny_review_rows(count); returns path."""
+    return write_csv(path, ["text", "label"], tiny_review_rows(count))
