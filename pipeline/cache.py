@@ -36,7 +36,8 @@ from pipeline.files import bytes_sha256, ensure_writable_dir, npy_bytes, write_b
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+# 2: the key also covers the chosen layers and how they are combined (version 1 entries are not read).
+CACHE_FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "progress.json"
 DIGESTS_FILE = "digests.npy"
@@ -77,8 +78,8 @@ def digests_from_array(array: np.ndarray) -> list[bytes]:
     return [row.tobytes() for row in array]
 
 
-def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, max_seq_length: int,
-              sorted_digests: list[bytes]) -> str:
+def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...], combine: str,
+              max_seq_length: int, sorted_digests: list[bytes]) -> str:
     """SHA-256 over everything that determines the features; the handle and folder are left out on purpose."""
     settings = {
         "format": CACHE_FORMAT_VERSION,
@@ -86,6 +87,8 @@ def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, max_seq_l
         "vocab_sha256": encoder_description["vocab_sha256"],
         "do_lower_case": encoder_description["do_lower_case"],
         "pooling": pooling,
+        "layers": list(layers),
+        "combine": combine,
         "max_seq_length": max_seq_length,
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
@@ -217,7 +220,7 @@ def read_cache_entry(entry_dir: Path, key: str,
         if problems:
             raise ValueError("; ".join(problems))
         digests, shards = arrays[0], arrays[1:]
-        features = np.concatenate(shards) if shards else np.zeros((0, manifest["hidden_size"]), np.float32)
+        features = np.concatenate(shards) if shards else np.zeros((0, manifest["feature_size"]), np.float32)
         if features.dtype != np.float32 or digests.shape != (len(features), 32) or digests.dtype != np.uint8:
             raise ValueError("arrays do not match the manifest")
         return digests, features

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="extract features (cached), train the head, evaluate, write a run folder")
     _add_run_options(run)
     _add_output_options(run)
+    sweep = commands.add_parser("sweep", help="train many heads on the cached features; keep the best by validation AUROC")
+    _add_run_options(sweep)
+    _add_output_options(sweep)
     extract = commands.add_parser("extract", help="fill the feature cache and stop")
     _add_run_options(extract)
     _add_output_options(extract)
@@ -122,6 +125,15 @@ def _command_run(arguments: argparse.Namespace) -> None:
     print(summary_table(result))
 
 
+def _command_sweep(arguments: argparse.Namespace) -> None:
+    from pipeline.run import summary_table
+    from pipeline.sweep import summary_lines, sweep
+
+    result = sweep(_config_from(arguments), show_progress=not arguments.quiet)
+    print(summary_lines(result))
+    print(summary_table(result))
+
+
 def _command_extract(arguments: argparse.Namespace) -> None:
     from pipeline.run import extract, prepare
 
@@ -158,8 +170,10 @@ def _command_predict(arguments: argparse.Namespace) -> None:
                           verbose=arguments.verbose))
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"run": _command_run, "extract": _command_extract, "convert": _command_convert,
-            "export": _command_export, "predict": _command_predict}
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "run": _command_run, "sweep": _command_sweep, "extract": _command_extract, "convert": _command_convert,
+    "export": _command_export, "predict": _command_predict,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,20 @@ from pipeline.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POOLINGS = ("pooled", "cls", "mean")
+LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative ones counting from the end
+COMBINES = ("concat", "mean")
+# The defaults were chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
+DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
+HEADS = ("paperspace", "mlp")
+DEFAULT_HEAD = "mlp"
+# Each head's training settings, used for the options left unset. `paperspace` is the tutorial's recipe;
+# `mlp` was chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
+HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paperspace": {"epochs": 10, "batch_size": 300, "learning_rate": 1e-3, "dropout_rate": 0.0,
+                   "hidden_units": (50, 30, 30), "weight_decay": 0.0},
+    "mlp": {"epochs": 40, "batch_size": 64, "learning_rate": 1e-3, "dropout_rate": 0.5,
+            "hidden_units": (256,), "weight_decay": 0.1},
+}
 DEFAULT_MAX_SEQ_LENGTH = 128
 EMBEDDED_ENCODER = "all-MiniLM-L6-v2"
 
@@ -39,12 +53,24 @@ class RunConfig:
         "help": "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the embedded model's name"})
     pooling: str | None = field(default=None, metadata={
         "help": "how a text becomes one vector (default: the encoder's recommendation, else pooled)", "choices": POOLINGS})
+    layers: str | None = field(default=None, metadata={
+        "help": "hidden layers pooled into the features: last, all, last4, or indices such as 0,2,-1 "
+                "(default: all when the encoder gives every layer; pooled is the model's own output of the last layer)"})
+    combine: str = field(default="concat", metadata={
+        "help": "how the chosen layers' vectors become one: concat (side by side) or mean", "choices": COMBINES})
     max_seq_length: int | None = field(default=None, metadata={"help": "WordPiece tokens per text including [CLS] and [SEP] (default: the preset's, else 128)"})
-    epochs: int = field(default=10, metadata={"help": "training epochs for the head"})
-    batch_size: int = field(default=300, metadata={"help": "training batch size for the head"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate for the head"})
-    dropout_rate: float = field(default=0.0, metadata={"help": "dropout after each hidden layer of the head"})
-    hidden_units: tuple[int, ...] = field(default=(50, 30, 30), metadata={"help": "widths of the head's hidden layers"})
+    head: str = field(default=DEFAULT_HEAD, metadata={
+        "help": "the head: paperspace (the tutorial's dense/batch-norm stack) or mlp (standardised inputs, dropout, "
+                "weight decay)", "choices": HEADS})
+    epochs: int | None = field(default=None, metadata={"help": "most training epochs for the head (default: the head's)"})
+    batch_size: int | None = field(default=None, metadata={"help": "training batch size for the head (default: the head's)"})
+    learning_rate: float | None = field(default=None, metadata={"help": "Adam learning rate for the head (default: the head's)"})
+    dropout_rate: float | None = field(default=None, metadata={
+        "help": "dropout after each hidden layer of the head (default: the head's)"})
+    hidden_units: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "widths of the head's hidden layers (default: the head's)"})
+    weight_decay: float | None = field(default=None, metadata={
+        "help": "decoupled weight decay (AdamW) for the head; 0 is plain Adam (default: the head's)"})
     class_weights: str | None = field(default=None, metadata={"help": "'balanced' to weight classes by inverse frequency (default: the preset's)"})
     seed: int = field(default=42, metadata={"help": "seed for the split, the head's initial weights and the data order"})
     output_dir: str | None = field(default=None, metadata={"help": "the run folder itself (default: artifacts/runs/<time>-<name>)"})
@@ -58,17 +84,48 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy, for config.json and the cache manifest."""
         values = dataclasses.asdict(self)
-        values["hidden_units"] = list(self.hidden_units)
+        values["hidden_units"] = list(self.hidden_units) if self.hidden_units is not None else None
         return values
+
+    def head_settings(self) -> HeadSettings:
+        """The head and its training options, each one left unset taking the chosen head's default."""
+        defaults = HEAD_DEFAULTS[self.head]
+
+        def chosen(name: str) -> Any:
+            value = getattr(self, name)
+            return defaults[name] if value is None else value
+
+        return HeadSettings(head=self.head, epochs=int(chosen("epochs")), batch_size=int(chosen("batch_size")),
+                            learning_rate=float(chosen("learning_rate")), dropout_rate=float(chosen("dropout_rate")),
+                            hidden_units=tuple(chosen("hidden_units")), weight_decay=float(chosen("weight_decay")))
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Which head is trained, and how: every option settled (RunConfig.head_settings)."""
+
+    head: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    dropout_rate: float
+    hidden_units: tuple[int, ...]
+    weight_decay: float
+
+    def as_options(self) -> dict[str, Any]:
+        """The settled values under RunConfig's field names, to record them in the run's config."""
+        return dataclasses.asdict(self)
 
 
 def validate(config: RunConfig) -> None:
     """Checks that need no data and no model; raises UserError naming the option and the fix."""
     if config.pooling is not None and config.pooling not in POOLINGS:
         raise UserError(f"--pooling {config.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}")
-    if config.epochs <= 0:
+    if config.head not in HEADS:
+        raise UserError(f"--head {config.head!r} is unknown; choose one of {', '.join(HEADS)}")
+    if config.epochs is not None and config.epochs <= 0:
         raise UserError(f"--epochs must be a positive whole number, got {config.epochs}")
-    if config.batch_size <= 0:
+    if config.batch_size is not None and config.batch_size <= 0:
         raise UserError(f"--batch-size must be a positive whole number, got {config.batch_size}")
     if config.extraction_batch_size <= 0:
         raise UserError(f"--extraction-batch-size must be a positive whole number, got {config.extraction_batch_size}")
@@ -76,14 +133,73 @@ def validate(config: RunConfig) -> None:
         raise UserError(
             f"--max-seq-length must be at least 3 ([CLS], one token, [SEP]), got {config.max_seq_length}"
         )
-    if not config.learning_rate > 0:
+    if config.learning_rate is not None and not config.learning_rate > 0:
         raise UserError(f"--learning-rate must be positive, got {config.learning_rate}")
-    if not 0 <= config.dropout_rate < 1:
+    if config.dropout_rate is not None and not 0 <= config.dropout_rate < 1:
         raise UserError(f"--dropout-rate must be in [0, 1), got {config.dropout_rate}")
-    if not config.hidden_units or any(units <= 0 for units in config.hidden_units):
+    if config.weight_decay is not None and not 0 <= config.weight_decay < 1:
+        raise UserError(f"--weight-decay must be in [0, 1), got {config.weight_decay}")
+    if config.hidden_units is not None and (not config.hidden_units or any(units <= 0 for units in config.hidden_units)):
         raise UserError(f"--hidden-units must be positive widths such as 50,30,30, got {config.hidden_units}")
     if config.class_weights not in (None, "balanced", "none"):
         raise UserError(f"--class-weights must be 'balanced' or 'none', got {config.class_weights!r}")
+    if config.combine not in COMBINES:
+        raise UserError(f"--combine {config.combine!r} is unknown; choose one of {', '.join(COMBINES)}")
+    if config.layers is not None:
+        layers = parse_layers(config.layers)
+        if config.pooling == "pooled" and layers != "last":
+            raise UserError(f"--layers {config.layers} with --pooling pooled: pooled is the model's own output of its "
+                            f"last layer; pass --layers last, or --pooling mean or cls to pool other layers")
+
+
+def layers_text(layers: tuple[int, ...]) -> str:
+    """Resolved layers as recorded in config.json and the HParams view, e.g. "-6,-5,-4,-3,-2,-1"."""
+    return ",".join(str(index) for index in layers)
+
+
+def parse_layers(text: str) -> str | tuple[int, ...]:
+    """'last', 'all', 'last4', or the layer indices of a comma list; UserError naming the fix otherwise."""
+    cleaned = text.strip().lower()
+    if cleaned in LAYER_CHOICES:
+        return cleaned
+    parts = [part.strip() for part in cleaned.split(",")]
+    if not cleaned or not all(part.lstrip("-").isdigit() for part in parts):
+        raise UserError(f"--layers {text!r} is not a layer choice; pass last, all, last4, or indices such as 0,2,-1")
+    indices = tuple(int(part) for part in parts)
+    if len(set(indices)) != len(indices):
+        raise UserError(f"--layers {text!r} names a layer twice; name each layer once")
+    return indices
+
+
+def resolve_layers(text: str, *, pooling: str, available_layers: int, all_layers_given: bool,
+                   encoder: str) -> tuple[int, ...]:
+    """The chosen layers as negative indices (-1 is the last), checked against what the encoder gives.
+
+    `available_layers` is how many layer outputs the encoder returns; `all_layers_given` is False for
+    an old list-signature encoder, which returns only its last layer.
+    """
+    choice = parse_layers(text)
+    if choice == "last":
+        return (-1,)
+    if pooling == "pooled":
+        raise UserError(f"--layers {text} with --pooling pooled: pooled is the model's own output of its last layer; "
+                        f"pass --layers last, or --pooling mean or cls to pool other layers")
+    if not all_layers_given:
+        raise UserError(f"--layers {text}: encoder {encoder} has the old list signature and gives only its last "
+                        f"layer; pass --layers last, or use a dict-signature encoder")
+    if choice == "all":
+        return tuple(range(-available_layers, 0))
+    if choice == "last4":
+        return tuple(range(-min(4, available_layers), 0))
+    resolved = []
+    for index in choice if isinstance(choice, tuple) else ():
+        if not -available_layers <= index < available_layers:
+            raise UserError(f"--layers {text}: encoder {encoder} has {available_layers} layers (0..{available_layers - 1}, "
+                            f"or -{available_layers}..-1 from the end); choose among those")
+        resolved.append(index - available_layers if index >= 0 else index)
+    if len(set(resolved)) != len(resolved):
+        raise UserError(f"--layers {text} names a layer twice; name each layer once")
+    return tuple(resolved)
 
 
 def validate_against_encoder(max_seq_length: int, encoder_limit: int) -> None:

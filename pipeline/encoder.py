@@ -47,9 +47,15 @@ class Encoder:
     fingerprint: str
     vocab_sha256: str  # hashed once at load: the cache key and every run config need it
     recommended_pooling: str | None
+    available_layers: int  # layer outputs the encoder returns: every layer (dict signature), or only the last
+
+    @property
+    def all_layers_given(self) -> bool:
+        return self.signature == "dict"
 
     def __call__(self, input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Runs the frozen encoder; returns {'pooled_output': [B, H], 'sequence_output': [B, T, H]}."""
+        """Runs the frozen encoder: {'pooled_output': [B, H], 'sequence_output': [B, T, H],
+        'encoder_outputs': a [B, T, H] tensor per layer (only the last for an old list-signature encoder)}."""
         return _call_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
 
     def describe(self) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class Encoder:
             "do_lower_case": self.do_lower_case,
             "hidden_size": self.hidden_size,
             "max_seq_length": self.max_seq_length,
+            "available_layers": self.available_layers,
         }
 
 
@@ -124,7 +131,7 @@ def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
         ) from None
     resolved = layer.resolved_object
     vocab_file, do_lower_case = _tokenizer_assets(resolved, model_dir)
-    signature, hidden_size = _detect_signature(layer, model_dir)
+    signature, hidden_size, available_layers = _detect_signature(layer, model_dir)
     info = read_model_info(model_dir)
     return Encoder(
         handle=handle,
@@ -139,6 +146,7 @@ def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
         fingerprint=model_fingerprint(model_dir),
         vocab_sha256=file_sha256(vocab_file),
         recommended_pooling=info.get("recommended_pooling"),
+        available_layers=available_layers,
     )
 
 
@@ -159,13 +167,16 @@ def _call_layer(layer: hub.KerasLayer, signature: str, input_word_ids: tf.Tensor
         outputs = layer(
             {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
         )
-        return {"pooled_output": outputs["pooled_output"], "sequence_output": outputs["sequence_output"]}
+        sequence_output = outputs["sequence_output"]
+        return {"pooled_output": outputs["pooled_output"], "sequence_output": sequence_output,
+                "encoder_outputs": list(outputs.get("encoder_outputs") or [sequence_output])}
     pooled_output, sequence_output = layer([input_word_ids, input_mask, input_type_ids])
-    return {"pooled_output": pooled_output, "sequence_output": sequence_output}
+    return {"pooled_output": pooled_output, "sequence_output": sequence_output, "encoder_outputs": [sequence_output]}
 
 
-def _detect_signature(layer: hub.KerasLayer, model_dir: Path) -> tuple[str, int]:
-    """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size).
+def _detect_signature(layer: hub.KerasLayer, model_dir: Path) -> tuple[str, int, int]:
+    """Tries the new dict signature, then the old list one, on a 1x4 probe; returns (signature, hidden size,
+    number of layer outputs).
 
     The probe uses ids 1 and 2 because every vocabulary, even a 100-word test one, has them.
     """
@@ -179,7 +190,7 @@ def _detect_signature(layer: hub.KerasLayer, model_dir: Path) -> tuple[str, int]
             continue
         pooled, sequence = outputs["pooled_output"], outputs["sequence_output"]
         if pooled.shape.rank == 2 and sequence.shape.rank == 3 and pooled.shape[-1] == sequence.shape[-1]:
-            return signature, int(pooled.shape[-1])
+            return signature, int(pooled.shape[-1]), len(outputs["encoder_outputs"])
     raise UserError(
         f"SavedModel {model_dir} does not give BERT outputs (pooled_output and sequence_output) for "
         f"input_word_ids, input_mask and type ids; pass a TF-Hub BERT encoder, not a preprocessor or other model"

@@ -199,10 +199,11 @@ def project_2d(features: np.ndarray, *, method: str = "pca", seed: int = 0) -> n
 
 
 def encode_query(text: str, prepared: Prepared) -> np.ndarray:
-    """One new text's features, made exactly as the cached ones (same encoder, pooling, max_seq_length)."""
+    """One new text's features, made exactly as the cached ones (same encoder, pooling, layers, max_seq_length)."""
     from pipeline.features import encode_texts
 
-    return encode_texts([text], prepared.encoder, pooling=prepared.pooling, max_seq_length=prepared.max_seq_length)[0]
+    return encode_texts([text], prepared.encoder, pooling=prepared.pooling, layers=prepared.layers,
+                        combine=prepared.combine, max_seq_length=prepared.max_seq_length)[0]
 
 
 def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels: np.ndarray,

@@ -1,7 +1,7 @@
 """Export a finished run as one SavedModel: raw strings in, class probabilities out.
 
 The exported graph holds the in-graph tokenizer (`pipeline.graph_tokenizer`, equal to the
-`FullTokenizer` that built the feature cache), the frozen encoder the run used, the run's pooling
+`FullTokenizer` that built the feature cache), the frozen encoder the run used, the run's pooling (layers and how they are combined)
 and its trained head, so a user needs nothing of this package to use it:
 
     import tensorflow as tf, tensorflow_text  # tensorflow_text registers the tokenizer's ops
@@ -75,7 +75,8 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
     def classify(texts: tf.Tensor) -> dict[str, tf.Tensor]:
         inputs = module.tokenizer(texts)
         outputs = encoder(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
-        features = tf.cast(pool(outputs, inputs["input_mask"], pooling), tf.float32)
+        features = tf.cast(pool(outputs, inputs["input_mask"], pooling, run_model.run.layers, run_model.run.combine),
+                           tf.float32)
         probabilities = tf.cast(module.head(features, training=False), tf.float32)
         if probabilities.shape[-1] == 1:  # a sigmoid head: both columns, as predict_probabilities gives
             probabilities = tf.concat([1.0 - probabilities, probabilities], axis=1)
@@ -167,6 +168,8 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "encoder": {"handle": run.encoder_handle, "model_dir": str(encoder.model_dir),
                     "fingerprint": encoder.fingerprint},
         "pooling": run.pooling,
+        "layers": list(run.layers),
+        "combine": run.combine,
         "max_seq_length": run.max_seq_length,
         "do_lower_case": encoder.do_lower_case,
         "signatures": {

@@ -63,6 +63,8 @@ def extract_features(
     encoder: Encoder,
     *,
     pooling: str,
+    layers: tuple[int, ...] = (-1,),
+    combine: str = "concat",
     max_seq_length: int,
     cache_dir: Path,
     batch_size: int = 64,
@@ -73,18 +75,19 @@ def extract_features(
     unique_texts = list(dict.fromkeys(texts))
     digest_of = {text: cache.text_digest(text) for text in unique_texts}
     description = encoder.describe()
-    key = cache.cache_key(description, pooling=pooling, max_seq_length=max_seq_length,
+    key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
                           sorted_digests=sorted(digest_of.values()))
     with cache.locked_entry(cache_dir, key) as entry:
         stored = entry.read(expected={
-            "pooling": pooling, "max_seq_length": max_seq_length, "texts": len(unique_texts),
-            "hidden_size": encoder.hidden_size, **{f"encoder.{name}": description[name]
-                                                   for name in ("fingerprint", "vocab_sha256", "do_lower_case")},
+            "pooling": pooling, "layers": list(layers), "combine": combine, "max_seq_length": max_seq_length,
+            "texts": len(unique_texts), "feature_size": feature_size(encoder.hidden_size, layers, combine),
+            **{f"encoder.{name}": description[name] for name in ("fingerprint", "vocab_sha256", "do_lower_case")},
         })
         cache_hit = stored is not None
         if stored is None:
-            stored = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, max_seq_length=max_seq_length,
-                                    entry=entry, batch_size=batch_size, show_progress=show_progress)
+            stored = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers, combine=combine,
+                                    max_seq_length=max_seq_length, entry=entry, batch_size=batch_size,
+                                    show_progress=show_progress)
     storage_digests, storage_features = stored
     row_of = {text_hash: row for row, text_hash in enumerate(cache.digests_from_array(storage_digests))}
     rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
@@ -101,14 +104,14 @@ def extract_features(
 
 
 def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder: Encoder, *, pooling: str,
-                   max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
+                   layers: tuple[int, ...], combine: str, max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
                    show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
     token_ids = _tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
     order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
     storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
     entry.begin_writing()
-    feature_fn = make_feature_function(encoder, pooling)
+    feature_fn = make_feature_function(encoder, pooling, layers, combine)
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     shard_arrays = []
     extraction_started = time.perf_counter()
@@ -125,13 +128,16 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
                 entry.write_shard(shard_index, array)
             shard_arrays.append(array)
     seconds = time.perf_counter() - extraction_started
-    features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, encoder.hidden_size), np.float32)
+    width = feature_size(encoder.hidden_size, layers, combine)
+    features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, width), np.float32)
     entry.finish(storage_digests, {
         "encoder": encoder.describe(),
         "pooling": pooling,
+        "layers": list(layers),
+        "combine": combine,
         "max_seq_length": max_seq_length,
         "texts": len(unique_texts),
-        "hidden_size": int(features.shape[1]),
+        "feature_size": width,
         "extraction_seconds": round(seconds, 3),
     })
     return storage_digests, features
@@ -156,17 +162,18 @@ def _tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *,
 
 # Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or
 # two, so a process that extracts several times (predict, notebooks, the benchmark) pays them once.
-_FEATURE_FUNCTIONS: dict[tuple[int, str], tuple[Any, FeatureFunction]] = {}
+_FEATURE_FUNCTIONS: dict[tuple[int, str, tuple[int, ...], str], tuple[Any, FeatureFunction]] = {}
 
 
-def make_feature_function(encoder: Encoder, pooling: str) -> FeatureFunction:
+def make_feature_function(encoder: Encoder, pooling: str, layers: tuple[int, ...] = (-1,),
+                          combine: str = "concat") -> FeatureFunction:
     """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back.
 
     The sequence output never leaves the graph, so at most one batch of it exists at a time. Input
     shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
     measured and left out: 0-10% less CPU per token, but 1-2 s of compilation per new shape.
     """
-    key = (id(encoder.layer), pooling)
+    key = (id(encoder.layer), pooling, layers, combine)
     cached = _FEATURE_FUNCTIONS.get(key)
     if cached is not None and cached[0] is encoder.layer:
         return cached[1]
@@ -175,7 +182,7 @@ def make_feature_function(encoder: Encoder, pooling: str) -> FeatureFunction:
     @tf.function(input_signature=[spec, spec, spec])
     def features(input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> tf.Tensor:
         outputs = encoder(input_word_ids, input_mask, input_type_ids)
-        return tf.cast(pool(outputs, input_mask, pooling), tf.float32)
+        return tf.cast(pool(outputs, input_mask, pooling, layers, combine), tf.float32)
 
     _FEATURE_FUNCTIONS[key] = (encoder.layer, features)
     return features
@@ -215,26 +222,46 @@ def _encode_rows(rows_token_ids: Sequence[Sequence[int]], feature_fn: FeatureFun
     return output if output is not None else np.zeros((0, 0), np.float32)
 
 
-def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, max_seq_length: int, batch_size: int = 64) -> np.ndarray:
+def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, layers: tuple[int, ...] = (-1,),
+                 combine: str = "concat", max_seq_length: int, batch_size: int = 64) -> np.ndarray:
     """Features without the cache, in the order given (for predict and small checks)."""
     token_ids = [_token_ids(encoder, text, max_seq_length) for text in texts]
     order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     if not texts:
-        return np.zeros((0, encoder.hidden_size), np.float32)
+        return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
     with extraction_precision():
-        ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling),
+        ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling, layers, combine),
                                batch_size, max_seq_length, cls_id, sep_id)
     result = np.empty_like(ordered)
     result[np.array(order)] = ordered
     return result
 
 
-def pool(outputs: dict[str, tf.Tensor], input_mask: tf.Tensor, pooling: str) -> tf.Tensor:
-    """pooled = the model's pooled_output; cls = the [CLS] row; mean = average over real tokens."""
+def feature_size(hidden_size: int, layers: tuple[int, ...], combine: str) -> int:
+    return hidden_size * len(layers) if combine == "concat" else hidden_size
+
+
+def pool(outputs: dict[str, Any], input_mask: tf.Tensor, pooling: str, layers: tuple[int, ...] = (-1,),
+         combine: str = "concat") -> tf.Tensor:
+    """One vector per text from the chosen layers (negative indices into `encoder_outputs`), side by side
+    (concat) or averaged (mean). `pooled` is the model's own pooled output, which exists for the last layer only."""
     if pooling == "pooled":
+        if layers != (-1,):
+            raise ValueError(f"pooling 'pooled' has only the last layer, got layers {layers}")
         return outputs["pooled_output"]
-    sequence = outputs["sequence_output"]
+    per_layer = [_pool_sequence(outputs["encoder_outputs"][index], input_mask, pooling) for index in layers]
+    if len(per_layer) == 1:
+        return per_layer[0]
+    if combine == "concat":
+        return tf.concat(per_layer, axis=-1)
+    if combine == "mean":
+        return tf.add_n(per_layer) / float(len(per_layer))
+    raise ValueError(f"unknown combine {combine!r}")
+
+
+def _pool_sequence(sequence: tf.Tensor, input_mask: tf.Tensor, pooling: str) -> tf.Tensor:
+    """cls = the [CLS] row; mean = average over real tokens."""
     if pooling == "cls":
         return sequence[:, 0, :]
     if pooling == "mean":

@@ -1,4 +1,11 @@
-"""The small Keras head trained on cached features (the Paperspace recipe by default)."""
+"""The Keras heads trained on cached features.
+
+`paperspace`: the tutorial's dense/batch-norm stack, on raw features, trained with Adam.
+`mlp`: what a careful practitioner fits on a few thousand frozen feature vectors: the features
+standardised inside the model (mean and variance learned from the training split, so the exported
+model needs no separate scaler), dropout on the inputs and after the hidden layer, and AdamW's
+decoupled weight decay (see `compile_head`).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +52,43 @@ def build_head(
     return keras.Model(inputs, outputs, name="head")
 
 
-def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3) -> keras.Model:
-    """Adam with the matching loss; Keras AUROC/PR-AUC metrics for two classes (K > 2 uses a callback)."""
+HEADS = ("paperspace", "mlp")
+
+
+def build_mlp_head(
+    train_features: np.ndarray,
+    num_classes: int,
+    *,
+    hidden_units: tuple[int, ...] = (256,),
+    dropout_rate: float = 0.5,
+    input_dropout_rate: float = 0.2,
+    seed: int = 42,
+) -> keras.Model:
+    """Standardise (learned from `train_features`) -> Dropout -> [Dense(relu) -> Dropout] per width -> output."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    inputs = keras.Input(shape=(train_features.shape[1],), name="features")
+    standardise = keras.layers.Normalization(name="standardise")
+    standardise.adapt(np.asarray(train_features, dtype=np.float32), batch_size=4096)
+    hidden = keras.layers.Dropout(input_dropout_rate, seed=seed + 200, name="input_dropout")(standardise(inputs))
+    for index, units in enumerate(hidden_units):
+        hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
+                                    name=f"dense_{index}")(hidden)
+        hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
+    output_units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    outputs = keras.layers.Dense(
+        output_units,
+        activation=activation,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + len(hidden_units)),
+        name="probabilities",
+    )(hidden)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3,
+                 weight_decay: float = 0.0) -> keras.Model:
+    """Adam (AdamW with decoupled weight decay when `weight_decay` > 0) with the matching loss; Keras
+    AUROC/PR-AUC metrics for two classes (K > 2 uses a callback)."""
     if num_classes == 2:
         loss = keras.losses.BinaryCrossentropy()
         metrics = [
@@ -57,7 +99,9 @@ def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float =
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
+    optimizer = (keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay) if weight_decay > 0
+                 else keras.optimizers.Adam(learning_rate=learning_rate))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 

@@ -7,6 +7,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,17 @@ import numpy as np
 
 from pipeline import data as data_module
 from pipeline import run_folder
-from pipeline.config import DEFAULT_MAX_SEQ_LENGTH, RunConfig, artifacts_dir, validate, validate_against_encoder
+from pipeline.config import (
+    DEFAULT_LAYERS,
+    DEFAULT_MAX_SEQ_LENGTH,
+    HeadSettings,
+    RunConfig,
+    artifacts_dir,
+    layers_text,
+    resolve_layers,
+    validate,
+    validate_against_encoder,
+)
 from pipeline.errors import UserError
 from pipeline.files import check_creatable, write_bytes_atomic, write_json_atomic
 
@@ -32,6 +43,9 @@ class Prepared:
 
     config: RunConfig  # with pooling and max_seq_length filled in (and recorded as such)
     pooling: str
+    layers: tuple[int, ...]  # negative indices into the encoder's layer outputs: -1 is the last
+    combine: str
+    head: HeadSettings
     max_seq_length: int
     splits: data_module.Splits
     encoder: Encoder
@@ -47,7 +61,7 @@ class RunResult:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Reads and splits the data, loads the encoder, and settles pooling and max_seq_length."""
+    """Reads and splits the data, loads the encoder, and settles pooling, layers and max_seq_length."""
     validate(config)
     check_creatable(cache_dir_for(config), "--cache-dir")  # before TensorFlow starts, so it fails in a second
     dataset = data_module.load_labeled_texts(
@@ -73,10 +87,18 @@ def prepare(config: RunConfig) -> Prepared:
     max_seq_length = config.max_seq_length or (preset.max_seq_length if preset else None) or DEFAULT_MAX_SEQ_LENGTH
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
     pooling = config.pooling or encoder.recommended_pooling or "pooled"
+    default_layers = DEFAULT_LAYERS if pooling != "pooled" and encoder.all_layers_given else "last"
+    layers = resolve_layers(config.layers or default_layers, pooling=pooling, available_layers=encoder.available_layers,
+                            all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     class_weighting = config.class_weights or dataset.class_weighting
+    head = config.head_settings()
     return Prepared(
-        config=config.replace(pooling=pooling, max_seq_length=max_seq_length),
+        config=config.replace(pooling=pooling, max_seq_length=max_seq_length, layers=layers_text(layers),
+                              **head.as_options()),
+        head=head,
         pooling=pooling,
+        layers=layers,
+        combine=config.combine,
         max_seq_length=max_seq_length,
         splits=splits,
         encoder=encoder,
@@ -97,7 +119,8 @@ def extract(prepared: Prepared, *, show_progress: bool = True) -> FeatureResult:
     config = prepared.config
     all_texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
     return extract_features(
-        all_texts, prepared.encoder, pooling=prepared.pooling, max_seq_length=prepared.max_seq_length,
+        all_texts, prepared.encoder, pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
+        max_seq_length=prepared.max_seq_length,
         cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size, show_progress=show_progress,
     )
 
@@ -108,18 +131,23 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs", name=run_name(config))
     prepared = prepare(config)
     feature_result = extract(prepared, show_progress=show_progress)
-    splits = prepared.splits
-    n_train, n_val = len(splits.train.texts), len(splits.validation.texts)
-    train_features = feature_result.features[:n_train]
-    val_features = feature_result.features[n_train : n_train + n_val]
-    test_features = feature_result.features[n_train + n_val :]
-    run_folder.start_run_dir(run_dir)
+    parts = split_features(prepared, feature_result.features)
+    train_features, val_features, test_features = parts["train"], parts["validation"], parts["test"]
+    metrics = write_run_folder(run_dir, lambda: _train_and_evaluate(
+        prepared, run_dir, train_features, val_features, test_features, feature_result.summary(),
+        verbose=2 if show_progress else 0))
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def write_run_folder(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Runs `work` (training and evaluation, returning metrics) in a fresh run folder; a user error or a full
+    disk removes the folder, so nothing half-written is left, and the cached features are kept."""
     from pipeline.devices import known_tensorflow_noise_dropped
 
+    run_folder.start_run_dir(run_dir)
     try:
         with known_tensorflow_noise_dropped():  # predict and the evaluation summaries print it too, not only fit
-            metrics = _train_and_evaluate(prepared, run_dir, train_features, val_features, test_features,
-                                          feature_result.summary(), verbose=2 if show_progress else 0)
+            return work()
     except UserError:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -129,43 +157,68 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise UserError(f"no space left on the device while writing the run folder {run_dir}; "
                         f"free some space or pass another --output-dir (the cached features are kept)") from None
-    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def split_features(prepared: Prepared, features: np.ndarray) -> dict[str, np.ndarray]:
+    """{'train'|'validation'|'test': rows of `features`}, which `extract` returns in that order."""
+    splits = prepared.splits
+    n_train, n_val = len(splits.train.texts), len(splits.validation.texts)
+    return {"train": features[:n_train], "validation": features[n_train : n_train + n_val],
+            "test": features[n_train + n_val :]}
+
+
+def class_weights_for(prepared: Prepared) -> dict[int, float] | None:
+    if prepared.class_weighting != "balanced":
+        return None
+    return data_module.compute_class_weights(prepared.splits.train.labels, len(prepared.label_names))
 
 
 def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.ndarray, val_features: np.ndarray,
                         test_features: np.ndarray, feature_summary: dict[str, Any], verbose: int) -> dict[str, Any]:
     from pipeline.devices import known_tensorflow_noise_dropped
-    from pipeline.head import build_head, compile_head, predict_probabilities
-    from pipeline.metrics import classification_metrics, report_text
-    from pipeline.probe import PROBE_DESCRIPTION, logistic_regression_baseline
+    from pipeline.head import compile_head
     from pipeline.train import make_deterministic, train_head
 
     config, splits = prepared.config, prepared.splits
     num_classes = len(prepared.label_names)
-    class_weight = (
-        data_module.compute_class_weights(splits.train.labels, num_classes)
-        if prepared.class_weighting == "balanced" else None
-    )
+    class_weight = class_weights_for(prepared)
     write_json_atomic(run_dir / run_folder.CONFIG_FILE, _config_record(prepared, class_weight))
     make_deterministic(config.seed)
-    model = build_head(train_features.shape[1], num_classes, hidden_units=config.hidden_units,
-                       dropout_rate=config.dropout_rate, seed=config.seed)
-    compile_head(model, num_classes, learning_rate=config.learning_rate)
+    head = prepared.head
+    model = _build_head(head, train_features, num_classes, seed=config.seed)
+    compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
     started = time.perf_counter()
     with known_tensorflow_noise_dropped():
         history = train_head(
             model, train_features=train_features, train_labels=splits.train.labels,
             val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
             best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE, tensorboard_dir=run_dir / run_folder.LOGS_DIR,
-            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
+            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, epochs=head.epochs,
+            batch_size=head.batch_size, class_weight=class_weight,
             verbose=verbose,
         )
-    training_seconds = time.perf_counter() - started
+    training = {"epochs_run": len(history.epoch), "seconds": round(time.perf_counter() - started, 3)}
+    return evaluate_and_finish(prepared, run_dir, model, {"train": train_features, "validation": val_features,
+                                                          "test": test_features}, feature_summary, training)
+
+
+def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_features: dict[str, np.ndarray],
+                        feature_summary: dict[str, Any], training: dict[str, Any],
+                        extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Saves the trained head, scores it and the probe on the test split, writes the rest of the run folder."""
+    from pipeline.head import predict_probabilities
+    from pipeline.metrics import classification_metrics, report_text
+    from pipeline.probe import PROBE_DESCRIPTION, logistic_regression_baseline
+    from pipeline.tensorboard_logging import write_run_summaries
+
+    config, splits = prepared.config, prepared.splits
+    num_classes = len(prepared.label_names)
+    class_weight = class_weights_for(prepared)
     model.save(str(run_dir / run_folder.HEAD_FILE))
-    val_probabilities = predict_probabilities(model, val_features)
-    test_probabilities = predict_probabilities(model, test_features)
+    val_probabilities = predict_probabilities(model, split_features["validation"])
+    test_probabilities = predict_probabilities(model, split_features["test"])
     baseline_metrics, _ = logistic_regression_baseline(
-        train_features, splits.train.labels, test_features, splits.test.labels,
+        split_features["train"], splits.train.labels, split_features["test"], splits.test.labels,
         num_classes=num_classes, seed=config.seed, class_weight=class_weight,
     )
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
@@ -176,20 +229,30 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
         "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
         "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
         "features": feature_summary,
-        "training": {"epochs_run": len(history.epoch), "seconds": round(training_seconds, 3)},
+        "training": training,
         "labels": prepared.label_names,
         "config": _config_record(prepared, class_weight),
+        **(extra_metrics or {}),
     }
-    from pipeline.tensorboard_logging import write_run_summaries
-
+    write_json_atomic(run_dir / run_folder.CONFIG_FILE, metrics["config"])
     write_run_summaries(  # images, text, hparams and projector under logs/evaluation
         run_dir / run_folder.LOGS_DIR, run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
-        split_features={"train": train_features, "validation": val_features, "test": test_features},
-        test_probabilities=test_probabilities, predict=lambda rows: predict_probabilities(model, rows),
-        seed=config.seed,
+        split_features=split_features, test_probabilities=test_probabilities,
+        predict=lambda rows: predict_probabilities(model, rows), seed=config.seed,
     )
     run_folder.finish_run_dir(run_dir, metrics)
     return metrics
+
+
+def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int) -> Any:
+    """An untrained Keras model of the chosen head."""
+    from pipeline.head import build_head, build_mlp_head
+
+    if head.head == "mlp":
+        return build_mlp_head(train_features, num_classes, hidden_units=head.hidden_units,
+                              dropout_rate=head.dropout_rate, seed=seed)
+    return build_head(train_features.shape[1], num_classes, hidden_units=head.hidden_units,
+                      dropout_rate=head.dropout_rate, seed=seed)
 
 
 def _config_record(prepared: Prepared, class_weight: dict[int, float] | None) -> dict[str, Any]:
@@ -209,7 +272,8 @@ def _report(prepared: Prepared, classification_report: str) -> str:
     config = prepared.config
     return (
         f"data: {config.data or 'embedded Rotten Tomatoes demo'}  preset: {config.preset}\n"
-        f"encoder: {config.encoder}  pooling: {config.pooling}  max_seq_length: {config.max_seq_length}\n"
+        f"encoder: {config.encoder}  pooling: {config.pooling}  layers: {config.layers}  combine: {config.combine}  "
+        f"max_seq_length: {config.max_seq_length}\n"
         f"labels: {', '.join(prepared.label_names)}\n\n"
         f"Test set, head:\n{classification_report}"
     )

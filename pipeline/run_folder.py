@@ -94,6 +94,8 @@ class FinishedRun:
     encoder_handle: str
     encoder_info: dict[str, Any]
     pooling: str
+    layers: tuple[int, ...]
+    combine: str
     max_seq_length: int
     config: dict[str, Any]  # config.json as written
     metrics: dict[str, Any]  # metrics.json as written
@@ -132,6 +134,9 @@ def read_run_folder(run_dir: str | os.PathLike[str]) -> FinishedRun:
             encoder_handle=str(config["encoder"]),
             encoder_info=dict(config["encoder_info"]),
             pooling=str(config["pooling"]),
+            # Runs made before layers could be chosen used the last layer alone.
+            layers=tuple(int(index) for index in str(config.get("layers") or "-1").split(",")),
+            combine=str(config.get("combine") or "concat"),
             max_seq_length=int(config["max_seq_length"]),
             config=dict(config),
             metrics=dict(metrics),

@@ -16,7 +16,7 @@ import tf_keras as keras
 from pipeline.config import EMBEDDED_ENCODER
 from pipeline.encoder import Encoder, load_encoder
 from pipeline.errors import UserError
-from pipeline.features import encode_texts
+from pipeline.features import encode_texts, feature_size
 from pipeline.head import predict_probabilities
 from pipeline.run_folder import FinishedRun
 
@@ -39,7 +39,8 @@ class RunModel:
         """[N, K] float32 probabilities, computed exactly as a run computes its test predictions."""
         if not texts:
             return np.zeros((0, len(self.label_names)), np.float32)
-        features = encode_texts(list(texts), self.encoder, pooling=self.run.pooling,
+        features = encode_texts(list(texts), self.encoder, pooling=self.run.pooling, layers=self.run.layers,
+                                combine=self.run.combine,
                                 max_seq_length=self.run.max_seq_length, batch_size=batch_size)
         return predict_probabilities(self.head, features)
 
@@ -53,10 +54,11 @@ def load_run_model(run: FinishedRun) -> RunModel:
                     "predictions may not match the run's", encoder.model_dir, run.run_dir)
     head = keras.models.load_model(str(run.head_path), compile=False)
     input_width = int(head.inputs[0].shape[-1])
-    if input_width != encoder.hidden_size:
+    expected_width = feature_size(encoder.hidden_size, run.layers, run.combine)
+    if input_width != expected_width:
         raise UserError(
             f"the head in {run.run_dir} takes {input_width} features but encoder {encoder.model_dir} gives "
-            f"{encoder.hidden_size}; the run's encoder is no longer where it was, pass the run folder of this encoder"
+            f"{expected_width}; the run's encoder is no longer where it was, pass the run folder of this encoder"
         )
     return RunModel(run=run, encoder=encoder, head=head)
 

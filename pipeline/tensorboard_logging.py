@@ -40,8 +40,8 @@ PROJECTOR_CHECKPOINT_PREFIX = "projector-embedding"
 # The name tf.train.Checkpoint gives a variable stored as its attribute `embedding`.
 PROJECTOR_TENSOR_NAME = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 MAX_METADATA_TEXT_CHARS = 500
-HPARAM_KEYS = ("encoder", "pooling", "max_seq_length", "learning_rate", "batch_size", "epochs",
-               "hidden_units", "dropout_rate", "class_weights", "seed")
+HPARAM_KEYS = ("encoder", "pooling", "layers", "combine", "max_seq_length", "head", "learning_rate", "batch_size", "epochs",
+               "hidden_units", "dropout_rate", "weight_decay", "class_weights", "seed")
 
 
 def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any], report: str, splits: Splits,
@@ -61,7 +61,7 @@ def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any
     folder.mkdir(parents=True, exist_ok=True)
     label_names = list(metrics["labels"])
     test_labels = splits.test.labels
-    step = int(metrics.get("training", {}).get("epochs_run", 0))
+    step = int(metrics.get("training", {}).get("epochs_run") or 0)  # a probe picked by a sweep has no epochs
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         for tag, png in evaluation_images(test_labels, test_probabilities, label_names).items():

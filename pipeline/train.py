@@ -50,34 +50,39 @@ def train_head(
     val_features: np.ndarray,
     val_labels: np.ndarray,
     num_classes: int,
-    best_weights_path: Path,
+    best_weights_path: Path | None,
     tensorboard_dir: Path,
     csv_log_path: Path,
     epochs: int,
     batch_size: int,
     class_weight: dict[int, float] | None = None,
     early_stopping_patience: int = 4,
+    histograms: bool = True,
     verbose: int = 2,
 ) -> keras.callbacks.History:
     """Fits `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
 
-    The best epoch's weights go to `best_weights_path`, the per-epoch scalars and weight histograms to
-    `tensorboard_dir`, one CSV row per epoch to `csv_log_path`.
+    The best epoch's weights go to `best_weights_path` (or are kept in memory when it is None, which a
+    sweep's many short trials prefer), the per-epoch scalars and weight histograms to `tensorboard_dir`,
+    one CSV row per epoch to `csv_log_path`.
     """
-    best_weights = best_weights_path
-    best_weights.parent.mkdir(parents=True, exist_ok=True)
     callbacks: list[keras.callbacks.Callback] = []
     if num_classes > 2:
         callbacks.append(MulticlassAurocCallback(train_features, train_labels, val_features, val_labels, num_classes))
+    keep_best = KeepBestWeights()
+    if best_weights_path is not None:
+        best_weights_path.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(best_weights_path), monitor="val_auroc", mode="max", save_best_only=True, save_weights_only=True
+        ))
+    else:
+        callbacks.append(keep_best)
     callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            str(best_weights), monitor="val_auroc", mode="max", save_best_only=True, save_weights_only=True
-        ),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
         keras.callbacks.EarlyStopping(
             monitor="val_auroc", mode="max", patience=early_stopping_patience, restore_best_weights=True
         ),
-        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=1),
+        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=1 if histograms else 0),
         keras.callbacks.CSVLogger(str(csv_log_path)),
     ]
     history = model.fit(
@@ -92,6 +97,23 @@ def train_head(
         verbose=verbose,
     )
     # EarlyStopping restores only when it stops early; the checkpoint holds the best epoch in every case.
-    if best_weights.is_file():
-        model.load_weights(str(best_weights))
+    if best_weights_path is not None and best_weights_path.is_file():
+        model.load_weights(str(best_weights_path))
+    elif keep_best.best_weights is not None:
+        model.set_weights(keep_best.best_weights)
     return history
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """The weights of the best validation-AUROC epoch so far, in memory (no file written per improvement)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best_auroc = -np.inf
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        value = (logs or {}).get("val_auroc")
+        if value is not None and np.isfinite(value) and value > self.best_auroc:
+            self.best_auroc = float(value)
+            self.best_weights = self.model.get_weights()

@@ -141,6 +141,13 @@ ERROR_CASES = {
     "malformed JSON lines": (["--data", "{bad_jsonl}"], ["line 2", "not valid JSON", "one object per line"]),
     "test table with an unseen label": (["--data", "{good}", "--test-data", "{unseen_test_label}"],
                                         ["'meh'", "not among the training labels"]),
+    "layer beyond the encoder's": (["--data", "{good}", "--max-seq-length", "32", "--pooling", "mean", "--layers", "9"],
+                                   ["--layers 9", "has 2 layers", "0..1", "-2..-1"]),
+    "no layers": (["--data", "{good}", "--layers", ""], ["--layers ''", "last, all, last4"]),
+    "every layer with pooled": (["--data", "{good}", "--layers", "all", "--pooling", "pooled"],
+                                ["--pooling pooled", "last layer", "--layers last"]),
+    "unknown combine": (["--data", "{good}", "--combine", "max"], ["--combine", "'max'", "concat"]),
+    "unknown head": (["--data", "{good}", "--head", "svm"], ["--head", "'svm'", "paperspace", "mlp"]),
 }
 ENCODER_CASES = {"unreachable hub URL", "unreachable Kaggle handle", "encoder folder not a SavedModel",
                  "SavedModel not a BERT encoder"}
@@ -279,5 +286,6 @@ def test_a_100000_character_text_is_truncated_to_max_seq_length(inputs, tiny_enc
     row = digests_from_array(digests).index(text_digest(LONG_TEXT))
     encoder = load_encoder(str(tiny_encoder_dir))
     first_tokens = " ".join(LONG_TEXT.split()[:30])
-    expected = encode_texts([first_tokens], encoder, pooling="mean", max_seq_length=32)[0]
+    expected = encode_texts([first_tokens], encoder, pooling="mean", layers=tuple(manifest["layers"]),
+                            combine=manifest["combine"], max_seq_length=32)[0]
     np.testing.assert_allclose(features[row], expected, atol=1e-5)

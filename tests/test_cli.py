@@ -41,6 +41,9 @@ def test_run_writes_a_complete_run_folder(smoke_runs):
     assert metrics["features"]["texts"] > 0 and metrics["features"]["texts_per_second"] > 0
     assert metrics["config"]["pooling"] == "mean"  # the tiny checkpoint recommends mean pooling
     assert metrics["config"]["labels"] == ["neg", "pos"]
+    config = json.loads((run_dir / "config.json").read_text())
+    for key in ("layers", "combine", "head", "epochs", "batch_size", "hidden_units", "weight_decay"):
+        assert config[key] == metrics["config"][key] and config[key] is not None, key  # settled, not left unset
     assert (run_dir / "head.keras").is_file() and (run_dir / "config.json").is_file()
     assert (run_dir / "report.txt").read_text().count("neg") >= 1
     assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))

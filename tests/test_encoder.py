@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipeline.config import resolve_layers
 from pipeline.encoder import load_encoder, model_fingerprint, resolve_handle
 from pipeline.errors import UserError
 from pipeline.features import pool
@@ -70,16 +71,31 @@ def test_old_list_signature_gives_the_same_outputs_through_one_convention(tiny_e
     # Same weights, separately traced graphs: oneDNN may order the float32 sums differently (seen: 2.8e-6).
     for name in ("pooled_output", "sequence_output"):
         np.testing.assert_allclose(old_outputs[name].numpy(), new_outputs[name].numpy(), atol=1e-5)
+    # The new signature gives every layer; the old one only its last, so only --layers last fits it.
+    assert (new.available_layers, new.all_layers_given) == (2, True)
+    assert (old.available_layers, old.all_layers_given) == (1, False)
+    assert len(old_outputs["encoder_outputs"]) == 1
+    np.testing.assert_allclose(new_outputs["encoder_outputs"][-1].numpy(), new_outputs["sequence_output"].numpy())
+    with pytest.raises(UserError, match="old list signature and gives only its last layer; pass --layers last"):
+        resolve_layers("all", pooling="mean", available_layers=old.available_layers,
+                       all_layers_given=old.all_layers_given, encoder=str(old_dir))
 
 
 def test_pooling_modes_on_known_values():
     sequence = tf.constant([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    outputs = {"pooled_output": tf.constant([[7.0, 8.0]]), "sequence_output": sequence}
+    first_layer = tf.constant([[[0.0, 0.0], [1.0, 1.0], [50.0, 50.0]]])
+    outputs = {"pooled_output": tf.constant([[7.0, 8.0]]), "sequence_output": sequence,
+               "encoder_outputs": [first_layer, sequence]}
     mask = tf.constant([[1, 1, 0]])
     np.testing.assert_allclose(pool(outputs, mask, "pooled").numpy(), [[7.0, 8.0]])
     np.testing.assert_allclose(pool(outputs, mask, "cls").numpy(), [[1.0, 2.0]])
     # The padded position (100, 100) must not leak into the mean.
     np.testing.assert_allclose(pool(outputs, mask, "mean").numpy(), [[2.0, 3.0]])
+    np.testing.assert_allclose(pool(outputs, mask, "mean", (-2, -1), "concat").numpy(), [[0.5, 0.5, 2.0, 3.0]])
+    np.testing.assert_allclose(pool(outputs, mask, "mean", (-2, -1), "mean").numpy(), [[1.25, 1.75]])
+    np.testing.assert_allclose(pool(outputs, mask, "cls", (-2,)).numpy(), [[0.0, 0.0]])
+    with pytest.raises(ValueError, match="only the last layer"):
+        pool(outputs, mask, "pooled", (-2, -1))
 
 
 def test_fingerprint_is_stable_and_changes_with_any_model_file(tiny_encoder_dir, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from helpers import write_tiny_csv
 
 from pipeline import explore, plots, run_folder
-from pipeline.config import EMBEDDED_ENCODER
+from pipeline.config import EMBEDDED_ENCODER, RunConfig
 
 
 def _split(labels, prefix="t"):
@@ -22,7 +22,8 @@ def _split(labels, prefix="t"):
 
 def test_notebook_config_is_the_demo_unless_the_environment_names_data_and_encoder():
     demo = explore.notebook_config({})
-    assert (demo.data, demo.encoder, demo.max_seq_length, demo.epochs) == (None, EMBEDDED_ENCODER, None, 10)
+    assert (demo.data, demo.encoder, demo.max_seq_length, demo.epochs) == (None, EMBEDDED_ENCODER, None, None)
+    assert demo.head_settings() == RunConfig().head_settings()  # the demo's own head and its defaults
     tiny = explore.notebook_config({
         "PIPELINE_NOTEBOOK_DATA": "tiny.csv", "PIPELINE_NOTEBOOK_ENCODER": "/enc",
         "PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH": "16", "PIPELINE_NOTEBOOK_EPOCHS": "2",

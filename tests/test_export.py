@@ -249,7 +249,8 @@ def test_three_classes_give_the_softmax_columns(tiny_run, tmp_path):
     config["labels"] = ["bad", "good", "meh"]
     (three / "config.json").write_text(json.dumps(config))
     (three / "metrics.json").write_text("{}")
-    build_head(config["encoder_info"]["hidden_size"], 3, hidden_units=(8,), seed=3).save(str(three / "head.keras"))
+    width = config["encoder_info"]["hidden_size"] * len(config["layers"].split(","))  # the run's layers, side by side
+    build_head(width, 3, hidden_units=(8,), seed=3).save(str(three / "head.keras"))
     run_model = load_run_model(read_run_folder(three))
     module = build_end_to_end_module(run_model)
     texts = ["the movie is good", "the plot is dull and slow", "the film is bad"] + AWKWARD_TEXTS
@@ -379,3 +380,35 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
     for name in ("input_word_ids", "input_mask", "input_type_ids"):
         np.testing.assert_array_equal(packed[name].numpy(), expected_ids[name], err_msg=name)
     assert packed["input_mask"].numpy()[2].sum() == 128
+
+
+def test_a_run_on_every_layer_with_the_mlp_head_exports_and_predicts_as_the_run_does(tmp_path, tiny_encoder_dir):
+    """Three classes, class weights, every layer averaged, the mlp head: the export pools and standardises in-graph
+    exactly as the run did (export_run checks that), and predict gives the run's own test probabilities."""
+    from helpers import write_csv
+
+    from pipeline.config import RunConfig
+    from pipeline.export import export_run
+    from pipeline.predict import load_model, predict_texts
+    from pipeline.run import run
+
+    words = ["good", "bad", "not"]
+    rows = [(f"the movie is {words[index % 3]} {'and the film' if index % 4 else ''}".strip(), f"c{index % 3}")
+            for index in range(150)]
+    data = write_csv(tmp_path / "three.csv", ["text", "label"], rows)
+    result = run(RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, pooling="mean",
+                           layers="all", combine="mean", head="mlp", epochs=3, class_weights="balanced",
+                           output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")), show_progress=False)
+    assert (result.metrics["config"]["layers"], result.metrics["config"]["combine"]) == ("-2,-1", "mean")
+    exported = export_run(tmp_path / "run", tmp_path / "exported")
+    info = json.loads((exported / "export_info.json").read_text())
+    assert (info["layers"], info["combine"]) == ([-2, -1], "mean")
+    from pipeline.explore import load_run_splits
+    from pipeline.run_folder import read_run_folder
+
+    finished = read_run_folder(tmp_path / "run")
+    _, probabilities = finished.test_predictions()
+    test_texts = load_run_splits(finished.config).test.texts
+    for model_dir in (tmp_path / "run", exported):
+        predicted = predict_texts(load_model(model_dir), test_texts, show_progress=False).probabilities
+        np.testing.assert_allclose(predicted, probabilities, atol=1e-4)

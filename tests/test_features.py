@@ -73,10 +73,12 @@ def test_each_batch_is_padded_only_to_its_own_longest_row(encoder, tmp_path, mon
     assert max(width for _, width in seen_lengths) < 32
 
 
-@pytest.mark.parametrize("change", ["fingerprint", "vocab_sha256", "do_lower_case", "pooling", "max_seq_length", "texts"])
+@pytest.mark.parametrize("change", ["fingerprint", "vocab_sha256", "do_lower_case", "pooling", "layers", "combine",
+                                    "max_seq_length", "texts"])
 def test_cache_key_changes_with_everything_that_shapes_the_features(change):
     description = {"fingerprint": "f" * 64, "vocab_sha256": "v" * 64, "do_lower_case": True}
-    settings = {"pooling": "mean", "max_seq_length": 128}
+    settings = {"pooling": "mean", "layers": (-2, -1), "combine": "concat", "max_seq_length": 128}
+    changed = {"pooling": "cls", "layers": (-1,), "combine": "mean", "max_seq_length": 129}
     digests = sorted(text_digest(text) for text in ["a", "b"])
     base = cache_key(description, sorted_digests=digests, **settings)
     if change in description:
@@ -84,7 +86,7 @@ def test_cache_key_changes_with_everything_that_shapes_the_features(change):
     elif change == "texts":
         digests = sorted(text_digest(text) for text in ["a", "b "])
     else:
-        settings = {**settings, change: "cls" if change == "pooling" else 129}
+        settings = {**settings, change: changed[change]}
     assert cache_key(description, sorted_digests=digests, **settings) != base
 
 
@@ -95,6 +97,38 @@ def test_pooling_and_length_are_part_of_the_entry(encoder, tmp_path):
     assert not cls.cache_hit and not shorter.cache_hit
     assert len({mean.entry_dir, cls.entry_dir, shorter.entry_dir}) == 3
     assert not np.allclose(mean.features, cls.features)
+
+
+def test_chosen_layers_are_pooled_and_combined_as_asked(encoder, tmp_path):
+    """The tiny encoder has 2 layers; every layer is mean-pooled, then side by side or averaged."""
+    import tensorflow as tf
+
+    from pipeline.features import pool
+    from tokenization.packing import pack_inputs
+
+    texts = ["the movie is good", "not good"]
+    ids = [encoder.tokenizer.encode(text) for text in texts]
+    batch = pack_inputs(ids, max_seq_length=32, cls_id=encoder.tokenizer.vocab["[CLS]"],
+                        sep_id=encoder.tokenizer.vocab["[SEP]"])
+    tensors = [tf.constant(batch[name]) for name in ("input_word_ids", "input_mask", "input_type_ids")]
+    outputs = encoder(*tensors)
+    assert encoder.available_layers == len(outputs["encoder_outputs"]) == 2
+    mask = batch["input_mask"][:, :, None]
+    per_layer = [(layer.numpy() * mask).sum(1) / mask.sum(1) for layer in outputs["encoder_outputs"]]
+    np.testing.assert_allclose(per_layer[-1], pool(outputs, tensors[1], "mean").numpy(), rtol=1e-5, atol=1e-6)
+
+    both = _extract(encoder, tmp_path, layers=(-2, -1), combine="concat")
+    averaged = _extract(encoder, tmp_path, layers=(-2, -1), combine="mean")
+    last = _extract(encoder, tmp_path)
+    assert not both.cache_hit and not averaged.cache_hit  # layers and combine are part of the key
+    assert len({both.entry_dir, averaged.entry_dir, last.entry_dir}) == 3
+    assert both.features.shape == (len(TEXTS), 64) and averaged.features.shape == (len(TEXTS), 32)
+    np.testing.assert_allclose(both.features[:, 32:], last.features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(averaged.features, (both.features[:, :32] + both.features[:, 32:]) / 2, rtol=1e-5, atol=1e-6)
+    direct = encode_texts(texts, encoder, pooling="mean", layers=(-2, -1), combine="concat", max_seq_length=32)
+    np.testing.assert_allclose(direct, np.concatenate(per_layer, axis=1), rtol=1e-5, atol=1e-6)
+    manifest = json.loads((both.entry_dir / "manifest.json").read_text())
+    assert (manifest["layers"], manifest["combine"], manifest["feature_size"]) == ([-2, -1], "concat", 64)
 
 
 def test_manifest_records_what_produced_the_arrays(encoder, tmp_path):

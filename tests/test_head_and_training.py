@@ -105,3 +105,61 @@ def test_logistic_regression_baseline_scores_the_same_test_set():
     )
     assert probabilities.shape == (200, 2)
     assert metrics["rows"] == 200 and metrics["auroc"] > 0.95
+
+
+# ----------------------------------------------------------------------------- the mlp head
+
+
+def test_mlp_head_standardises_with_the_training_splits_statistics_inside_the_model():
+    from pipeline.head import build_mlp_head
+
+    features, _ = _separable(2)
+    features = features * 50.0 + 7.0  # far from standardised, as raw encoder features are
+    model = build_mlp_head(features[:400], 2, hidden_units=(32,), dropout_rate=0.5, seed=1)
+    standardise = model.get_layer("standardise")
+    np.testing.assert_allclose(standardise.mean.numpy().ravel(), features[:400].mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(standardise.variance.numpy().ravel(), features[:400].var(axis=0), rtol=1e-3)
+    kinds = [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds == ["Normalization", "Dropout", "Dense", "Dropout", "Dense"]
+    assert model.layers[-1].units == 1 and model.layers[-1].activation.__name__ == "sigmoid"
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_mlp_head_with_weight_decay_learns_and_reloads_with_its_standardisation(tmp_path, num_classes):
+    import tf_keras as keras
+
+    from pipeline.head import build_mlp_head
+
+    features, labels = _separable(num_classes)
+    features = features * 50.0 + 7.0
+    make_deterministic(3)
+    model = compile_head(build_mlp_head(features[:400], num_classes, hidden_units=(32,), seed=3), num_classes,
+                         learning_rate=1e-3, weight_decay=1e-2)
+    assert type(model.optimizer).__name__ == "AdamW"
+    history = train_head(
+        model, train_features=features[:400], train_labels=labels[:400], val_features=features[400:],
+        val_labels=labels[400:], num_classes=num_classes, best_weights_path=tmp_path / BEST_WEIGHTS_FILE,
+        tensorboard_dir=tmp_path / "logs", csv_log_path=tmp_path / "training_log.csv", epochs=6, batch_size=32,
+        class_weight={k: 1.0 + k for k in range(num_classes)}, verbose=0,
+    )
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert max(history.history["val_auroc"]) > 0.9
+    model.save(str(tmp_path / "head.keras"))
+    reloaded = keras.models.load_model(str(tmp_path / "head.keras"), compile=False)
+    np.testing.assert_allclose(predict_probabilities(reloaded, features[400:]), predict_probabilities(model, features[400:]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_paperspace_keeps_plain_adam():
+    model = compile_head(build_head(8, 2), 2, learning_rate=1e-3)
+    assert type(model.optimizer).__name__ == "Adam"
+
+
+def test_each_head_fills_the_options_left_unset():
+    from pipeline.config import HEAD_DEFAULTS, RunConfig
+
+    paperspace = RunConfig(head="paperspace").head_settings()
+    assert (paperspace.epochs, paperspace.batch_size, paperspace.hidden_units, paperspace.weight_decay) == (10, 300, (50, 30, 30), 0.0)
+    mlp = RunConfig(head="mlp", epochs=7).head_settings()
+    assert mlp.epochs == 7 and mlp.hidden_units == tuple(HEAD_DEFAULTS["mlp"]["hidden_units"])
+    assert mlp.weight_decay == HEAD_DEFAULTS["mlp"]["weight_decay"]

@@ -17,7 +17,7 @@ LAYERS = [
     ["cache", "features"],
     ["metrics", "head", "train"],
     ["probe", "plots", "tensorboard_logging"],
-    ["run_folder", "run", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
+    ["run_folder", "run", "sweep", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
 ]
 WITHOUT_TENSORFLOW = ["cache", "run_folder", "metrics", "probe", "plots", "checkpoint", "model_info", "data", "config"]
 

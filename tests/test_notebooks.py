@@ -80,7 +80,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(run_notebook, name):
                                   ") are longer than max_seq_length 16"],
         "02_train_and_evaluate.ipynb": ["Test set (6 texts):", "baseline (logistic regression)", "val_auroc",
                                         "confidence", "--logdir"],
-        "03_features.ipynb": ["60 texts x 32 features, pooling mean", "cosine_similarity"],
+        "03_features.ipynb": ["60 texts x 64 features, pooling mean", "cosine_similarity"],  # 2 layers x 32, side by side
     }[name]
     for fragment in expected:
         assert fragment in shown, fragment

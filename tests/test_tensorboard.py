@@ -28,7 +28,7 @@ from pipeline import tensorboard_logging as tb
 
 SERVER_START_SECONDS = 60
 TINY_ROWS = 60
-TINY_HIDDEN = 32
+TINY_FEATURES = 64  # the tiny encoder's 2 layers x 32 wide, side by side (the default --layers all)
 
 
 # ============================================================================ pieces, without a server
@@ -78,10 +78,12 @@ def test_metadata_has_a_header_and_escapes_tabs_and_line_breaks():
 def test_hparams_and_final_metrics_are_plain_values():
     config = {"encoder": "/some/where/tiny-encoder/", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001,
               "batch_size": 16, "epochs": 3, "hidden_units": [50, 30, 30], "dropout_rate": 0.0,
-              "class_weights": None, "seed": 42, "data": "ignored.csv"}
+              "class_weights": None, "seed": 42, "data": "ignored.csv", "layers": "-2,-1", "combine": "mean",
+              "head": "mlp", "weight_decay": 0.01}
     assert tb.hparam_values(config) == {
         "encoder": "tiny-encoder", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001, "batch_size": 16,
         "epochs": 3, "hidden_units": "50,30,30", "dropout_rate": 0.0, "class_weights": "none", "seed": 42,
+        "layers": "-2,-1", "combine": "mean", "head": "mlp", "weight_decay": 0.01,
     }
     assert tb.hparam_values({**config, "encoder": "all-MiniLM-L6-v2"})["encoder"] == "all-MiniLM-L6-v2"
     metrics = {"test": {"accuracy": 0.5, "auroc": None, "pr_auc": 0.25, "f1": 0.0, "rows": 6},
@@ -141,7 +143,7 @@ def test_a_run_writes_the_evaluation_folder(tiny_run):
     import tensorflow as tf
 
     embedding = tf.train.load_checkpoint(str(folder)).get_tensor(tb.PROJECTOR_TENSOR_NAME)
-    assert embedding.shape == (TINY_ROWS, TINY_HIDDEN) and embedding.dtype == np.float32
+    assert embedding.shape == (TINY_ROWS, TINY_FEATURES) and embedding.dtype == np.float32
 
 
 class TensorBoardServer:
@@ -261,12 +263,12 @@ def test_server_serves_the_projector_with_metadata(tensorboard_server):
     info = tensorboard_server.get("/data/plugin/projector/info?run=logs/evaluation")
     [embedding] = info["embeddings"]
     assert embedding["tensorName"] == tb.PROJECTOR_TENSOR_NAME
-    assert embedding["tensorShape"] == [TINY_ROWS, TINY_HIDDEN]
+    assert embedding["tensorShape"] == [TINY_ROWS, TINY_FEATURES]
     query = f"run=logs/evaluation&name={tb.PROJECTOR_TENSOR_NAME}"
     metadata = tensorboard_server.get(f"/data/plugin/projector/metadata?{query}", raw=True).decode("utf-8")
     assert metadata.splitlines()[0] == "label\tpredicted\tsplit\ttext" and len(metadata.splitlines()) == TINY_ROWS + 1
     tensor = tensorboard_server.get(f"/data/plugin/projector/tensor?{query}", raw=True)
-    assert len(tensor) == TINY_ROWS * TINY_HIDDEN * 4  # float32 rows, as the projector's front end reads them
+    assert len(tensor) == TINY_ROWS * TINY_FEATURES * 4  # float32 rows, as the projector's front end reads them
 
 
 # ============================================================================ headless screenshot (chromium)

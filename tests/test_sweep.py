@@ -1,0 +1,88 @@
+"""The sweep command: trials on cached features, one HParams view, only the best scored on the test split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import write_csv, write_tiny_csv
+
+from pipeline.config import RunConfig
+from pipeline.errors import UserError
+from pipeline.sweep import PROBE_STRENGTHS, Trial, default_trials, probe_as_keras, sweep
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_probe_becomes_a_keras_model_with_the_same_probabilities(classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.head import predict_probabilities
+
+    generator = np.random.default_rng(0)
+    labels = np.arange(300) % classes
+    features = (generator.normal(size=(300, 12)) + labels[:, None] * 0.7) * 30 + 5
+    features[:, 3] = 2.0  # a constant column: StandardScaler keeps its scale at 1
+    scaler = StandardScaler().fit(features)
+    probe = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
+    model = probe_as_keras(scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+    expected = probe.predict_proba(scaler.transform(features))
+    np.testing.assert_allclose(predict_probabilities(model, features.astype(np.float32)), expected, atol=1e-5)
+
+
+def test_the_grid_pins_the_options_the_user_set():
+    trials = default_trials()
+    assert len(trials) == 20 and sum(trial.model == "probe" for trial in trials) == len(PROBE_STRENGTHS)
+    pinned = default_trials(RunConfig(hidden_units=(32,), learning_rate=1e-3))
+    mlp = [trial for trial in pinned if trial.model == "mlp"]
+    assert len(mlp) == 4 and all(trial.options["hidden_units"] == (32,) for trial in mlp)
+    assert all(trial.options["learning_rate"] == 1e-3 for trial in mlp)
+
+
+def test_a_sweep_with_no_trials_is_refused(tmp_path):
+    with pytest.raises(UserError, match="no trials left"):
+        sweep(RunConfig(data=str(tmp_path / "missing.csv")), trials=[])
+
+
+def test_a_sweep_of_the_paperspace_head_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    from pipeline.cli import main
+
+    data = write_tiny_csv(tmp_path / "reviews.csv", 60)
+    status = main(["sweep", "--data", str(data), "--head", "paperspace", "--output-dir", str(tmp_path / "run"),
+                   "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and stderr.count("\n") == 1 and stderr.startswith("error: the sweep has no trials left")
+    assert "drop --head" in stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_path, tiny_encoder_dir, classes):
+    from pipeline.run_folder import read_run_folder
+
+    if classes == 2:
+        data = write_tiny_csv(tmp_path / "reviews.csv", 120)
+    else:
+        words = ["good", "bad", "not"]
+        rows = [(f"the movie is {words[index % 3]} {'and the film' if index % 4 else ''}".strip(), f"class{index % 3}")
+                for index in range(150)]
+        data = write_csv(tmp_path / "three.csv", ["text", "label"], rows)
+    trials = [Trial("mlp-a", "mlp", {"hidden_units": (8,), "dropout_rate": 0.3, "weight_decay": 1e-3, "learning_rate": 3e-3}),
+              Trial("probe-C1", "probe", {"C": 1.0}), Trial("probe-C0.01", "probe", {"C": 0.01})]
+    config = RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, pooling="mean", layers="all",
+                       output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"), seed=3,
+                       class_weights="balanced" if classes == 3 else None)
+    result = sweep(config, trials=trials, show_progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    record = metrics["sweep"]
+    assert [row["trial"] for row in record["trials"]] == ["mlp-a", "probe-C1", "probe-C0.01"]
+    best = max(record["trials"], key=lambda row: row["val_auroc"])
+    assert record["best"] == best["trial"] and "only the best trial" in record["test_split"]
+    assert all("test" not in row for row in record["trials"])  # no other trial has a test score anywhere
+    assert metrics["config"]["layers"] == "-2,-1" and metrics["test"]["rows"] == result.metrics["test"]["rows"]
+    for trial in ("mlp-a", "probe-C1", "probe-C0.01"):  # one HParams view: a session per trial
+        assert list((tmp_path / "run" / "logs" / "sweep" / trial).glob("events.out.tfevents.*"))
+    finished = read_run_folder(tmp_path / "run")  # an ordinary run folder: export and predict take it
+    labels, probabilities = finished.test_predictions()
+    assert probabilities.shape == (len(labels), classes)
