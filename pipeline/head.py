@@ -9,6 +9,8 @@ decoupled weight decay (see `compile_head`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tf_keras as keras
 
@@ -42,17 +44,7 @@ def build_head(
             hidden = keras.layers.BatchNormalization(name="batch_norm")(hidden)
         if dropout_rate > 0:
             hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    output_units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
-    outputs = keras.layers.Dense(
-        output_units,
-        activation=activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + len(hidden_units)),
-        name="probabilities",
-    )(hidden)
-    return keras.Model(inputs, outputs, name="head")
-
-
-HEADS = ("paperspace", "mlp")
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
 
 
 def build_mlp_head(
@@ -75,14 +67,14 @@ def build_mlp_head(
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
         hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    output_units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
-    outputs = keras.layers.Dense(
-        output_units,
-        activation=activation,
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + len(hidden_units)),
-        name="probabilities",
-    )(hidden)
-    return keras.Model(inputs, outputs, name="head")
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
+
+
+def _probabilities(hidden: Any, num_classes: int, *, seed: int) -> Any:  # Keras symbolic tensors
+    """The output layer: one sigmoid unit for two classes (binary cross-entropy), else a K-way softmax."""
+    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    return keras.layers.Dense(units, activation=activation, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                              name="probabilities")(hidden)
 
 
 def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3,
