@@ -182,7 +182,7 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     config, splits = prepared.config, prepared.splits
     num_classes = len(prepared.label_names)
     class_weight = class_weights_for(prepared)
-    write_json_atomic(run_dir / run_folder.CONFIG_FILE, _config_record(prepared, class_weight))
+    write_config(prepared, run_dir)
     make_deterministic(config.seed)
     head = prepared.head
     model = _build_head(head, train_features, num_classes, seed=config.seed)
@@ -200,6 +200,11 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     training = {"epochs_run": len(history.epoch), "seconds": round(time.perf_counter() - started, 3)}
     return evaluate_and_finish(prepared, run_dir, model, {"train": train_features, "validation": val_features,
                                                           "test": test_features}, feature_summary, training)
+
+
+def write_config(prepared: Prepared, run_dir: Path) -> None:
+    """config.json, written before training, so even an interrupted run says what it was."""
+    write_json_atomic(run_dir / run_folder.CONFIG_FILE, _config_record(prepared, class_weights_for(prepared)))
 
 
 def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_features: dict[str, np.ndarray],
@@ -234,7 +239,6 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
         "config": _config_record(prepared, class_weight),
         **(extra_metrics or {}),
     }
-    write_json_atomic(run_dir / run_folder.CONFIG_FILE, metrics["config"])
     write_run_summaries(  # images, text, hparams and projector under logs/evaluation
         run_dir / run_folder.LOGS_DIR, run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
         split_features=split_features, test_probabilities=test_probabilities,

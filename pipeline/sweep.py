@@ -23,7 +23,18 @@ from tqdm import tqdm
 from pipeline import run_folder
 from pipeline.config import RunConfig, artifacts_dir, validate
 from pipeline.errors import UserError
-from pipeline.run import Prepared, RunResult, extract, prepare, run_name, split_features, write_run_folder
+from pipeline.run import (
+    Prepared,
+    RunResult,
+    class_weights_for,
+    evaluate_and_finish,
+    extract,
+    prepare,
+    run_name,
+    split_features,
+    write_config,
+    write_run_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +113,7 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
         summary = {"trials": table, "best": best.trial.name,
                    "test_split": f"only the best trial ({best.trial.name}) was scored on the test split"}
         chosen = _as_trained(prepared, best.trial)
-        from pipeline.run import evaluate_and_finish
-
+        write_config(chosen, run_dir)
         training = {"epochs_run": best.epochs_run, "seconds": round(best.seconds, 3), "trial": best.trial.name}
         return evaluate_and_finish(chosen, run_dir, best.model, parts, feature_result.summary(), training,
                                    extra_metrics={"sweep": summary})
@@ -127,8 +137,6 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool) -> list[TrialResult]:
-    from pipeline.run import class_weights_for
-
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
     class_weight = class_weights_for(prepared)
     results: list[TrialResult] = []
