@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="a finished run as one SavedModel: raw strings in, probabilities out")
     export.add_argument("--run", required=True, help="a finished run folder (it holds metrics.json)")
     export.add_argument("--output", required=True, help="new folder for the SavedModel (must not exist)")
+    export.add_argument("--encoder-only", action="store_true",
+                        help="export a fine-tuned run's encoder alone, as a TF-Hub SavedModel for --encoder")
     _add_output_options(export)
 
     predict = commands.add_parser("predict", help="label texts with an exported model or a run folder")
@@ -137,7 +139,11 @@ def _command_sweep(arguments: argparse.Namespace) -> None:
 def _command_extract(arguments: argparse.Namespace) -> None:
     from pipeline.run import extract, prepare
 
-    result = extract(prepare(_config_from(arguments)), show_progress=not arguments.quiet)
+    config = _config_from(arguments)
+    if config.fine_tune:
+        raise UserError("--fine-tune trains the encoder, and `extract` only fills the frozen feature cache; "
+                        "drop --fine-tune, or use `python -m pipeline run --fine-tune`")
+    result = extract(prepare(config), show_progress=not arguments.quiet)
     state = "hit" if result.cache_hit else "miss"
     if result.reused_shards:
         state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
@@ -156,8 +162,12 @@ def _command_convert(arguments: argparse.Namespace) -> None:
 
 
 def _command_export(arguments: argparse.Namespace) -> None:
-    from pipeline.export import export_run  # starts TensorFlow once the run folder is known to be good
+    from pipeline.export import export_run, export_tuned_encoder  # start TensorFlow once the run folder is known to be good
 
+    if arguments.encoder_only:
+        output = export_tuned_encoder(arguments.run, arguments.output, verbose=arguments.verbose)
+        print(f"Exported the fine-tuned encoder of {arguments.run} -> {output} (use it with --encoder {output})")
+        return
     output = export_run(arguments.run, arguments.output, verbose=arguments.verbose)
     print(f"Exported {arguments.run} -> {output}")
 

@@ -18,6 +18,7 @@ COMBINES = ("concat", "mean")
 DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
 HEADS = ("paperspace", "mlp")
 DEFAULT_HEAD = "mlp"
+FINE_TUNE = "fine-tune"  # recorded as the head of a --fine-tune run: dropout and a dense output on the tuned encoder
 # Each head's training settings, used for the options left unset. `paperspace` is the tutorial's recipe;
 # `mlp` was chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -25,6 +26,9 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
                    "hidden_units": (50, 30, 30), "weight_decay": 0.0},
     "mlp": {"epochs": 40, "batch_size": 64, "learning_rate": 1e-3, "dropout_rate": 0.5,
             "hidden_units": (256,), "weight_decay": 0.1},
+    # --fine-tune: encoder and head trained together (pipeline.fine_tune); measured in docs/quality.md.
+    FINE_TUNE: {"epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "dropout_rate": 0.1,
+                "hidden_units": (), "weight_decay": 0.01},
 }
 DEFAULT_MAX_SEQ_LENGTH = 128
 EMBEDDED_ENCODER = "all-MiniLM-L6-v2"
@@ -76,7 +80,11 @@ class RunConfig:
     output_dir: str | None = field(default=None, metadata={"help": "the run folder itself (default: artifacts/runs/<time>-<name>)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: artifacts/features)"})
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
-    mixed_precision: bool = field(default=False, metadata={"help": "use float16 compute on a GPU during extraction"})
+    mixed_precision: bool = field(default=False, metadata={
+        "help": "use float16 compute on a GPU during extraction and fine-tuning"})
+    fine_tune: bool = field(default=False, metadata={
+        "help": "train the encoder together with a dropout + dense head (minutes, not seconds; more accurate); "
+                "pooling and layers as chosen (default layers: last)"})
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -88,14 +96,16 @@ class RunConfig:
         return values
 
     def head_settings(self) -> HeadSettings:
-        """The head and its training options, each one left unset taking the chosen head's default."""
-        defaults = HEAD_DEFAULTS[self.head]
+        """The head and its training options, each one left unset taking the chosen head's default
+        (the fine-tuning recipe's with --fine-tune)."""
+        head = FINE_TUNE if self.fine_tune else self.head
+        defaults = HEAD_DEFAULTS[head]
 
         def chosen(name: str) -> Any:
             value = getattr(self, name)
             return defaults[name] if value is None else value
 
-        return HeadSettings(head=self.head, epochs=int(chosen("epochs")), batch_size=int(chosen("batch_size")),
+        return HeadSettings(head=head, epochs=int(chosen("epochs")), batch_size=int(chosen("batch_size")),
                             learning_rate=float(chosen("learning_rate")), dropout_rate=float(chosen("dropout_rate")),
                             hidden_units=tuple(chosen("hidden_units")), weight_decay=float(chosen("weight_decay")))
 
@@ -123,6 +133,9 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--pooling {config.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}")
     if config.head not in HEADS:
         raise UserError(f"--head {config.head!r} is unknown; choose one of {', '.join(HEADS)}")
+    if config.fine_tune and config.head != DEFAULT_HEAD:
+        raise UserError(f"--head {config.head} trains on cached frozen features; --fine-tune trains its own head "
+                        f"(dropout + dense output) with the encoder: drop one of the two")
     if config.epochs is not None and config.epochs <= 0:
         raise UserError(f"--epochs must be a positive whole number, got {config.epochs}")
     if config.batch_size is not None and config.batch_size <= 0:

@@ -82,12 +82,18 @@ def configure_devices(*, mixed_precision: bool = False, tf_module: Any = None) -
     return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "policy": policy}
 
 
+def mixed_precision_chosen() -> bool:
+    """True when configure_devices chose float16 (a GPU and --mixed-precision): fine-tuning then scales its loss."""
+    return _EXTRACTION_MIXED_PRECISION
+
+
 @contextmanager
 def extraction_precision(tf_module: Any = None) -> Iterator[None]:
-    """While extracting: float16 compute on the GPU when configure_devices chose it, else nothing changes.
+    """While the encoder runs (extraction, fine-tuning): float16 compute on the GPU when configure_devices
+    chose it, else nothing changes.
 
-    The rewrite option is read when a graph is first run, so the encoder's feature function is
-    rewritten and graphs built outside this block (the head's training) are not.
+    The rewrite option is read when a graph is first run, so the encoder's graphs are rewritten and
+    graphs built outside this block (the frozen head's training) are not.
     """
     if not _EXTRACTION_MIXED_PRECISION:
         yield

@@ -56,7 +56,7 @@ class Encoder:
     def __call__(self, input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         """Runs the frozen encoder: {'pooled_output': [B, H], 'sequence_output': [B, T, H],
         'encoder_outputs': a [B, T, H] tensor per layer (only the last for an old list-signature encoder)}."""
-        return _call_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
+        return call_encoder_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
 
     def describe(self) -> dict[str, Any]:
         """What identifies this encoder, for cache manifests and run configs."""
@@ -73,11 +73,12 @@ class Encoder:
         }
 
 
-def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = None) -> Encoder:
-    """Resolves a handle to a local SavedModel and loads it once per process."""
+def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = None, reload: bool = False) -> Encoder:
+    """Resolves a handle to a local SavedModel and loads it once per process (again with `reload`, for a
+    folder just rewritten, such as a fine-tuned run's encoder)."""
     model_dir = resolve_handle(handle, models_dir=models_dir)
     key = str(model_dir.resolve())
-    if key not in _LOADED:
+    if reload or key not in _LOADED:
         _LOADED[key] = _load_from_dir(handle, model_dir)
     return _LOADED[key]
 
@@ -161,16 +162,18 @@ def _tokenizer_assets(resolved: Any, model_dir: Path) -> tuple[Path, bool]:
     return vocab_file, bool(resolved.do_lower_case.numpy())
 
 
-def _call_layer(layer: hub.KerasLayer, signature: str, input_word_ids: tf.Tensor, input_mask: tf.Tensor,
-                input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+def call_encoder_layer(layer: hub.KerasLayer, signature: str, input_word_ids: tf.Tensor, input_mask: tf.Tensor,
+                       input_type_ids: tf.Tensor, *, training: bool | None = None) -> dict[str, tf.Tensor]:
+    """One call of a hub encoder layer, either signature, as {'pooled_output', 'sequence_output', 'encoder_outputs'}."""
     if signature == "dict":
         outputs = layer(
-            {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+            {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids},
+            training=training,
         )
         sequence_output = outputs["sequence_output"]
         return {"pooled_output": outputs["pooled_output"], "sequence_output": sequence_output,
                 "encoder_outputs": list(outputs.get("encoder_outputs") or [sequence_output])}
-    pooled_output, sequence_output = layer([input_word_ids, input_mask, input_type_ids])
+    pooled_output, sequence_output = layer([input_word_ids, input_mask, input_type_ids], training=training)
     return {"pooled_output": pooled_output, "sequence_output": sequence_output, "encoder_outputs": [sequence_output]}
 
 
@@ -184,7 +187,7 @@ def _detect_signature(layer: hub.KerasLayer, model_dir: Path) -> tuple[str, int,
     type_ids = tf.zeros_like(probe[0])
     for signature in ("dict", "list"):
         try:
-            outputs = _call_layer(layer, signature, probe[0], probe[1], type_ids)
+            outputs = call_encoder_layer(layer, signature, probe[0], probe[1], type_ids)
         except Exception as error:  # a wrong signature fails in TF's own ways (ValueError, TypeError, ...)
             log.debug("signature %s failed on %s: %r", signature, model_dir, error)
             continue

@@ -139,6 +139,42 @@ def export_run(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     return output_dir
 
 
+def export_tuned_encoder(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
+                         verbose: bool = False) -> Path:
+    """Copies a fine-tuned run's encoder to `output_dir` (which must not exist) as a TF-Hub dict-signature
+    SavedModel that `--encoder` accepts; checked by loading it as the pipeline loads encoders."""
+    run = read_run_folder(run_dir)
+    output_dir = Path(output_dir)
+    if not run.fine_tuned:
+        raise UserError(f"run {run.run_dir} was not fine-tuned, so its encoder is the unchanged {run.encoder_handle}: "
+                        f"pass that to --encoder, or export --encoder-only a run made with --fine-tune")
+    if output_dir.exists():
+        raise UserError(f"--output {output_dir} already exists; choose a new folder (an export never overwrites)")
+    check_creatable(output_dir.parent, "--output")
+    ensure_writable_dir(output_dir.parent, "--output")
+    temporary_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    try:
+        shutil.copytree(run.tuned_encoder_dir, temporary_dir, dirs_exist_ok=True)
+        from pipeline.devices import start_tensorflow
+
+        start_tensorflow(verbose=verbose)
+        from pipeline.encoder import load_encoder
+
+        copied = load_encoder(str(temporary_dir), reload=True)
+        expected = run.metrics.get("fine_tune", {}).get("encoder_fingerprint")
+        if copied.signature != "dict" or (expected and copied.fingerprint != expected):
+            raise RuntimeError(f"the copied encoder differs from the run's ({copied.signature}, {copied.fingerprint})")
+        _allow_by_umask(temporary_dir, 0o777)
+        try:
+            os.rename(temporary_dir, output_dir)
+        except OSError:
+            raise UserError(f"--output {output_dir} appeared while exporting; choose a new folder") from None
+    except BaseException:
+        shutil.rmtree(temporary_dir, ignore_errors=True)
+        raise
+    return output_dir
+
+
 def _allow_by_umask(path: Path, mode: int) -> None:
     """Gives `path` the permissions a new file or folder would get from the user's umask."""
     umask = os.umask(0)

@@ -107,7 +107,7 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
                    layers: tuple[int, ...], combine: str, max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
                    show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
-    token_ids = _tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
+    token_ids = tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
     order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
     storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
     entry.begin_writing()
@@ -148,7 +148,7 @@ def _token_ids(encoder: Encoder, text: str, max_seq_length: int) -> list[int]:
     return encoder.tokenizer.encode(text)[: max_seq_length - 2]
 
 
-def _tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *,
+def tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *,
                   show_progress: bool) -> list[int_array[int]]:
     """Ids of every text, each kept as a compact int32 array (100,000 reviews: 36 MB rather than 62 MB of lists).
 

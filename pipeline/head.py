@@ -70,6 +70,19 @@ def build_mlp_head(
     return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
 
 
+def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[int, ...] = (), seed: int = 42) -> keras.Model:
+    """The fine-tuned encoder's head: [Dense(relu)] per width -> output, nothing random inside (the dropout
+    before it is the fine-tuning model's, so the saved head needs no custom layers)."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    inputs = keras.Input(shape=(input_dim,), name="features")
+    hidden = inputs
+    for index, units in enumerate(hidden_units):
+        hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
+                                    name=f"dense_{index}")(hidden)
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
+
+
 def _probabilities(hidden: Any, num_classes: int, *, seed: int) -> Any:  # Keras symbolic tensors
     """The output layer: one sigmoid unit for two classes (binary cross-entropy), else a K-way softmax."""
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
@@ -78,9 +91,9 @@ def _probabilities(hidden: Any, num_classes: int, *, seed: int) -> Any:  # Keras
 
 
 def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3,
-                 weight_decay: float = 0.0) -> keras.Model:
-    """Adam (AdamW with decoupled weight decay when `weight_decay` > 0) with the matching loss; Keras
-    AUROC/PR-AUC metrics for two classes (K > 2 uses a callback)."""
+                 weight_decay: float = 0.0, optimizer: keras.optimizers.Optimizer | None = None) -> keras.Model:
+    """Adam (AdamW with decoupled weight decay when `weight_decay` > 0), or `optimizer` when given, with the
+    matching loss; Keras AUROC/PR-AUC metrics for two classes (K > 2 uses a callback)."""
     if num_classes == 2:
         loss = keras.losses.BinaryCrossentropy()
         metrics = [
@@ -91,8 +104,9 @@ def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float =
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    optimizer = (keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay) if weight_decay > 0
-                 else keras.optimizers.Adam(learning_rate=learning_rate))
+    if optimizer is None:
+        optimizer = (keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay) if weight_decay > 0
+                     else keras.optimizers.Adam(learning_rate=learning_rate))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 

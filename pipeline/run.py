@@ -83,11 +83,16 @@ def prepare(config: RunConfig) -> Prepared:
     from pipeline.encoder import load_encoder
 
     encoder = load_encoder(config.encoder)
+    if config.fine_tune:  # before any features are extracted
+        from pipeline.fine_tune import require_trainable
+
+        require_trainable(encoder)
     preset = data_module.PRESETS.get(config.preset) if config.preset else None
     max_seq_length = config.max_seq_length or (preset.max_seq_length if preset else None) or DEFAULT_MAX_SEQ_LENGTH
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
     pooling = config.pooling or encoder.recommended_pooling or "pooled"
-    default_layers = DEFAULT_LAYERS if pooling != "pooled" and encoder.all_layers_given else "last"
+    # Fine-tuning trains through the last layer's output, as the usual recipe does; more layers stay one flag away.
+    default_layers = DEFAULT_LAYERS if pooling != "pooled" and encoder.all_layers_given and not config.fine_tune else "last"
     layers = resolve_layers(config.layers or default_layers, pooling=pooling, available_layers=encoder.available_layers,
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     class_weighting = config.class_weights or dataset.class_weighting
@@ -130,8 +135,15 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     validate(config)
     run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs", name=run_name(config))
     prepared = prepare(config)
+    # A fine-tuned run reports the probe on the frozen encoder's cached features beside it.
     feature_result = extract(prepared, show_progress=show_progress)
     parts = split_features(prepared, feature_result.features)
+    if config.fine_tune:
+        resume = run_folder.resumable(run_dir, config_record(prepared))
+        metrics = write_run_folder(run_dir, lambda: _fine_tune_and_evaluate(
+            prepared, run_dir, parts, feature_result.summary(), resume=resume, show_progress=show_progress),
+            resume=resume)
+        return RunResult(run_dir=run_dir, metrics=metrics)
     train_features, val_features, test_features = parts["train"], parts["validation"], parts["test"]
     metrics = write_run_folder(run_dir, lambda: _train_and_evaluate(
         prepared, run_dir, train_features, val_features, test_features, feature_result.summary(),
@@ -139,22 +151,27 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     return RunResult(run_dir=run_dir, metrics=metrics)
 
 
-def write_run_folder(run_dir: Path, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Runs `work` (training and evaluation, returning metrics) in a fresh run folder; a user error or a full
-    disk removes the folder, so nothing half-written is left, and the cached features are kept."""
+def write_run_folder(run_dir: Path, work: Callable[[], dict[str, Any]], *, resume: bool = False) -> dict[str, Any]:
+    """Runs `work` (training and evaluation, returning metrics) in a fresh run folder (or an interrupted one
+    when `resume`); a user error or a full disk removes the folder, so nothing half-written is left, unless
+    it holds a fine-tuning backup to resume from. The cached features are kept."""
     from pipeline.devices import known_tensorflow_noise_dropped
 
-    run_folder.start_run_dir(run_dir)
+    def remove_unless_resumable() -> None:
+        if not (run_dir / run_folder.BACKUP_DIR / "checkpoint").is_file():
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    run_folder.start_run_dir(run_dir, resume=resume)
     try:
         with known_tensorflow_noise_dropped():  # predict and the evaluation summaries print it too, not only fit
             return work()
     except UserError:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_unless_resumable()
         raise
     except OSError as error:  # Keras, h5py and NumPy write the run folder directly, not through files.py
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_unless_resumable()
         raise UserError(f"no space left on the device while writing the run folder {run_dir}; "
                         f"free some space or pass another --output-dir (the cached features are kept)") from None
 
@@ -202,15 +219,62 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
                                                           "test": test_features}, feature_summary, training)
 
 
+def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: dict[str, np.ndarray],
+                            feature_summary: dict[str, Any], *, resume: bool, show_progress: bool) -> dict[str, Any]:
+    """Fine-tunes encoder and head (resuming an interrupted attempt), saves the tuned encoder in the run
+    folder, then scores it exactly as a frozen run is scored: features from the tuned encoder, then the head."""
+    from pipeline.devices import extraction_precision, mixed_precision_chosen
+    from pipeline.encoder import load_encoder
+    from pipeline.features import encode_texts
+    from pipeline.fine_tune import FineTuneSettings, encoder_layer_of, fine_tune, save_tuned_encoder, tokenize_split
+    from pipeline.train import make_deterministic
+
+    config, splits, head, encoder = prepared.config, prepared.splits, prepared.head, prepared.encoder
+    if not resume:
+        write_config(prepared, run_dir)
+    make_deterministic(config.seed)
+    class_weight = class_weights_for(prepared)
+    weights = None if class_weight is None else np.array([class_weight[int(label)] for label in splits.train.labels])
+    train = tokenize_split(splits.train.texts, splits.train.labels, encoder, prepared.max_seq_length,
+                           sample_weights=weights)
+    validation = tokenize_split(splits.validation.texts, splits.validation.labels, encoder, prepared.max_seq_length)
+    settings = FineTuneSettings(epochs=head.epochs, batch_size=head.batch_size, learning_rate=head.learning_rate,
+                                dropout_rate=head.dropout_rate, weight_decay=head.weight_decay,
+                                hidden_units=head.hidden_units, seed=config.seed)
+    with extraction_precision():  # float16 on a GPU with --mixed-precision, as for extraction
+        result = fine_tune(encoder, train=train, validation=validation, num_classes=len(prepared.label_names),
+                           pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine, settings=settings,
+                           backup_dir=run_dir / run_folder.BACKUP_DIR, best_dir=run_dir / run_folder.BEST_CHECKPOINT_DIR,
+                           tensorboard_dir=run_dir / run_folder.LOGS_DIR,
+                           csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, loss_scaling=mixed_precision_chosen(),
+                           show_progress=show_progress)
+    save_tuned_encoder(encoder, encoder_layer_of(result.model), run_dir / run_folder.TUNED_ENCODER_DIR)
+    tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True)
+    tuned_features = {name: encode_texts(split.texts, tuned, pooling=prepared.pooling, layers=prepared.layers,
+                                         combine=prepared.combine, max_seq_length=prepared.max_seq_length,
+                                         batch_size=config.extraction_batch_size)
+                      for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))}
+    training = {"epochs_run": result.epochs_run, "seconds": result.seconds, "texts_per_second": result.texts_per_second}
+    details = {"best_epoch": result.best_epoch + 1, "resumed_after_epoch": result.initial_epoch,
+               "padding_fraction": result.padding_fraction, "encoder_dir": run_folder.TUNED_ENCODER_DIR,
+               "encoder_fingerprint": tuned.fingerprint, "fine_tuned_from": encoder.describe()}
+    return evaluate_and_finish(prepared, run_dir, result.head, tuned_features, feature_summary, training,
+                               extra_metrics={"mode": "fine-tune", "fine_tune": details}, probe_features=probe_features)
+
+
 def write_config(prepared: Prepared, run_dir: Path) -> None:
     """config.json, written before training, so even an interrupted run says what it was."""
-    write_json_atomic(run_dir / run_folder.CONFIG_FILE, _config_record(prepared, class_weights_for(prepared)))
+    write_json_atomic(run_dir / run_folder.CONFIG_FILE, config_record(prepared))
 
 
 def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_features: dict[str, np.ndarray],
                         feature_summary: dict[str, Any], training: dict[str, Any],
-                        extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Saves the trained head, scores it and the probe on the test split, writes the rest of the run folder."""
+                        extra_metrics: dict[str, Any] | None = None,
+                        probe_features: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Saves the trained head, scores it and the probe on the test split, writes the rest of the run folder.
+
+    The probe is fitted on `probe_features` when given (a fine-tuned run's frozen features), else on
+    `split_features`, the head's own inputs."""
     from pipeline.head import predict_probabilities
     from pipeline.metrics import classification_metrics, report_text
     from pipeline.probe import PROBE_DESCRIPTION, logistic_regression_baseline
@@ -222,21 +286,23 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     model.save(str(run_dir / run_folder.HEAD_FILE))
     val_probabilities = predict_probabilities(model, split_features["validation"])
     test_probabilities = predict_probabilities(model, split_features["test"])
+    probe_features = probe_features or split_features
     baseline_metrics, _ = logistic_regression_baseline(
-        split_features["train"], splits.train.labels, split_features["test"], splits.test.labels,
+        probe_features["train"], splits.train.labels, probe_features["test"], splits.test.labels,
         num_classes=num_classes, seed=config.seed, class_weight=class_weight,
     )
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
     report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))
     metrics = {
+        "mode": "frozen",
         "test": classification_metrics(splits.test.labels, test_probabilities, num_classes),
         "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
         "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
         "features": feature_summary,
         "training": training,
         "labels": prepared.label_names,
-        "config": _config_record(prepared, class_weight),
+        "config": config_record(prepared),
         **(extra_metrics or {}),
     }
     write_run_summaries(  # images, text, hparams and projector under logs/evaluation
@@ -259,7 +325,9 @@ def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int
                       dropout_rate=head.dropout_rate, seed=seed)
 
 
-def _config_record(prepared: Prepared, class_weight: dict[int, float] | None) -> dict[str, Any]:
+def config_record(prepared: Prepared) -> dict[str, Any]:
+    """config.json: the settled options, labels, class weights, split sizes and the encoder's identity."""
+    class_weight = class_weights_for(prepared)
     record = prepared.config.to_json()
     splits = prepared.splits
     record.update({
@@ -298,8 +366,11 @@ def summary_table(result: RunResult) -> str:
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
+    fine_tuned = metrics.get("mode") == "fine-tune"
+    labels = (("fine-tuned encoder + head", "baseline (logistic regression, frozen features)") if fine_tuned
+              else ("head", "baseline (logistic regression)"))
     rows: list[tuple[str, ...]] = [("", "accuracy", "auroc", "pr_auc", "f1")]
-    for label, values in (("head", head), ("baseline (logistic regression)", baseline)):
+    for label, values in zip(labels, (head, baseline)):
         rows.append((label, *(number(values[key]) for key in ("accuracy", "auroc", "pr_auc", "f1"))))
     width = max(len(row[0]) for row in rows)
     lines = [f"Test set ({head['rows']} texts):"]
@@ -310,6 +381,11 @@ def summary_table(result: RunResult) -> str:
         + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
            if features.get("reused_shards") else "")
     )
+    if fine_tuned:
+        training, details = metrics["training"], metrics["fine_tune"]
+        lines.append(f"Fine-tuning: {training['epochs_run']} epoch(s), best {details['best_epoch']}, "
+                     f"{training['texts_per_second']:.0f} texts/s, {training['seconds']:.0f} s"
+                     + (f" (resumed after epoch {details['resumed_after_epoch']})" if details["resumed_after_epoch"] else ""))
     lines.append(f"Run folder: {run_dir}")
     lines.append(f"TensorBoard: {tensorboard_command(run_dir)}")
     return "\n".join(lines)

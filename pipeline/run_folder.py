@@ -7,6 +7,8 @@
     <run>/head.keras            the head at its best validation-AUROC epoch
     <run>/checkpoints/best.weights.h5, training_log.csv, test_predictions.npz
     <run>/logs/                 TensorBoard: train/, validation/ (Keras), evaluation/ (ours)
+    <run>/encoder/              --fine-tune only: the tuned encoder, a TF-Hub SavedModel `--encoder` accepts
+    <run>/checkpoints/backup/, checkpoints/best/   --fine-tune only, while it runs: what resuming needs
 
 `run` writes it; `export`, `predict`, the notebooks and TensorBoard read it. No TensorFlow here, so a
 bad folder is refused in a second.
@@ -39,6 +41,9 @@ PREDICTIONS_FILE = "test_predictions.npz"
 TRAINING_LOG_FILE = "training_log.csv"
 BEST_WEIGHTS_FILE = "checkpoints/best.weights.h5"
 LOGS_DIR = "logs"
+TUNED_ENCODER_DIR = "encoder"
+BACKUP_DIR = "checkpoints/backup"
+BEST_CHECKPOINT_DIR = "checkpoints/best"
 RUN_HINT = "pass a run folder written by `python -m pipeline run` (artifacts/runs/<time>-<name>)"
 
 
@@ -63,8 +68,28 @@ def choose_run_dir(output_dir: str | None, *, runs_dir: Path, name: str) -> Path
     return run_dir
 
 
-def start_run_dir(run_dir: Path) -> None:
-    """An interrupted run leaves INCOMPLETE behind; such a folder may be reused, a complete one never."""
+def resumable(run_dir: Path, config_record: dict[str, Any]) -> bool:
+    """True when `run_dir` holds an interrupted fine-tuning run with this very config and a backup to resume
+    from; UserError when it holds one with other settings (resuming it would mix two runs)."""
+    if not (run_dir / INCOMPLETE_MARKER).exists() or not (run_dir / BACKUP_DIR / "checkpoint").is_file():
+        return False
+    try:
+        recorded = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # interrupted before its config was written: nothing worth resuming
+    differing = sorted(key for key in set(recorded) | set(config_record) if recorded.get(key) != config_record.get(key))
+    if differing:
+        raise UserError(f"--output-dir {run_dir} holds an interrupted fine-tuning run with other settings "
+                        f"({', '.join(differing)} differ); pass the same options to resume it, or a new --output-dir")
+    return True
+
+
+def start_run_dir(run_dir: Path, *, resume: bool = False) -> None:
+    """An interrupted run leaves INCOMPLETE behind; such a folder may be reused (or resumed when `resume`),
+    a complete one never."""
+    if resume:
+        log.info("resuming the interrupted run in %s", run_dir)
+        return
     if (run_dir / INCOMPLETE_MARKER).exists():
         log.info("reusing the incomplete run folder %s", run_dir)
         shutil.rmtree(run_dir)
@@ -77,7 +102,13 @@ def write_test_predictions(run_dir: Path, labels: np.ndarray, probabilities: np.
 
 
 def finish_run_dir(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """metrics.json goes last: its presence, with INCOMPLETE gone, marks a complete run."""
+    """metrics.json goes last: its presence, with INCOMPLETE gone, marks a complete run. A fine-tuning
+    run's backups go first (hundreds of MB; the tuned encoder and head.keras hold the best epoch)."""
+    for folder in (BACKUP_DIR, BEST_CHECKPOINT_DIR):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+    checkpoints = (run_dir / BACKUP_DIR).parent
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
     write_json_atomic(run_dir / METRICS_FILE, metrics)
     (run_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)
 
@@ -104,6 +135,15 @@ class FinishedRun:
     def head_path(self) -> Path:
         return self.run_dir / HEAD_FILE
 
+    @property
+    def fine_tuned(self) -> bool:
+        return bool(self.config.get("fine_tune"))
+
+    @property
+    def tuned_encoder_dir(self) -> Path:
+        """Where a fine-tuned run keeps its encoder (inside the run folder, so the folder moves as one)."""
+        return self.run_dir / TUNED_ENCODER_DIR
+
     def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(labels [N], probabilities [N, K]) of the run's test split."""
         with np.load(self.run_dir / PREDICTIONS_FILE, allow_pickle=False) as predictions:
@@ -128,7 +168,7 @@ def read_run_folder(run_dir: str | os.PathLike[str]) -> FinishedRun:
     try:
         config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-        return FinishedRun(
+        run = FinishedRun(
             run_dir=run_dir,
             label_names=[str(name) for name in config["labels"]],
             encoder_handle=str(config["encoder"]),
@@ -144,3 +184,7 @@ def read_run_folder(run_dir: str | os.PathLike[str]) -> FinishedRun:
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"config.json or metrics.json of run folder {run_dir} is unreadable or lacks {error}; "
                         f"run again to write a complete one") from None
+    if run.fine_tuned and not (run.tuned_encoder_dir / "saved_model.pb").is_file():
+        raise UserError(f"run folder {run_dir} was fine-tuned but has no {TUNED_ENCODER_DIR}/saved_model.pb; "
+                        f"copy the whole run folder, or run again")
+    return run

@@ -48,7 +48,7 @@ class RunModel:
 def load_run_model(run: FinishedRun) -> RunModel:
     """Loads the encoder the run used and its head. TensorFlow must already be started."""
     encoder = load_encoder(_encoder_location(run))
-    recorded = run.encoder_info.get("fingerprint")
+    recorded = run.metrics.get("fine_tune", {}).get("encoder_fingerprint") if run.fine_tuned else run.encoder_info.get("fingerprint")
     if recorded and recorded != encoder.fingerprint:
         log.warning("encoder %s differs from the one run %s was trained with (its files changed); "
                     "predictions may not match the run's", encoder.model_dir, run.run_dir)
@@ -64,8 +64,10 @@ def load_run_model(run: FinishedRun) -> RunModel:
 
 
 def _encoder_location(run: FinishedRun) -> str:
-    """The folder the run loaded, when it is still there; else the recorded handle (the embedded name
-    converts the model again, a URL is looked up in the TF-Hub cache)."""
+    """A fine-tuned run's own encoder folder; else the folder the run loaded, when it is still there, else the
+    recorded handle (the embedded name converts the model again, a URL is looked up in the TF-Hub cache)."""
+    if run.fine_tuned:
+        return str(run.tuned_encoder_dir)
     model_dir = run.encoder_info.get("model_dir")
     if run.encoder_handle != EMBEDDED_ENCODER and model_dir and (Path(model_dir) / "saved_model.pb").is_file():
         return str(model_dir)

@@ -92,6 +92,9 @@ class TrialResult:
 def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress: bool = True) -> RunResult:
     """Fits every trial, keeps the best by validation AUROC as the run's head, scores only it on the test split."""
     validate(config)
+    if config.fine_tune:
+        raise UserError("--fine-tune cannot be swept: a sweep trains many heads on cached frozen features; "
+                        "use `python -m pipeline run --fine-tune` (with --learning-rate or --epochs to try others)")
     if trials is None:
         trials = default_trials(config) if config.head == "mlp" else []
     if not trials:

@@ -54,3 +54,13 @@ def test_layers_and_combine_are_checked_before_any_work():
     with pytest.raises(UserError, match="not a layer choice"):
         validate(RunConfig(layers="top"))
     assert parse_layers("last4") == "last4" and parse_layers("3, -1") == (3, -1)
+
+
+def test_fine_tuning_takes_its_own_recipe_and_keeps_options_given():
+    settings = RunConfig(fine_tune=True).head_settings()
+    assert (settings.head, settings.epochs, settings.batch_size, settings.learning_rate) == ("fine-tune", 2, 32, 5e-5)
+    assert (settings.dropout_rate, settings.weight_decay, settings.hidden_units) == (0.1, 0.01, ())
+    pinned = RunConfig(fine_tune=True, epochs=2, learning_rate=3e-5, hidden_units=(64,)).head_settings()
+    assert (pinned.epochs, pinned.learning_rate, pinned.hidden_units, pinned.batch_size) == (2, 3e-5, (64,), 32)
+    with pytest.raises(UserError, match="--head paperspace trains on cached frozen features"):
+        validate(RunConfig(fine_tune=True, head="paperspace"))

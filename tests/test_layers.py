@@ -14,8 +14,8 @@ LAYERS = [
     ["errors", "files", "config", "devices"],
     ["presets", "data"],
     ["model_info", "modeling", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
-    ["cache", "features"],
-    ["metrics", "head", "train"],
+    ["cache", "features", "token_batches"],
+    ["metrics", "head", "train", "fine_tune"],
     ["probe", "plots", "tensorboard_logging"],
     ["run_folder", "run", "sweep", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
 ]

@@ -4,6 +4,7 @@ an old-signature TF-Hub wrapper. Other test modules import these names; keep the
     write_tiny_checkpoint(folder, ...)        -> Hugging Face style checkpoint folder
     numpy_bert_forward(checkpoint_dir, ids, mask, type_ids) -> {"sequence_output", "pooled_output"}
     save_old_signature_model(new_model_dir, output_dir)     -> old list-in/list-out SavedModel
+    save_frozen_model(new_model_dir, output_dir)            -> dict-signature SavedModel with nothing trainable
     make_tiny_encoder(folder, **checkpoint_options)         -> converted tiny SavedModel folder
 """
 
@@ -240,6 +241,38 @@ def save_old_signature_model(new_model_dir, output_dir) -> Path:
 
     module = OldSignatureBert()
     spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ("input_word_ids", "input_mask", "segment_ids")]
+    for training in (True, False):
+        module.__call__.get_concrete_function(spec, training=training)
+    tf.saved_model.save(module, str(output_dir))
+    return output_dir
+
+
+def save_frozen_model(new_model_dir, output_dir) -> Path:
+    """Wraps a converted model as a dict-signature SavedModel that exposes no trainable variables
+    (an export meant for inference only): hub.KerasLayer loads it, but nothing in it can be trained."""
+    import tensorflow as tf
+
+    new_model_dir, output_dir = Path(new_model_dir), Path(output_dir)
+    inner = tf.saved_model.load(str(new_model_dir))
+
+    class FrozenBert(tf.Module):
+        variables = None
+        trainable_variables = None
+
+        def __init__(self):
+            super().__init__(name="frozen_bert")
+            self._inner = inner
+            self.vocab_file = tf.saved_model.Asset(str(new_model_dir / "assets" / "vocab.txt"))
+            self.do_lower_case = tf.Variable(bool(inner.do_lower_case.numpy()), trainable=False, name="do_lower_case")
+            self.trainable_variables = []
+            self.variables = list(inner.trainable_variables) + [self.do_lower_case]
+
+        @tf.function
+        def __call__(self, inputs, training=False):
+            return self._inner(inputs, training=False)
+
+    module = FrozenBert()
+    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ("input_word_ids", "input_mask", "input_type_ids")}
     for training in (True, False):
         module.__call__.get_concrete_function(spec, training=training)
     tf.saved_model.save(module, str(output_dir))
