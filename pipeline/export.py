@@ -124,15 +124,10 @@ def export_run(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
         with known_tensorflow_noise_dropped():  # the exported graph's first call prints a oneDNN note
             max_difference = _check_export(temporary_dir, run_model)
         write_json_atomic(temporary_dir / EXPORT_INFO_FILE, _export_info(run_model, max_difference))
-        # mkdtemp and the atomic writer make owner-only files; a model is meant to be shared or served.
-        _allow_by_umask(temporary_dir, 0o777)
         _allow_by_umask(temporary_dir / EXPORT_INFO_FILE, 0o666)
         log.info("exported %s in %.1f s (largest probe difference %.2e)", run.run_dir,
                  time.perf_counter() - started, max_difference)
-        try:
-            os.rename(temporary_dir, output_dir)
-        except OSError:
-            raise UserError(f"--output {output_dir} appeared while exporting; choose a new folder") from None
+        _publish(temporary_dir, output_dir)
     except BaseException:
         shutil.rmtree(temporary_dir, ignore_errors=True)
         raise
@@ -164,15 +159,21 @@ def export_tuned_encoder(run_dir: str | os.PathLike[str], output_dir: str | os.P
         expected = run.metrics.get("fine_tune", {}).get("encoder_fingerprint")
         if copied.signature != "dict" or (expected and copied.fingerprint != expected):
             raise RuntimeError(f"the copied encoder differs from the run's ({copied.signature}, {copied.fingerprint})")
-        _allow_by_umask(temporary_dir, 0o777)
-        try:
-            os.rename(temporary_dir, output_dir)
-        except OSError:
-            raise UserError(f"--output {output_dir} appeared while exporting; choose a new folder") from None
+        _publish(temporary_dir, output_dir)
     except BaseException:
         shutil.rmtree(temporary_dir, ignore_errors=True)
         raise
     return output_dir
+
+
+def _publish(temporary_dir: Path, output_dir: Path) -> None:
+    """Renames the checked export into place. mkdtemp makes an owner-only folder; a model is meant to be
+    shared or served, so it first gets the permissions the user's umask gives a new folder."""
+    _allow_by_umask(temporary_dir, 0o777)
+    try:
+        os.rename(temporary_dir, output_dir)
+    except OSError:
+        raise UserError(f"--output {output_dir} appeared while exporting; choose a new folder") from None
 
 
 def _allow_by_umask(path: Path, mode: int) -> None:

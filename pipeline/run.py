@@ -140,6 +140,9 @@ def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
     parts = split_features(prepared, feature_result.features)
     if config.fine_tune:
         resume = run_folder.resumable(run_dir, config_record(prepared))
+        # Said before training starts: stderr is held back while TensorFlow trains (its noise is filtered).
+        log.info("fine-tuning into %s; if it is interrupted, the same command with --output-dir %s resumes after "
+                 "the last finished epoch", run_dir, run_dir)
         metrics = write_run_folder(run_dir, lambda: _fine_tune_and_evaluate(
             prepared, run_dir, parts, feature_result.summary(), resume=resume, show_progress=show_progress),
             resume=resume)
