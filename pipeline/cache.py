@@ -41,6 +41,7 @@ CACHE_FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "progress.json"
 DIGESTS_FILE = "digests.npy"
+FULL_PRECISION = "float32"  # the encoder description's precision when it gives none
 ShardRecord = dict[str, Any]  # {"file": name, "rows": count, "sha256": hex digest}, as stored in JSON
 
 
@@ -91,10 +92,49 @@ def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, layers: t
         "combine": combine,
         "max_seq_length": max_seq_length,
     }
+    # float32 entries keep the keys they had before the precision existed, so caches already filled stay valid.
+    precision = encoder_description.get("precision", FULL_PRECISION)
+    if precision != FULL_PRECISION:
+        settings["precision"] = precision
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
     for text_hash in sorted_digests:
         digest.update(text_hash)
     return digest.hexdigest()
+
+
+def expected_manifest_fields(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...],
+                             combine: str, max_seq_length: int, texts: int, feature_size: int) -> dict[str, Any]:
+    """What a reader checks in an entry's manifest (see read_cache_entry); every extraction runner writes them."""
+    expected = {
+        "pooling": pooling, "layers": list(layers), "combine": combine, "max_seq_length": max_seq_length,
+        "texts": texts, "feature_size": feature_size,
+        **{f"encoder.{name}": encoder_description[name] for name in ("fingerprint", "vocab_sha256", "do_lower_case")},
+    }
+    precision = encoder_description.get("precision", FULL_PRECISION)
+    if precision != FULL_PRECISION:  # manifests from before the precision existed are float32 and do not say so
+        expected["encoder.precision"] = precision
+    return expected
+
+
+def manifest_description(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...],
+                         combine: str, max_seq_length: int, texts: int, feature_size: int,
+                         extraction_seconds: float) -> dict[str, Any]:
+    """What produced an entry's arrays, as its manifest records it (CacheEntry.finish adds key, files and time)."""
+    return {
+        "encoder": dict(encoder_description),
+        "pooling": pooling,
+        "layers": list(layers),
+        "combine": combine,
+        "max_seq_length": max_seq_length,
+        "texts": texts,
+        "feature_size": feature_size,
+        "extraction_seconds": round(extraction_seconds, 3),
+    }
+
+
+def storage_order(token_lengths: list[int], digests: list[bytes]) -> list[int]:
+    """Row order of an entry: by token length (so batches pad little), ties by text digest (so it is one order)."""
+    return sorted(range(len(digests)), key=lambda index: (token_lengths[index], digests[index]))
 
 
 # ============================================================================ one entry

@@ -78,11 +78,9 @@ def extract_features(
     key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
                           sorted_digests=sorted(digest_of.values()))
     with cache.locked_entry(cache_dir, key) as entry:
-        stored = entry.read(expected={
-            "pooling": pooling, "layers": list(layers), "combine": combine, "max_seq_length": max_seq_length,
-            "texts": len(unique_texts), "feature_size": feature_size(encoder.hidden_size, layers, combine),
-            **{f"encoder.{name}": description[name] for name in ("fingerprint", "vocab_sha256", "do_lower_case")},
-        })
+        stored = entry.read(expected=cache.expected_manifest_fields(
+            description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
+            texts=len(unique_texts), feature_size=feature_size(encoder.hidden_size, layers, combine)))
         cache_hit = stored is not None
         if stored is None:
             stored = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers, combine=combine,
@@ -108,11 +106,9 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
                    show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
     token_ids = tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
-    order = sorted(range(len(unique_texts)), key=lambda index: (len(token_ids[index]), digest_of[unique_texts[index]]))
+    order = cache.storage_order([len(ids) for ids in token_ids], [digest_of[text] for text in unique_texts])
     storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
     entry.begin_writing()
-    feature_fn = make_feature_function(encoder, pooling, layers, combine)
-    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     shard_arrays = []
     extraction_started = time.perf_counter()
     with tqdm(total=len(order), unit="text", desc="features", disable=not show_progress, smoothing=0.1) as progress:
@@ -122,24 +118,17 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
             if array is not None:
                 progress.update(len(shard_order))
             else:
-                with extraction_precision():
-                    array = _encode_rows([token_ids[index] for index in shard_order], feature_fn, batch_size,
-                                         max_seq_length, cls_id, sep_id, progress=progress)
+                array = encode_sorted_rows([token_ids[index] for index in shard_order], encoder, pooling=pooling,
+                                           layers=layers, combine=combine, max_seq_length=max_seq_length,
+                                           batch_size=batch_size, progress=progress)
                 entry.write_shard(shard_index, array)
             shard_arrays.append(array)
     seconds = time.perf_counter() - extraction_started
     width = feature_size(encoder.hidden_size, layers, combine)
     features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, width), np.float32)
-    entry.finish(storage_digests, {
-        "encoder": encoder.describe(),
-        "pooling": pooling,
-        "layers": list(layers),
-        "combine": combine,
-        "max_seq_length": max_seq_length,
-        "texts": len(unique_texts),
-        "feature_size": width,
-        "extraction_seconds": round(seconds, 3),
-    })
+    entry.finish(storage_digests, cache.manifest_description(
+        encoder.describe(), pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
+        texts=len(unique_texts), feature_size=width, extraction_seconds=seconds))
     return storage_digests, features
 
 
@@ -222,17 +211,28 @@ def _encode_rows(rows_token_ids: Sequence[Sequence[int]], feature_fn: FeatureFun
     return output if output is not None else np.zeros((0, 0), np.float32)
 
 
+def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder, *, pooling: str,
+                       layers: tuple[int, ...], combine: str, max_seq_length: int, batch_size: int,
+                       progress: tqdm | None = None) -> np.ndarray:
+    """float32 [rows, feature size] for token ids already sorted by length (the cache's storage order):
+    what every extraction runner calls for one shard."""
+    if not rows_token_ids:
+        return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
+    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
+    with extraction_precision():
+        return _encode_rows(rows_token_ids, make_feature_function(encoder, pooling, layers, combine), batch_size,
+                            max_seq_length, cls_id, sep_id, progress=progress)
+
+
 def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, layers: tuple[int, ...] = (-1,),
                  combine: str = "concat", max_seq_length: int, batch_size: int = 64) -> np.ndarray:
     """Features without the cache, in the order given (for predict and small checks)."""
     token_ids = [_token_ids(encoder, text, max_seq_length) for text in texts]
     order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))
-    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     if not texts:
         return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
-    with extraction_precision():
-        ordered = _encode_rows([token_ids[index] for index in order], make_feature_function(encoder, pooling, layers, combine),
-                               batch_size, max_seq_length, cls_id, sep_id)
+    ordered = encode_sorted_rows([token_ids[index] for index in order], encoder, pooling=pooling, layers=layers,
+                                 combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
     result = np.empty_like(ordered)
     result[np.array(order)] = ordered
     return result
