@@ -6,11 +6,14 @@ One run measures, on the same texts and the same embedded encoder (all-MiniLM-L6
   a  tutorial  FullTokenizer, every text padded to a fixed length (66 short, 128 reviews), a tf_keras
                Model around the frozen hub.KerasLayer with mean pooling, model.predict(batch_size=64)
   b  pipeline  pipeline.features.extract_features exactly as `python -m pipeline run` calls it, into a
-               fresh temporary cache folder each time (tokenization, batching, shards, manifest)
+               fresh temporary cache folder each time (tokenization, batching, shards, manifest), in
+               float32 and in bfloat16 (--precision bfloat16); `auto` is whichever of the two
+               pipeline.devices.choose_precision picks on this CPU (bfloat16 only with AMX)
   c  pytorch   transformers BertModel on the same checkpoint, sentence-transformers style (sorted by
-               length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing
-  d  matmul    a large float32 matrix product in this process: the practical peak FLOP/s (best of
-               samples taken before, between and after the sets)
+               length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing;
+               in float32 and under torch.autocast("cpu", dtype=torch.bfloat16)
+  d  matmul    a large matrix product in this process, float32 and bfloat16: the practical peaks
+               FLOP/s (best of samples taken before, between and after the sets)
 Every way starts from the raw texts and ends with pooled float32 vectors in memory; a and b build a
 fresh tokenizer each time (its per-word memo is not carried over). Each way runs `--repeats` times
 and the fastest run counts. Two text sets: demo snippets, and ~50-word reviews joined from them.
@@ -46,6 +49,8 @@ PEERS_PYTHON = REPO_ROOT / ".venv-peers" / "bin" / "python"
 REVIEW_WORDS = 40  # snippets (18.5 words on average) are joined until a text has at least this many: ~51 words
 TUTORIAL_BATCH_SIZE = 64
 MATMUL_SIZE = 2048
+PEAK_DTYPES = ("float32", "bfloat16")
+PIPELINE_PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -123,6 +128,7 @@ def run_tutorial(texts, encoder, model, length: int) -> np.ndarray:
 
 
 def run_pipeline(texts, encoder, max_seq_length: int, batch_size: int) -> np.ndarray:
+    """Features as `run` extracts them, with `encoder` loaded in the precision to measure."""
     from pipeline.features import extract_features
 
     with tempfile.TemporaryDirectory(prefix="benchmark-cache-") as cache_dir:
@@ -141,16 +147,20 @@ def timed_best(function, repeats: int) -> tuple[float, list[float], object]:
     return min(seconds), seconds, result
 
 
-def matmul_flops_per_second(repeats: int) -> float:
-    """Practical float32 peak: the fastest of several 2048x2048 products, in this process's thread pool."""
+def matmul_flops_per_second(repeats: int, dtype: str = "float32") -> float:
+    """Practical peak: the fastest of several 2048x2048 products in `dtype`, in this process's thread pool."""
     import tensorflow as tf
 
-    left = tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=1)
-    right = tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=2)
-    product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)), autograph=False)
+    left = tf.cast(tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=1), dtype)
+    right = tf.cast(tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=2), dtype)
+    product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)), autograph=False)
     product(left, right).numpy()
     best = min(timed_best(lambda: product(left, right).numpy(), 3)[0] for _ in range(repeats))
     return 2 * MATMUL_SIZE**3 / best
+
+
+def peak_sample(repeats: int) -> dict[str, float]:
+    return {dtype: matmul_flops_per_second(repeats, dtype) for dtype in PEAK_DTYPES}
 
 
 def run_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: int) -> dict | None:
@@ -164,7 +174,7 @@ def run_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: i
     with tempfile.TemporaryDirectory(prefix="benchmark-peer-") as work_dir:
         request = Path(work_dir) / "request.json"
         request.write_text(json.dumps({
-            "repeats": repeats, "threads": threads, "batch_size": batch_size,
+            "repeats": repeats, "threads": threads, "batch_size": batch_size, "precisions": ["float32", "bfloat16"],
             "sets": {s.name: {"texts": s.texts, "max_seq_length": s.max_seq_length} for s in text_sets},
         }), encoding="utf-8")
         completed = subprocess.run(
@@ -176,8 +186,8 @@ def run_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: i
             print(f"c (PyTorch) failed:\n{completed.stderr[-2000:]}", flush=True)
             return None
         report = json.loads(completed.stdout.strip().splitlines()[-1])
-        for text_set in text_sets:
-            report["sets"][text_set.name]["vectors"] = np.load(Path(work_dir) / f"{text_set.name}.npy", allow_pickle=False)
+        for name in report["sets"]:
+            report["sets"][name]["vectors"] = np.load(Path(work_dir) / f"{name}.npy", allow_pickle=False)
     return report
 
 
@@ -218,9 +228,12 @@ def useful_flops(lengths: np.ndarray, shape: dict) -> float:
 
 
 def speed(arguments) -> None:
+    from pipeline.devices import choose_precision, cpu_flags
     from pipeline.encoder import load_encoder
 
-    encoder = load_encoder(ENCODER)
+    encoders = {precision: load_encoder(ENCODER, precision=precision) for precision in PIPELINE_PRECISIONS}
+    encoder = encoders["float32"]
+    auto, why = choose_precision("auto", gpus=0, flags=cpu_flags())
     snippets = demo_snippets()
     text_sets = [
         TextSet("short", short_texts(snippets, arguments.short, arguments.seed), arguments.max_seq_length, 66),
@@ -228,57 +241,79 @@ def speed(arguments) -> None:
     ]
     shape = encoder_shape(encoder)
     print(machine_line(), flush=True)
-    print(f"encoder {ENCODER}: {shape}; repeats {arguments.repeats}, the fastest counts", flush=True)
+    print(f"encoder {ENCODER}: {shape}; repeats {arguments.repeats}, the fastest counts; --precision auto picks "
+          f"{auto} here ({why})", flush=True)
     # d is sampled before, between and after the sets and the best sample counts: on a shared machine
     # a single sample taken while another process runs would understate the peak and flatter b.
-    peak_samples = [matmul_flops_per_second(arguments.repeats)]
+    peak_samples = [peak_sample(arguments.repeats)]
 
     results = {}
     for text_set in text_sets:
         lengths = token_lengths(text_set.texts, encoder, text_set.max_seq_length)
         flops = useful_flops(lengths, shape)
         model = build_tutorial_model(encoder, text_set.tutorial_length)
-        # a and b alternate, so a change in the machine's load touches both alike.
-        a_runs, b_runs, a_vectors, b_vectors = [], [], None, None
+        # The ways alternate, so a change in the machine's load touches all alike.
+        runs: dict[str, list[float]] = {"a": [], **{f"b {precision}": [] for precision in PIPELINE_PRECISIONS}}
+        vectors: dict[str, np.ndarray] = {}
         for _ in range(arguments.repeats):
-            a_seconds, _, a_vectors = timed_best(lambda: run_tutorial(text_set.texts, encoder, model, text_set.tutorial_length), 1)
-            b_seconds, _, b_vectors = timed_best(
-                lambda: run_pipeline(text_set.texts, encoder, text_set.max_seq_length, arguments.batch_size), 1)
-            a_runs.append(a_seconds)
-            b_runs.append(b_seconds)
+            seconds, _, vectors["a"] = timed_best(
+                lambda: run_tutorial(text_set.texts, encoder, model, text_set.tutorial_length), 1)
+            runs["a"].append(seconds)
+            for precision in PIPELINE_PRECISIONS:
+                seconds, _, vectors[f"b {precision}"] = timed_best(lambda: run_pipeline(
+                    text_set.texts, encoders[precision], text_set.max_seq_length, arguments.batch_size), 1)
+                runs[f"b {precision}"].append(seconds)
         results[text_set.name] = {"texts": len(text_set.texts), "tokens": int(lengths.sum()), "flops": flops,
-                                  "a": a_runs, "b": b_runs, "b_vectors": b_vectors, "a_vectors": a_vectors}
+                                  "runs": runs, "vectors": vectors, "auto": auto}
         print(f"{text_set.name}: {len(text_set.texts)} texts, {lengths.mean():.1f} tokens on average "
-              f"(max {lengths.max()}); a runs {fmt(a_runs)} s, b runs {fmt(b_runs)} s", flush=True)
-        peak_samples.append(matmul_flops_per_second(arguments.repeats))
+              f"(max {lengths.max()}); " + "; ".join(f"{way} runs {fmt(seconds)} s" for way, seconds in runs.items()),
+              flush=True)
+        peak_samples.append(peak_sample(arguments.repeats))
 
     peer = None if arguments.skip_peers else run_peer(text_sets, arguments.repeats, arguments.peer_threads,
                                                       arguments.peer_batch_size)
-    peak = max(peak_samples)
-    print(f"d  matmul {MATMUL_SIZE}x{MATMUL_SIZE} float32: {peak / 1e9:.1f} GFLOP/s (best of the samples "
-          f"{', '.join(f'{sample / 1e9:.1f}' for sample in peak_samples)})")
+    peaks = {dtype: max(sample[dtype] for sample in peak_samples) for dtype in PEAK_DTYPES}
+    for dtype in PEAK_DTYPES:
+        print(f"d  matmul {MATMUL_SIZE}x{MATMUL_SIZE} {dtype}: {peaks[dtype] / 1e9:.1f} GFLOP/s (best of the samples "
+              f"{', '.join(f'{sample[dtype] / 1e9:.1f}' for sample in peak_samples)})")
     print(f"load average after the run: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    print_table(results, peer, peak)
+    print_table(results, peer, peaks)
 
 
-def print_table(results: dict, peer: dict | None, peak: float) -> None:
+def cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return (first * second).sum(axis=1) / (np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1))
+
+
+def print_table(results: dict, peer: dict | None, peaks: dict[str, float]) -> None:
     print()
-    print(f"{'set':<8} {'way':<10} {'seconds':>8} {'texts/s':>9} {'tokens/s':>9} {'GFLOP/s':>8}")
+    print(f"{'set':<8} {'way':<17} {'seconds':>8} {'texts/s':>9} {'tokens/s':>9} {'GFLOP/s':>8}")
     for name, result in results.items():
-        rows = {"a tutorial": min(result["a"]), "b pipeline": min(result["b"])}
+        rows = {"a tutorial": min(result["runs"]["a"]),
+                **{f"b pipeline {precision}": min(result["runs"][f"b {precision}"]) for precision in PIPELINE_PRECISIONS}}
         if peer is not None:
-            rows["c pytorch"] = min(peer["sets"][name]["seconds"])
+            rows["c pytorch float32"] = min(peer["sets"][name]["seconds"])
+            rows["c pytorch bf16"] = min(peer["sets"][f"{name}-bfloat16"]["seconds"])
         for way, seconds in rows.items():
-            print(f"{name:<8} {way:<10} {seconds:>8.2f} {result['texts'] / seconds:>9.1f} "
+            print(f"{name:<8} {way:<17} {seconds:>8.2f} {result['texts'] / seconds:>9.1f} "
                   f"{result['tokens'] / seconds:>9.0f} {result['flops'] / seconds / 1e9:>8.1f}")
-        b_seconds = rows["b pipeline"]
-        line = f"{name:<8} b/a {rows['a tutorial'] / b_seconds:.2f}x"
+        auto = result["auto"]
+        b_seconds, b16_seconds = rows["b pipeline float32"], rows["b pipeline bfloat16"]
+        auto_seconds = rows[f"b pipeline {auto}"]
+        vectors = result["vectors"]
+        line = f"{name:<8} b32/a {rows['a tutorial'] / b_seconds:.2f}x   b16/b32 {b_seconds / b16_seconds:.2f}x"
         if peer is not None:
-            line += f"   b/c {rows['c pytorch'] / b_seconds:.2f}x"
-            difference = np.abs(peer["sets"][name]["vectors"] - result["b_vectors"]).max()
-            line += f"   (max |b-c| {difference:.1e})"
-        line += f"   b/d {result['flops'] / b_seconds / peak:.0%} of the matmul peak"
-        line += f"   (max |b-a| {np.abs(result['a_vectors'] - result['b_vectors']).max():.1e})"
+            line += f"   b32/c32 {rows['c pytorch float32'] / b_seconds:.2f}x"
+            line += f"   auto({auto})/c-bf16 {rows['c pytorch bf16'] / auto_seconds:.2f}x"
+            line += f"   (max |b32-c32| {np.abs(peer['sets'][name]['vectors'] - vectors['b float32']).max():.1e})"
+        print(line)
+        similarity = cosines(vectors["b float32"], vectors["b bfloat16"])
+        line = (f"{name:<8} b32/d32 {result['flops'] / b_seconds / peaks['float32']:.0%} of the float32 matmul peak, "
+                f"b16/d16 {result['flops'] / b16_seconds / peaks['bfloat16']:.0%} of the bfloat16 one;   "
+                f"cosine b16 vs b32 min {similarity.min():.5f} mean {similarity.mean():.6f}")
+        if peer is not None:
+            torch_similarity = cosines(peer["sets"][name]["vectors"], peer["sets"][f"{name}-bfloat16"]["vectors"])
+            line += f", c-bf16 vs c32 min {torch_similarity.min():.5f}"
+        line += f"   (max |b32-a| {np.abs(vectors['a'] - vectors['b float32']).max():.1e})"
         print(line)
     print("GFLOP/s counts real tokens only: layers * (2n(4H^2 + 2HI) + 4n^2 H) per text of n tokens")
 

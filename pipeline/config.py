@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 POOLINGS = ("pooled", "cls", "mean")
 LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative ones counting from the end
 COMBINES = ("concat", "mean")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # of the encoder's matrix products (pipeline.devices)
 # The defaults were chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
 HEADS = ("paperspace", "mlp")
@@ -80,8 +81,11 @@ class RunConfig:
     output_dir: str | None = field(default=None, metadata={"help": "the run folder itself (default: artifacts/runs/<time>-<name>)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: artifacts/features)"})
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
+    precision: str = field(default="auto", metadata={
+        "help": "the encoder's compute precision: auto (bfloat16 on a CPU with AMX, float16 on a GPU, else float32), "
+                "float32, bfloat16 or float16", "choices": PRECISIONS})
     mixed_precision: bool = field(default=False, metadata={
-        "help": "use float16 compute on a GPU during extraction and fine-tuning"})
+        "help": "the old name of --precision float16 (on a machine without a GPU it now means --precision auto)"})
     fine_tune: bool = field(default=False, metadata={
         "help": "train the encoder together with a dropout + dense head (minutes, not seconds; more accurate); "
                 "pooling and layers as chosen (default layers: last)"})
@@ -136,6 +140,11 @@ def validate(config: RunConfig) -> None:
     if config.fine_tune and config.head != DEFAULT_HEAD:
         raise UserError(f"--head {config.head} trains on cached frozen features; --fine-tune trains its own head "
                         f"(dropout + dense output) with the encoder: drop one of the two")
+    if config.precision not in PRECISIONS:
+        raise UserError(f"--precision {config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+    if config.mixed_precision and config.precision not in ("auto", "float16"):
+        raise UserError(f"--mixed-precision is the old name of --precision float16, and --precision {config.precision} "
+                        f"asks for another; drop --mixed-precision")
     if config.epochs is not None and config.epochs <= 0:
         raise UserError(f"--epochs must be a positive whole number, got {config.epochs}")
     if config.batch_size is not None and config.batch_size <= 0:

@@ -87,6 +87,7 @@ def convert_checkpoint(checkpoint_dir: str | os.PathLike[str], output_dir: str |
         "num_attention_heads": config.num_heads,
         "vocab_size": config.vocab_size,
         "max_seq_length": config.max_position_embeddings,
+        "layer_norm_eps": config.layer_norm_eps,  # for the reduced-precision rebuild (pipeline.reduced_precision)
         "do_lower_case": do_lower_case,
         "source": source,
         "converter_version": CONVERTER_VERSION,

@@ -1,4 +1,4 @@
-"""TensorFlow start-up: quiet by default, GPU memory growth where there is a GPU, optional mixed precision.
+"""TensorFlow start-up (quiet by default, GPU memory growth where there is a GPU) and the encoder's precision.
 
 TensorFlow 2.21 logs through absl before TF_CPP_MIN_LOG_LEVEL takes effect, so importing it prints
 several lines (oneDNN, missing CUDA drivers) to the process's stderr. The command line promises one
@@ -14,11 +14,20 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from pipeline.config import PRECISIONS
+from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 _STARTED: dict[str, Any] | None = None
-_EXTRACTION_MIXED_PRECISION = False  # set by configure_devices: GPU present and --mixed-precision
+# CPU flags (Linux /proc/cpuinfo) of hardware bfloat16: AMX tiles (Sapphire Rapids and later) and AVX-512 BF16.
+AMX_FLAG, AVX512_BF16_FLAG = "amx_bf16", "avx512_bf16"
+# Measured on a 2-core AMD EPYC Zen 3 (no bfloat16 units), the demo's snippets: see docs/benchmarks.md.
+EMULATED_BFLOAT16_SLOWDOWN = "1.4"
+# Grappler's rewrites, for encoders the pipeline cannot rebuild in reduced precision (pipeline.reduced_precision).
+GRAPH_REWRITES = {"float16": "auto_mixed_precision", "bfloat16": "auto_mixed_precision_onednn_bfloat16"}
 
 
 @contextmanager
@@ -36,36 +45,29 @@ def _stderr_captured() -> Iterator[Callable[[], str]]:
             os.close(saved)
 
 
-def start_tensorflow(*, verbose: bool = False, mixed_precision: bool = False) -> dict[str, Any]:
+def start_tensorflow(*, verbose: bool = False) -> dict[str, Any]:
     """Imports TensorFlow (quietly unless verbose) and configures devices, once; returns what it found."""
     global _STARTED
     if _STARTED is not None:
         return _STARTED
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if verbose:
-        _STARTED = configure_devices(mixed_precision=mixed_precision)
+        _STARTED = configure_devices()
         return _STARTED
     with _stderr_captured() as caught:
         import tensorflow  # noqa: F401  (the import is the noisy part)
         import tensorflow_hub  # noqa: F401
         import tf_keras  # noqa: F401
 
-        devices = configure_devices(mixed_precision=mixed_precision)
+        devices = configure_devices()
         log.debug("TensorFlow start-up said: %s", caught())
     _STARTED = devices
     return devices
 
 
-def configure_devices(*, mixed_precision: bool = False, tf_module: Any = None) -> dict[str, Any]:
-    """Memory growth on every GPU (so the encoder does not grab all memory); float16 extraction on request.
-
-    Mixed precision is grappler's auto_mixed_precision graph rewrite, switched on only while features
-    are extracted (see `extraction_precision`): a Keras mixed-precision policy would not reach the
-    encoder, whose graph comes frozen from a SavedModel, and the small head keeps training in float32.
-    On a CPU the request is refused with a warning, because float16 there is slower, not faster.
-    `tf_module` lets tests stand in a fake TensorFlow to check the GPU branch on a machine without one.
-    """
-    global _EXTRACTION_MIXED_PRECISION
+def configure_devices(*, tf_module: Any = None) -> dict[str, Any]:
+    """Memory growth on every GPU, so the encoder does not grab all memory. `tf_module` lets tests stand in a
+    fake TensorFlow to check the GPU branch on a machine without one."""
     if tf_module is None:
         import tensorflow
 
@@ -73,41 +75,69 @@ def configure_devices(*, mixed_precision: bool = False, tf_module: Any = None) -
     gpus = tf_module.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf_module.config.experimental.set_memory_growth(gpu, True)
-    policy = "float32"
-    if gpus and mixed_precision:
-        policy = "mixed_float16"
-    elif mixed_precision:
-        log.warning("--mixed-precision asks for float16 on a GPU, and TensorFlow sees none; using float32 on the CPU")
-    _EXTRACTION_MIXED_PRECISION = policy == "mixed_float16"
-    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus), "policy": policy}
+    return {"device": "GPU" if gpus else "CPU", "gpus": len(gpus)}
 
 
-def mixed_precision_chosen() -> bool:
-    """True when configure_devices chose float16 (a GPU and --mixed-precision): fine-tuning then scales its loss."""
-    return _EXTRACTION_MIXED_PRECISION
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them; empty where there is no /proc/cpuinfo (then: no bfloat16 units)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tuple[str, str]:
+    """(precision, why) for the encoder: `auto` is float16 on a GPU, bfloat16 on a CPU with AMX, else float32.
+
+    float16 without a GPU is refused: CPUs have no float16 matrix units, so it would be slower and less exact
+    than float32 for nothing. bfloat16 on a CPU without bfloat16 units runs (emulated) with a warning: it is
+    the way to preview, on any machine, the features an AMX machine will compute.
+    """
+    if requested not in PRECISIONS:
+        raise UserError(f"--precision {requested!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        if gpus:
+            return "float16", "auto: a GPU"
+        if AMX_FLAG in flags:
+            return "bfloat16", f"auto: this CPU has AMX ({AMX_FLAG})"
+        return "float32", "auto: no GPU and no AMX on this CPU"
+    if requested == "float16" and not gpus:
+        raise UserError("--precision float16 needs a GPU and TensorFlow sees none (a CPU has no float16 units, it "
+                        "would be slower than float32); use --precision auto or float32, or bfloat16 on a CPU with AMX")
+    if requested == "bfloat16" and not gpus and not flags & {AMX_FLAG, AVX512_BF16_FLAG}:
+        log.warning("--precision bfloat16: this CPU has no bfloat16 units (no %s or %s), so bfloat16 is emulated and "
+                    "about %sx slower than float32 here (a 2-core Zen 3 measured); the features are those an AMX "
+                    "machine computes. For speed use --precision auto", AMX_FLAG, AVX512_BF16_FLAG,
+                    EMULATED_BFLOAT16_SLOWDOWN)
+    return requested, "asked for"
 
 
 @contextmanager
-def extraction_precision(tf_module: Any = None) -> Iterator[None]:
-    """While the encoder runs (extraction, fine-tuning): float16 compute on the GPU when configure_devices
-    chose it, else nothing changes.
+def graph_rewrite(option: str | None, tf_module: Any = None) -> Iterator[None]:
+    """Switches one of grappler's precision rewrites (GRAPH_REWRITES) on for the block, or does nothing for None.
 
-    The rewrite option is read when a graph is first run, so the encoder's graphs are rewritten and
-    graphs built outside this block (the frozen head's training) are not.
+    The option is read when a graph is first run, so the encoder's graphs run inside the block are
+    rewritten and graphs built outside it (the frozen head's training) are not. Used for encoders that
+    the pipeline cannot rebuild in reduced precision, and for fine-tuning in float16 on a GPU.
     """
-    if not _EXTRACTION_MIXED_PRECISION:
+    if option is None:
         yield
         return
     if tf_module is None:
         import tensorflow
 
         tf_module = tensorflow
-    previous = bool(tf_module.config.optimizer.get_experimental_options().get("auto_mixed_precision", False))
-    tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": True})
+    previous = bool(tf_module.config.optimizer.get_experimental_options().get(option, False))
+    tf_module.config.optimizer.set_experimental_options({option: True})
     try:
         yield
     finally:
-        tf_module.config.optimizer.set_experimental_options({"auto_mixed_precision": previous})
+        tf_module.config.optimizer.set_experimental_options({option: previous})
 
 
 # Lines TensorFlow's C++ runtime prints that say nothing about the user's run: tf-keras 2.21 builds

@@ -7,6 +7,7 @@ the difference. The tokenizer always comes from the model's own vocab asset and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -27,7 +28,7 @@ from tokenization import FullTokenizer
 log = logging.getLogger(__name__)
 
 _KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
-_LOADED: dict[str, Encoder] = {}
+_LOADED: dict[tuple[str, str], Encoder] = {}  # by (SavedModel folder, precision)
 DEFAULT_MAX_POSITIONS = 512
 
 
@@ -48,15 +49,26 @@ class Encoder:
     vocab_sha256: str  # hashed once at load: the cache key and every run config need it
     recommended_pooling: str | None
     available_layers: int  # layer outputs the encoder returns: every layer (dict signature), or only the last
+    precision: str = "float32"  # of the encoder's matrix products: float32, bfloat16 or float16
+    # How a reduced precision is had: "rebuilt" (our converter's graph traced again, pipeline.reduced_precision)
+    # or "graph rewrite" (grappler's, for encoders from elsewhere); None for float32.
+    precision_method: str | None = None
+    reduced_layer: Any = None  # the rebuilt encoder, called instead of `layer` when precision_method is "rebuilt"
+    graph_rewrite: str | None = None  # grappler option switched on while the encoder runs (pipeline.devices)
 
     @property
     def all_layers_given(self) -> bool:
         return self.signature == "dict"
 
+    @property
+    def forward_layer(self) -> Any:
+        """What runs the texts: the reduced-precision rebuild when there is one, else the hub layer."""
+        return self.reduced_layer if self.reduced_layer is not None else self.layer
+
     def __call__(self, input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         """Runs the frozen encoder: {'pooled_output': [B, H], 'sequence_output': [B, T, H],
         'encoder_outputs': a [B, T, H] tensor per layer (only the last for an old list-signature encoder)}."""
-        return call_encoder_layer(self.layer, self.signature, input_word_ids, input_mask, input_type_ids)
+        return call_encoder_layer(self.forward_layer, self.signature, input_word_ids, input_mask, input_type_ids)
 
     def describe(self) -> dict[str, Any]:
         """What identifies this encoder, for cache manifests and run configs."""
@@ -70,17 +82,48 @@ class Encoder:
             "hidden_size": self.hidden_size,
             "max_seq_length": self.max_seq_length,
             "available_layers": self.available_layers,
+            "precision": self.precision,
+            "precision_method": self.precision_method,
         }
 
 
-def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = None, reload: bool = False) -> Encoder:
+def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = None, reload: bool = False,
+                 precision: str = "float32") -> Encoder:
     """Resolves a handle to a local SavedModel and loads it once per process (again with `reload`, for a
-    folder just rewritten, such as a fine-tuned run's encoder)."""
+    folder just rewritten, such as a fine-tuned run's encoder); `precision` as settled by
+    pipeline.devices.choose_precision (the float32 weights are converted once per process)."""
     model_dir = resolve_handle(handle, models_dir=models_dir)
-    key = str(model_dir.resolve())
+    key = (str(model_dir.resolve()), precision)
     if reload or key not in _LOADED:
-        _LOADED[key] = _load_from_dir(handle, model_dir)
+        float32_key = (key[0], "float32")
+        if reload or float32_key not in _LOADED:
+            _LOADED[float32_key] = _load_from_dir(handle, model_dir)
+        if precision != "float32":
+            _LOADED[key] = with_precision(_LOADED[float32_key], precision)
     return _LOADED[key]
+
+
+def rebuildable(encoder: Encoder) -> bool:
+    """True when `encoder` can compute in a reduced precision by the pipeline's own rebuild (see with_precision)."""
+    from pipeline.reduced_precision import can_rebuild
+
+    return can_rebuild(encoder.layer.resolved_object, read_model_info(encoder.model_dir))
+
+
+def with_precision(encoder: Encoder, precision: str) -> Encoder:
+    """The same encoder computing in `precision`: our converter's encoders are rebuilt with their dense
+    weights converted (fast on hardware with that precision); others get grappler's rewrite, with a warning."""
+    from pipeline.devices import GRAPH_REWRITES
+    from pipeline.reduced_precision import ReducedPrecisionEncoder
+
+    if rebuildable(encoder):
+        return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt", reduced_layer=(
+            ReducedPrecisionEncoder(encoder.layer.resolved_object, read_model_info(encoder.model_dir), precision)))
+    log.warning("encoder %s was not converted by this pipeline, so %s comes from TensorFlow's generic graph "
+                "rewrite (%s), which was slower than float32 on our own encoder; compare with --precision float32",
+                encoder.handle, precision, GRAPH_REWRITES[precision])
+    return dataclasses.replace(encoder, precision=precision, precision_method="graph rewrite",
+                               graph_rewrite=GRAPH_REWRITES[precision])
 
 
 def resolve_handle(handle: str, *, models_dir: Path | None = None) -> Path:

@@ -61,8 +61,9 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
     module = tf.Module(name="end_to_end_classifier")
     module.tokenizer = make_graph_tokenizer(encoder.vocab_file, encoder.do_lower_case,
                                             max_seq_length=run_model.run.max_seq_length)
-    # Attributes put the encoder's and head's variables into the SavedModel.
-    module.encoder = encoder.layer
+    # Attributes put the encoder's and head's variables into the SavedModel (a reduced-precision run's converted
+    # weights, so the export computes as the run did).
+    module.encoder = encoder.forward_layer
     module.head = run_model.head
     module.label_names = tf.Variable(run_model.label_names, dtype=tf.string, trainable=False, name="label_names")
     texts_spec = tf.TensorSpec([None], tf.string, name="texts")
@@ -111,6 +112,11 @@ def export_run(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
     from pipeline.run_model import load_run_model
 
     run_model = load_run_model(run)
+    if run_model.encoder.graph_rewrite:  # a grappler option is not saved with a graph
+        log.warning("run %s computed its features in %s through TensorFlow's graph rewrite, which an exported model "
+                    "cannot carry; the export computes in float32 (features differ in the last digits)",
+                    run.run_dir, run.precision)
+        run_model = load_run_model(run, precision="float32")
     module = build_end_to_end_module(run_model)
     ensure_writable_dir(output_dir.parent, "--output")
     temporary_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
@@ -209,6 +215,7 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "combine": run.combine,
         "max_seq_length": run.max_seq_length,
         "do_lower_case": encoder.do_lower_case,
+        "precision": encoder.precision,
         "signatures": {
             SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes]",
             LABELS_SIGNATURE: "() -> labels: string [classes], the class of each probability column",

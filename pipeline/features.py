@@ -20,7 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline import cache
-from pipeline.devices import extraction_precision
+from pipeline.devices import graph_rewrite
 from tokenization.packing import pack_inputs
 
 if TYPE_CHECKING:
@@ -162,9 +162,10 @@ def make_feature_function(encoder: Encoder, pooling: str, layers: tuple[int, ...
     shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
     measured and left out: 0-10% less CPU per token, but 1-2 s of compilation per new shape.
     """
-    key = (id(encoder.layer), pooling, layers, combine)
+    layer = encoder.forward_layer
+    key = (id(layer), pooling, layers, combine)
     cached = _FEATURE_FUNCTIONS.get(key)
-    if cached is not None and cached[0] is encoder.layer:
+    if cached is not None and cached[0] is layer:
         return cached[1]
     spec = tf.TensorSpec([None, None], tf.int32)
 
@@ -173,7 +174,7 @@ def make_feature_function(encoder: Encoder, pooling: str, layers: tuple[int, ...
         outputs = encoder(input_word_ids, input_mask, input_type_ids)
         return tf.cast(pool(outputs, input_mask, pooling, layers, combine), tf.float32)
 
-    _FEATURE_FUNCTIONS[key] = (encoder.layer, features)
+    _FEATURE_FUNCTIONS[key] = (layer, features)
     return features
 
 
@@ -219,7 +220,7 @@ def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder
     if not rows_token_ids:
         return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
-    with extraction_precision():
+    with graph_rewrite(encoder.graph_rewrite):
         return _encode_rows(rows_token_ids, make_feature_function(encoder, pooling, layers, combine), batch_size,
                             max_seq_length, cls_id, sep_id, progress=progress)
 

@@ -51,19 +51,7 @@ def build_encoder_module(config: BertConfig, weights: dict[str, np.ndarray], voc
             self._config = config
             self._params: dict[str, Any] = {}
             for name, value in weights.items():
-                # Variable names follow the TF Model Garden style; "position_embedding" is what
-                # readers search for to learn the maximum sequence length.
-                if name == "word_embeddings":
-                    var_name = "word_embeddings/embeddings"
-                elif name == "position_embedding":
-                    var_name = "position_embedding/embeddings"
-                elif name == "type_embeddings":
-                    var_name = "type_embeddings/embeddings"
-                elif name.startswith("layer_"):
-                    var_name = "transformer/" + name
-                else:
-                    var_name = name
-                self._params[name] = tf.Variable(value, trainable=True, name=var_name)
+                self._params[name] = tf.Variable(value, trainable=True, name=variable_name(name))
             self.vocab_file = tf.saved_model.Asset(str(vocab_path))
             self.do_lower_case = tf.Variable(do_lower_case, trainable=False, name="do_lower_case")
             self.trainable_variables = list(self._params.values())
@@ -71,11 +59,11 @@ def build_encoder_module(config: BertConfig, weights: dict[str, np.ndarray], voc
 
         @tf.function
         def __call__(self, inputs: dict[str, Any], training: bool = False) -> dict[str, Any]:
-            return _bert_forward(self._params, self._config, inputs, training)
+            return bert_forward(self._params, self._config, inputs, training)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES])
         def serve(self, input_word_ids: Any, input_mask: Any, input_type_ids: Any) -> dict[str, Any]:
-            outputs = _bert_forward(
+            outputs = bert_forward(
                 self._params,
                 self._config,
                 {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids},
@@ -93,9 +81,46 @@ def build_encoder_module(config: BertConfig, weights: dict[str, np.ndarray], voc
     return module
 
 
-def _bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
-    """The BERT forward pass in TensorFlow ops (traced inside the saved tf.functions)."""
+def variable_name(param_name: str) -> str:
+    """The saved variable's name for one of our parameters: TF Model Garden style, and "position_embedding" is
+    what readers search for to learn the maximum sequence length."""
+    if param_name in ("word_embeddings", "position_embedding", "type_embeddings"):
+        return f"{param_name}/embeddings"
+    if param_name.startswith("layer_"):
+        return "transformer/" + param_name
+    return param_name
+
+
+def param_name(saved_variable_name: str) -> str:
+    """The inverse of variable_name, for a variable read back from a saved encoder ("...:0" included)."""
+    name = saved_variable_name.split(":")[0]
+    return name.removeprefix("transformer/").removesuffix("/embeddings")
+
+
+# Parameters multiplied in the encoder's large matrix products: converted to the reduced precision once, at
+# load time (pipeline.reduced_precision). Embedding tables, layer norms and the pooler stay float32.
+REDUCED_PRECISION_PARAMS = ("query_kernel", "query_bias", "key_kernel", "key_bias", "value_kernel", "value_bias",
+                            "attention_output_kernel", "attention_output_bias", "intermediate_kernel",
+                            "intermediate_bias", "output_kernel", "output_bias")
+
+
+def bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, Any], training: bool,
+                 compute_dtype: Any = None) -> dict[str, Any]:
+    """The BERT forward pass in TensorFlow ops (traced inside the saved tf.functions).
+
+    With a `compute_dtype`, every matrix product (the six dense layers of each transformer layer and the
+    two attention products) and the GELU run in it, while the residual stream, layer norms, attention
+    softmax and the outputs stay float32: the usual mixed-precision split, which keeps the rounding of
+    each layer from accumulating. `params` named in REDUCED_PRECISION_PARAMS must then already be in that
+    dtype. Without one (float32) no cast is added, so the saved graph is what it always was.
+    """
     import tensorflow as tf
+
+    def reduced(tensor: Any) -> Any:
+        return tensor if compute_dtype is None else tf.cast(tensor, compute_dtype)
+
+    def full(tensor: Any) -> Any:
+        return tensor if compute_dtype is None else tf.cast(tensor, tf.float32)
 
     word_ids = tf.convert_to_tensor(inputs["input_word_ids"])
     mask = tf.convert_to_tensor(inputs["input_mask"])
@@ -121,7 +146,7 @@ def _bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, 
     # (with the GELU for the intermediate layer). The same layers written as 3-D einsums ran
     # 6-15% slower per token (docs/benchmarks.md).
     def dense(tensor: Any, kernel: Any, bias: Any) -> Any:
-        return tf.nn.bias_add(tf.matmul(tensor, kernel), bias)
+        return tf.nn.bias_add(tf.matmul(reduced(tensor), kernel), bias)
 
     def split_heads(tensor: Any) -> Any:  # [batch * seq, hidden] -> [batch, heads, seq, head_size]
         tensor = tf.reshape(tensor, [batch_size, seq_length, heads, head_size])
@@ -155,21 +180,22 @@ def _bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, 
     encoder_outputs = []
     for index in range(config.num_layers):
         p = {name: params[f"layer_{index}/{name}"] for name in _LAYER_PARAM_NAMES}
-        query = split_heads(dense(state, p["query_kernel"], p["query_bias"]))
-        key = split_heads(dense(state, p["key_kernel"], p["key_bias"]))
-        value = split_heads(dense(state, p["value_kernel"], p["value_bias"]))
-        scores = tf.matmul(query, key, transpose_b=True) * scale + addend
+        state_reduced = reduced(state)  # cast once for the three projections
+        query = split_heads(dense(state_reduced, p["query_kernel"], p["query_bias"]))
+        key = split_heads(dense(state_reduced, p["key_kernel"], p["key_bias"]))
+        value = split_heads(dense(state_reduced, p["value_kernel"], p["value_bias"]))
+        scores = full(tf.matmul(query, key, transpose_b=True)) * scale + addend
         probabilities = dropout(tf.nn.softmax(scores, axis=-1), config.attention_dropout_rate)
-        context = tf.transpose(tf.matmul(probabilities, value), [0, 2, 1, 3])
+        context = tf.transpose(tf.matmul(reduced(probabilities), value), [0, 2, 1, 3])
         context = tf.reshape(context, [-1, hidden])
-        attention = dense(context, p["attention_output_kernel"], p["attention_output_bias"])
+        attention = full(dense(context, p["attention_output_kernel"], p["attention_output_bias"]))
         state = layer_norm(
             dropout(attention, config.hidden_dropout_rate) + state,
             p["attention_norm_gamma"],
             p["attention_norm_beta"],
         )
         intermediate = tf.nn.gelu(dense(state, p["intermediate_kernel"], p["intermediate_bias"]), approximate=False)
-        output = dense(intermediate, p["output_kernel"], p["output_bias"])
+        output = full(dense(intermediate, p["output_kernel"], p["output_bias"]))
         state = layer_norm(
             dropout(output, config.hidden_dropout_rate) + state,
             p["output_norm_gamma"],

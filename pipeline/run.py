@@ -48,7 +48,9 @@ class Prepared:
     head: HeadSettings
     max_seq_length: int
     splits: data_module.Splits
-    encoder: Encoder
+    encoder: Encoder  # computing in `precision`
+    precision: str  # settled: float32, bfloat16 or float16
+    precision_reason: str
     label_names: list[str]
     class_weighting: str | None
     name: str
@@ -77,12 +79,12 @@ def prepare(config: RunConfig) -> Prepared:
     splits = data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 
     # TensorFlow starts only once the data is known to be good, so bad input fails in a second.
-    from pipeline.devices import start_tensorflow
+    from pipeline.devices import choose_precision, cpu_flags, start_tensorflow
 
-    start_tensorflow(mixed_precision=config.mixed_precision, verbose=log.isEnabledFor(logging.DEBUG))
-    from pipeline.encoder import load_encoder
+    started = start_tensorflow(verbose=log.isEnabledFor(logging.DEBUG))
+    from pipeline.encoder import load_encoder, rebuildable
 
-    encoder = load_encoder(config.encoder)
+    encoder = load_encoder(config.encoder)  # in float32 until every option is known to be good
     if config.fine_tune:  # before any features are extracted
         from pipeline.fine_tune import require_trainable
 
@@ -97,9 +99,16 @@ def prepare(config: RunConfig) -> Prepared:
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     class_weighting = config.class_weights or dataset.class_weighting
     head = config.head_settings()
+    precision, precision_reason = choose_precision(requested_precision(config, gpus=started["gpus"]),
+                                                   gpus=started["gpus"], flags=cpu_flags())
+    if precision == "bfloat16" and precision_reason.startswith("auto") and not rebuildable(encoder):
+        precision, precision_reason = "float32", ("auto: TensorFlow's bfloat16 rewrite, all an encoder from outside "
+                                                  "this pipeline can have, is slower than float32")
+    encoder = load_encoder(config.encoder, precision=precision)
+    log.info("precision: %s (%s)", precision, precision_reason)
     return Prepared(
         config=config.replace(pooling=pooling, max_seq_length=max_seq_length, layers=layers_text(layers),
-                              **head.as_options()),
+                              precision=precision, mixed_precision=False, **head.as_options()),
         head=head,
         pooling=pooling,
         layers=layers,
@@ -107,10 +116,24 @@ def prepare(config: RunConfig) -> Prepared:
         max_seq_length=max_seq_length,
         splits=splits,
         encoder=encoder,
+        precision=precision,
+        precision_reason=precision_reason,
         label_names=list(dataset.label_names),
         class_weighting=None if class_weighting == "none" else class_weighting,
         name=run_name(config),
     )
+
+
+def requested_precision(config: RunConfig, *, gpus: int) -> str:
+    """--precision, with the old --mixed-precision read as float16 on a GPU and, as it always was, ignored
+    (with a warning) without one."""
+    if not config.mixed_precision:
+        return config.precision
+    if gpus:
+        return "float16"
+    log.warning("--mixed-precision (now --precision float16) asks for float16 on a GPU, and TensorFlow sees none; "
+                "using --precision %s", config.precision)
+    return config.precision
 
 
 def cache_dir_for(config: RunConfig) -> Path:
@@ -226,7 +249,7 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
                             feature_summary: dict[str, Any], *, resume: bool, show_progress: bool) -> dict[str, Any]:
     """Fine-tunes encoder and head (resuming an interrupted attempt), saves the tuned encoder in the run
     folder, then scores it exactly as a frozen run is scored: features from the tuned encoder, then the head."""
-    from pipeline.devices import extraction_precision, mixed_precision_chosen
+    from pipeline.devices import GRAPH_REWRITES, graph_rewrite
     from pipeline.encoder import load_encoder
     from pipeline.features import encode_texts
     from pipeline.fine_tune import FineTuneSettings, encoder_layer_of, fine_tune, save_tuned_encoder, tokenize_split
@@ -244,15 +267,18 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
     settings = FineTuneSettings(epochs=head.epochs, batch_size=head.batch_size, learning_rate=head.learning_rate,
                                 dropout_rate=head.dropout_rate, weight_decay=head.weight_decay,
                                 hidden_units=head.hidden_units, seed=config.seed)
-    with extraction_precision():  # float16 on a GPU with --mixed-precision, as for extraction
+    # float16 on a GPU: grappler's rewrite of the trainable encoder's graph, with loss scaling. On a CPU training
+    # stays float32 (bfloat16, if chosen, is used for the features before and after).
+    in_float16 = prepared.precision == "float16"
+    with graph_rewrite(GRAPH_REWRITES["float16"] if in_float16 else None):
         result = fine_tune(encoder, train=train, validation=validation, num_classes=len(prepared.label_names),
                            pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine, settings=settings,
                            backup_dir=run_dir / run_folder.BACKUP_DIR, best_dir=run_dir / run_folder.BEST_CHECKPOINT_DIR,
                            tensorboard_dir=run_dir / run_folder.LOGS_DIR,
-                           csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, loss_scaling=mixed_precision_chosen(),
+                           csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, loss_scaling=in_float16,
                            show_progress=show_progress)
     save_tuned_encoder(encoder, encoder_layer_of(result.model), run_dir / run_folder.TUNED_ENCODER_DIR)
-    tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True)
+    tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True, precision=prepared.precision)
     tuned_features = {name: encode_texts(split.texts, tuned, pooling=prepared.pooling, layers=prepared.layers,
                                          combine=prepared.combine, max_seq_length=prepared.max_seq_length,
                                          batch_size=config.extraction_batch_size)
@@ -299,6 +325,8 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))
     metrics = {
         "mode": "frozen",
+        "precision": {"used": prepared.precision, "why": prepared.precision_reason,
+                      "method": prepared.encoder.precision_method},
         "test": classification_metrics(splits.test.labels, test_probabilities, num_classes),
         "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
         "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
@@ -378,9 +406,10 @@ def summary_table(result: RunResult) -> str:
     width = max(len(row[0]) for row in rows)
     lines = [f"Test set ({head['rows']} texts):"]
     lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
+    precision = metrics.get("precision", {}).get("used", "float32")
     lines.append(
         f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
-        f"({features['texts_per_second']:.0f} texts/s), cache {'hit' if features['cache_hit'] else 'miss'}"
+        f"({features['texts_per_second']:.0f} texts/s, {precision}), cache {'hit' if features['cache_hit'] else 'miss'}"
         + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
            if features.get("reused_shards") else "")
     )

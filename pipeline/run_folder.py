@@ -136,6 +136,11 @@ class FinishedRun:
         return self.run_dir / HEAD_FILE
 
     @property
+    def precision(self) -> str:
+        """The encoder's compute precision during the run (runs from before --precision existed: float32)."""
+        return str(self.config.get("precision") or "float32")
+
+    @property
     def fine_tuned(self) -> bool:
         return bool(self.config.get("fine_tune"))
 

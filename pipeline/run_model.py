@@ -45,9 +45,10 @@ class RunModel:
         return predict_probabilities(self.head, features)
 
 
-def load_run_model(run: FinishedRun) -> RunModel:
-    """Loads the encoder the run used and its head. TensorFlow must already be started."""
-    encoder = load_encoder(_encoder_location(run))
+def load_run_model(run: FinishedRun, *, precision: str | None = None) -> RunModel:
+    """Loads the encoder the run used, computing in the run's precision unless `precision` says otherwise, and
+    its head. TensorFlow must already be started."""
+    encoder = load_encoder(_encoder_location(run), precision=precision or run.precision)
     recorded = run.metrics.get("fine_tune", {}).get("encoder_fingerprint") if run.fine_tuned else run.encoder_info.get("fingerprint")
     if recorded and recorded != encoder.fingerprint:
         log.warning("encoder %s differs from the one run %s was trained with (its files changed); "

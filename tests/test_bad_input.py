@@ -148,6 +148,11 @@ ERROR_CASES = {
                                 ["--pooling pooled", "last layer", "--layers last"]),
     "unknown combine": (["--data", "{good}", "--combine", "max"], ["--combine", "'max'", "concat"]),
     "unknown head": (["--data", "{good}", "--head", "svm"], ["--head", "'svm'", "paperspace", "mlp"]),
+    "unknown precision": (["--data", "{good}", "--precision", "float8"], ["--precision", "'float8'", "bfloat16"]),
+    "float16 without a GPU": (["--data", "{good}", "--max-seq-length", "32", "--precision", "float16"],
+                              ["float16 needs a GPU", "--precision auto"]),
+    "old and new precision flags disagree": (["--data", "{good}", "--mixed-precision", "--precision", "bfloat16"],
+                                             ["--mixed-precision", "--precision float16", "drop --mixed-precision"]),
 }
 ENCODER_CASES = {"unreachable hub URL", "unreachable Kaggle handle", "encoder folder not a SavedModel",
                  "SavedModel not a BERT encoder"}

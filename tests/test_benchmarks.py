@@ -63,18 +63,24 @@ def test_a_tiny_run_measures_a_and_b_on_the_embedded_encoder_and_they_agree():
     output = completed.stdout
     assert re.search(r"^short: 24 texts, [\d.]+ tokens on average", output, re.MULTILINE)
     assert re.search(r"^reviews: 8 texts, [\d.]+ tokens on average", output, re.MULTILINE)
-    assert re.search(r"^d  matmul 2048x2048 float32: [\d.]+ GFLOP/s", output, re.MULTILINE)
+    for dtype in ("float32", "bfloat16"):
+        assert re.search(rf"^d  matmul 2048x2048 {dtype}: [\d.]+ GFLOP/s", output, re.MULTILINE)
     a_b_difference = {}
     for name in ("short", "reviews"):
-        for way in ("a tutorial", "b pipeline"):
+        for way in ("a tutorial", "b pipeline float32", "b pipeline bfloat16"):
             row = re.search(rf"^{name}\s+{way}\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", output, re.MULTILINE)
             assert row, f"no {name} {way} row in:\n{output}"
             assert float(row.group(2)) > 0 and float(row.group(4)) > 0
-        ratios = re.search(rf"^{name}\s+b/a ([\d.]+)x\s+b/d (\d+)% of the matmul peak\s+\(max \|b-a\| ([\d.e+-]+)\)$",
-                           output, re.MULTILINE)
+        ratios = re.search(rf"^{name}\s+b32/a ([\d.]+)x\s+b16/b32 ([\d.]+)x$", output, re.MULTILINE)
         assert ratios, f"no {name} ratio line in:\n{output}"
-        assert float(ratios.group(1)) > 0 and int(ratios.group(2)) > 0
-        a_b_difference[name] = float(ratios.group(3))
+        assert float(ratios.group(1)) > 0 and float(ratios.group(2)) > 0
+        peaks = re.search(rf"^{name}\s+b32/d32 (\d+)% of the float32 matmul peak, b16/d16 (\d+)% of the bfloat16 one;"
+                          rf"\s+cosine b16 vs b32 min ([\d.]+) mean ([\d.]+)\s+\(max \|b32-a\| ([\d.e+-]+)\)$",
+                          output, re.MULTILINE)
+        assert peaks, f"no {name} peak line in:\n{output}"
+        assert int(peaks.group(1)) > 0 and int(peaks.group(2)) > 0
+        assert float(peaks.group(3)) >= 0.999  # the bfloat16 bound of docs/quality.md, on the real encoder
+        a_b_difference[name] = float(peaks.group(5))
     # Reviews fit a's fixed 128 tokens, so the tutorial way and the pipeline give the same vectors.
     assert a_b_difference["reviews"] < 1e-4
     assert "c pytorch" not in output

@@ -1,4 +1,5 @@
-"""GPU configuration, checked on a CPU machine through a stand-in TensorFlow that records what is asked of it."""
+"""GPU configuration and the choice of precision, checked on a CPU machine through a stand-in TensorFlow that
+records what is asked of it and stand-in CPU flags."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import devices
+from pipeline.errors import UserError
 
 
 class FakeTensorFlow:
-    """The few tf.config calls configure_devices and extraction_precision make, recorded."""
+    """The few tf.config calls configure_devices and graph_rewrite make, recorded."""
 
     def __init__(self, gpus):
         self.gpus = list(gpus)
@@ -33,45 +35,94 @@ class FakeTensorFlow:
         self.option_history.append(dict(options))
 
 
-@pytest.fixture(autouse=True)
-def restore_precision_choice(monkeypatch):
-    monkeypatch.setattr(devices, "_EXTRACTION_MIXED_PRECISION", False)
+AMX = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+AVX512_BF16 = frozenset({"avx512f", "avx512_bf16"})
+ZEN3 = frozenset({"avx2", "fma", "f16c"})
 
 
-def test_every_gpu_gets_memory_growth_and_extraction_runs_in_float32_by_default():
+def test_every_gpu_gets_memory_growth():
     fake = FakeTensorFlow(["gpu:0", "gpu:1"])
-    assert devices.configure_devices(tf_module=fake) == {"device": "GPU", "gpus": 2, "policy": "float32"}
+    assert devices.configure_devices(tf_module=fake) == {"device": "GPU", "gpus": 2}
     assert fake.memory_growth == {"gpu:0": True, "gpu:1": True}
-    with devices.extraction_precision(tf_module=fake):
-        assert fake.optimizer_options["auto_mixed_precision"] is False
-    assert fake.option_history == []
-
-
-def test_mixed_precision_on_a_gpu_rewrites_only_what_runs_during_extraction():
-    fake = FakeTensorFlow(["gpu:0"])
-    assert devices.configure_devices(mixed_precision=True, tf_module=fake)["policy"] == "mixed_float16"
     assert fake.option_history == []  # nothing global: the head's training graphs stay float32
-    with devices.extraction_precision(tf_module=fake):
+
+
+def test_no_gpu_means_no_memory_settings():
+    fake = FakeTensorFlow([])
+    assert devices.configure_devices(tf_module=fake) == {"device": "CPU", "gpus": 0}
+    assert fake.memory_growth == {}
+
+
+@pytest.mark.parametrize("gpus, flags, expected", [
+    (1, ZEN3, "float16"),
+    (1, AMX, "float16"),
+    (0, AMX, "bfloat16"),
+    (0, AVX512_BF16, "float32"),  # AMX is what makes bfloat16 fast; AVX-512 BF16 alone has not been measured
+    (0, ZEN3, "float32"),
+    (0, frozenset(), "float32"),
+])
+def test_auto_picks_float16_on_a_gpu_bfloat16_with_amx_else_float32(gpus, flags, expected):
+    precision, why = devices.choose_precision("auto", gpus=gpus, flags=flags)
+    assert precision == expected and why.startswith("auto:")
+
+
+@pytest.mark.parametrize("requested", ["float32", "bfloat16", "float16"])
+def test_an_explicit_precision_is_kept_where_the_hardware_has_it(requested, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+        assert devices.choose_precision(requested, gpus=1, flags=AMX) == (requested, "asked for")
+    assert not caplog.records
+
+
+def test_float16_without_a_gpu_is_refused_with_what_to_do_instead():
+    with pytest.raises(UserError, match="float16 needs a GPU.*--precision auto"):
+        devices.choose_precision("float16", gpus=0, flags=AMX)
+
+
+def test_bfloat16_on_a_cpu_without_bfloat16_units_runs_with_a_warning_that_says_how_slow(caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+        assert devices.choose_precision("bfloat16", gpus=0, flags=ZEN3)[0] == "bfloat16"
+    message = " ".join(record.getMessage() for record in caplog.records)
+    assert "no bfloat16 units" in message and f"{devices.EMULATED_BFLOAT16_SLOWDOWN}x slower" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+        devices.choose_precision("bfloat16", gpus=0, flags=AVX512_BF16)
+    assert not caplog.records
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(UserError, match="--precision 'float8' is unknown; choose one of auto, float32"):
+        devices.choose_precision("float8", gpus=0, flags=AMX)
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16 amx_tile\n\nprocessor\t: 1\n")
+    assert devices.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16", "amx_tile"}
+    assert devices.cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_a_graph_rewrite_is_on_only_inside_its_block():
+    fake = FakeTensorFlow(["gpu:0"])
+    with devices.graph_rewrite("auto_mixed_precision", tf_module=fake):
         assert fake.optimizer_options["auto_mixed_precision"] is True
     assert fake.optimizer_options["auto_mixed_precision"] is False
     assert fake.option_history == [{"auto_mixed_precision": True}, {"auto_mixed_precision": False}]
+    with devices.graph_rewrite(None, tf_module=fake):
+        pass
+    assert len(fake.option_history) == 2
 
 
 def test_the_rewrite_is_switched_back_off_when_extraction_fails():
     fake = FakeTensorFlow(["gpu:0"])
-    devices.configure_devices(mixed_precision=True, tf_module=fake)
-    with pytest.raises(KeyboardInterrupt), devices.extraction_precision(tf_module=fake):
+    with pytest.raises(KeyboardInterrupt), devices.graph_rewrite("auto_mixed_precision", tf_module=fake):
         raise KeyboardInterrupt
     assert fake.optimizer_options["auto_mixed_precision"] is False
 
 
-def test_mixed_precision_without_a_gpu_warns_and_stays_float32(caplog):
-    fake = FakeTensorFlow([])
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
-        result = devices.configure_devices(mixed_precision=True, tf_module=fake)
-    assert result == {"device": "CPU", "gpus": 0, "policy": "float32"}
-    assert fake.memory_growth == {}
-    assert any("--mixed-precision" in record.getMessage() and "none" in record.getMessage() for record in caplog.records)
-    with devices.extraction_precision(tf_module=fake):
-        pass
-    assert fake.option_history == []
+def test_the_rewrite_names_are_options_tensorflow_knows():
+    import tensorflow as tf
+
+    for option in devices.GRAPH_REWRITES.values():
+        with devices.graph_rewrite(option):
+            assert tf.config.optimizer.get_experimental_options()[option] is True
+        assert tf.config.optimizer.get_experimental_options()[option] is False

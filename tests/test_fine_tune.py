@@ -275,17 +275,14 @@ def test_three_classes_with_balanced_weights_fine_tune(tmp_path, tiny_encoder_di
 
 
 def test_float16_on_a_gpu_scales_the_loss_and_rewrites_the_training_graph(tmp_path, tiny_encoder_dir, tiny_data, monkeypatch):
-    """The fake-GPU approach of test_devices: configure_devices sees a GPU, then the real fine-tuning code runs
-    on the CPU (where grappler's float16 rewrite leaves the graph alone) with Keras's loss scaling."""
-    from test_devices import FakeTensorFlow
-
+    """The fake-GPU approach of test_devices: start-up reports a GPU, then the real code runs on the CPU (where
+    grappler's float16 rewrite leaves the graph alone) with Keras's loss scaling; the old --mixed-precision flag
+    asks for it."""
     from pipeline import devices, fine_tune
     from pipeline.config import RunConfig
     from pipeline.run import run
 
-    monkeypatch.setattr(devices, "_STARTED", None)
-    devices.configure_devices(mixed_precision=True, tf_module=FakeTensorFlow(["gpu:0"]))
-    monkeypatch.setattr(devices, "_STARTED", {"device": "GPU", "gpus": 1, "policy": "mixed_float16"})
+    monkeypatch.setattr(devices, "_STARTED", {"device": "GPU", "gpus": 1})
     seen = []
     original = fine_tune.make_optimizer
 
@@ -297,14 +294,13 @@ def test_float16_on_a_gpu_scales_the_loss_and_rewrites_the_training_graph(tmp_pa
         return optimizer
 
     monkeypatch.setattr(fine_tune, "make_optimizer", spy)
-    try:
-        config = RunConfig(data=str(tiny_data), encoder=str(tiny_encoder_dir), fine_tune=True, epochs=1, batch_size=16,
-                           learning_rate=1e-3, max_seq_length=16, output_dir=str(tmp_path / "run"))
-        metrics = run(config, show_progress=False).metrics
-    finally:
-        monkeypatch.setattr(devices, "_EXTRACTION_MIXED_PRECISION", False)
+    config = RunConfig(data=str(tiny_data), encoder=str(tiny_encoder_dir), fine_tune=True, epochs=1, batch_size=16,
+                       learning_rate=1e-3, max_seq_length=16, output_dir=str(tmp_path / "run"), mixed_precision=True)
+    metrics = run(config, show_progress=False).metrics
     assert seen and seen[0][0].startswith("LossScaleOptimizer") and seen[0][1] is True
     assert metrics["mode"] == "fine-tune" and metrics["test"]["auroc"] is not None
+    assert metrics["precision"] == {"used": "float16", "why": "asked for", "method": "rebuilt"}
+    assert metrics["config"]["precision"] == "float16" and metrics["config"]["mixed_precision"] is False
 
 
 @pytest.mark.parametrize("options, message", [

@@ -13,11 +13,11 @@ from helpers import REPO_ROOT
 LAYERS = [
     ["errors", "files", "config", "devices"],
     ["presets", "data"],
-    ["model_info", "modeling", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
-    ["cache", "features", "token_batches"],
+    ["model_info", "modeling", "reduced_precision", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
+    ["cache", "features", "beam_storage", "beam_pipeline", "token_batches"],
     ["metrics", "head", "train", "fine_tune"],
     ["probe", "plots", "tensorboard_logging"],
-    ["run_folder", "run", "sweep", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
+    ["run_folder", "run", "beam_extract", "sweep", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
 ]
 WITHOUT_TENSORFLOW = ["cache", "run_folder", "metrics", "probe", "plots", "checkpoint", "model_info", "data", "config"]
 

@@ -1,0 +1,76 @@
+"""Does bfloat16 change what the pipeline learns? The demo in float32 and bfloat16, side by side (docs/quality.md).
+
+1. Every demo text's features in both precisions (the run's defaults: every layer, mean pooling): the
+   cosine similarity of each text's bfloat16 vector with its float32 one, minimum and mean (bound: 0.999).
+2. `run` with the defaults at each split seed, once per precision: test AUROC and its difference
+   (bound: within 0.003 of float32).
+
+On a CPU without bfloat16 units the bfloat16 products are emulated: slower, but the same rounding as on
+AMX (the products accumulate in float32 either way), so the quality figures hold for both.
+
+    .venv/bin/python benchmarks/precision_quality.py [--seeds 42,0,1,2,3,4] [--output results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from extract import cosines, machine_line
+
+from pipeline.config import RunConfig
+from pipeline.run import extract, prepare, run
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def feature_agreement(seed: int) -> dict[str, float]:
+    features = {}
+    for precision in PRECISIONS:
+        prepared = prepare(RunConfig(seed=seed, precision=precision))
+        features[precision] = extract(prepared, show_progress=False).features
+    similarity = cosines(features["float32"], features["bfloat16"])
+    return {"texts": len(similarity), "min_cosine": float(similarity.min()), "mean_cosine": float(similarity.mean()),
+            "max_abs_difference": float(np.abs(features["float32"] - features["bfloat16"]).max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="42,0,1,2,3,4", help="split seeds, comma-separated")
+    parser.add_argument("--output", help="also write the results as JSON here")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    seeds = [int(seed) for seed in arguments.seeds.split(",")]
+    print(machine_line(), flush=True)
+    agreement = feature_agreement(seeds[0])
+    print(f"features of {agreement['texts']} demo texts (seed {seeds[0]}'s split order): cosine bfloat16 vs float32 "
+          f"min {agreement['min_cosine']:.5f}, mean {agreement['mean_cosine']:.6f}; "
+          f"largest difference {agreement['max_abs_difference']:.2e}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="precision-quality-") as work_dir:
+        for seed in seeds:
+            scores = {}
+            for precision in PRECISIONS:
+                started = time.perf_counter()
+                result = run(RunConfig(seed=seed, precision=precision, output_dir=str(Path(work_dir) / f"{precision}-{seed}")),
+                             show_progress=False)
+                scores[precision] = result.metrics["test"]["auroc"]
+                scores[f"{precision}_seconds"] = round(time.perf_counter() - started, 1)
+            rows.append({"seed": seed, **scores, "difference": scores["bfloat16"] - scores["float32"]})
+            print(f"seed {seed}: test AUROC float32 {scores['float32']:.4f}, bfloat16 {scores['bfloat16']:.4f}, "
+                  f"difference {rows[-1]['difference']:+.4f}", flush=True)
+    differences = [row["difference"] for row in rows]
+    print(f"difference over {len(rows)} seeds: mean {statistics.mean(differences):+.4f}, largest |difference| "
+          f"{max(map(abs, differences)):.4f}" + (f", sd {statistics.stdev(differences):.4f}" if len(rows) > 1 else ""))
+    if arguments.output:
+        Path(arguments.output).write_text(json.dumps({"agreement": agreement, "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
