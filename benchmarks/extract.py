@@ -337,14 +337,14 @@ def machine_line() -> str:
 def tokenization(arguments) -> None:
     """Time the pipeline's tokenization of N review texts (cold tokenizer); extraction is timed on a sample."""
     from pipeline.encoder import load_encoder
-    from pipeline.features import tokenize_all
+    from pipeline.encoder_io import tokenize_all
 
     encoder = load_encoder(ENCODER)
     texts = review_texts(demo_snippets(), arguments.tokenization, arguments.seed)
     print(machine_line(), flush=True)
     tokenized = fresh_encoder(encoder)
     started = time.perf_counter()
-    ids = tokenize_all(texts, tokenized, arguments.max_seq_length, show_progress=False)  # what extraction runs
+    ids = tokenize_all(texts, tokenized.tokenizer, arguments.max_seq_length, show_progress=False)  # what extraction runs
     tokenize_seconds = time.perf_counter() - started
     sample = texts[: arguments.reviews]
     extract_seconds = min(timed_best(lambda: run_pipeline(sample, encoder, arguments.max_seq_length,

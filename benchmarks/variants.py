@@ -55,13 +55,14 @@ def main() -> None:
     import extract as benchmark
 
     from pipeline.encoder import load_encoder
-    from pipeline.features import TOKEN_BUDGET, _batch_bounds, _token_ids, make_feature_function, pool
+    from pipeline.encoder_io import pool, token_ids
+    from pipeline.features import TOKEN_BUDGET, _batch_bounds, make_feature_function
     from tokenization.packing import pack_inputs
 
     encoder = load_encoder(benchmark.ENCODER)
     snippets = benchmark.demo_snippets()
     texts = (benchmark.short_texts if arguments.set == "short" else benchmark.review_texts)(snippets, arguments.texts, 0)
-    ids = sorted((_token_ids(encoder, text, 128) for text in texts), key=len)
+    ids = sorted((token_ids(encoder.tokenizer, text, 128) for text in texts), key=len)
     lengths = [len(row) for row in ids]
     real_tokens = sum(lengths) + 2 * len(lengths)
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]

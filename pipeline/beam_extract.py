@@ -139,7 +139,7 @@ def extract_with_beam(config: RunConfig, beam_arguments: list[str], *, verbose: 
 def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes]) -> ShardJob:
     from pipeline import beam_storage
     from pipeline.beam_pipeline import ShardJob
-    from pipeline.features import feature_size
+    from pipeline.encoder_io import feature_size
 
     encoder, config = prepared.encoder, prepared.config
     key = cache.cache_key(encoder.describe(), pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import apache_beam as beam
 
 from pipeline import beam_storage, cache
+from pipeline.encoder_io import token_ids
 from pipeline.errors import UserError
 from pipeline.files import file_sha256
 from tokenization import FullTokenizer
@@ -94,7 +95,7 @@ class TokenizeText(beam.DoFn):
     def process(self, line: str) -> Iterator[TokenizedRow]:
         assert self.tokenizer is not None  # set in setup, which Beam calls first
         text = json.loads(line)
-        ids = self.tokenizer.encode(text)[: self.job.max_seq_length - 2]  # room for [CLS] and [SEP], as features does
+        ids = token_ids(self.tokenizer, text, self.job.max_seq_length)  # as the local runner cuts them
         yield len(ids), cache.text_digest(text), int_array("i", ids)
 
 

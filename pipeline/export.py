@@ -54,7 +54,7 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
     """A tf.Module whose functions go from strings to probabilities, ready for tf.saved_model.save."""
     import tensorflow as tf
 
-    from pipeline.features import pool
+    from pipeline.encoder_io import pool
     from pipeline.graph_tokenizer import make_graph_tokenizer
 
     encoder, pooling = run_model.encoder, run_model.run.pooling

@@ -1,15 +1,14 @@
 """Texts -> pooled encoder vectors on this machine: tokenize, sort by length, encode in batches.
 
 The results go into the feature cache (`pipeline.cache`, which owns the on-disk format); this module
-is the single-machine extraction runner. Pooling (how a text's token vectors become one vector)
-lives here too, because the exported model must pool exactly as extraction does.
+is the single-machine extraction runner, and encodes each shard for the Beam runner too. Token ids and
+pooling come from `pipeline.encoder_io`, which fine-tuning and the exported model share.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from array import array as int_array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from pipeline import cache
 from pipeline.devices import graph_rewrite
+from pipeline.encoder_io import feature_size, pool, token_ids, tokenize_all
 from tokenization.packing import pack_inputs
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
                    layers: tuple[int, ...], combine: str, max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
                    show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
-    token_ids = tokenize_all(unique_texts, encoder, max_seq_length, show_progress=show_progress)
+    token_ids = tokenize_all(unique_texts, encoder.tokenizer, max_seq_length, show_progress=show_progress)
     order = cache.storage_order([len(ids) for ids in token_ids], [digest_of[text] for text in unique_texts])
     storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
     entry.begin_writing()
@@ -130,23 +130,6 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
         encoder.describe(), pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
         texts=len(unique_texts), feature_size=width, extraction_seconds=seconds))
     return storage_digests, features
-
-
-def _token_ids(encoder: Encoder, text: str, max_seq_length: int) -> list[int]:
-    """WordPiece ids of one text, cut to leave room for [CLS] and [SEP]."""
-    return encoder.tokenizer.encode(text)[: max_seq_length - 2]
-
-
-def tokenize_all(texts: list[str], encoder: Encoder, max_seq_length: int, *,
-                  show_progress: bool) -> list[int_array[int]]:
-    """Ids of every text, each kept as a compact int32 array (100,000 reviews: 36 MB rather than 62 MB of lists).
-
-    The tokenizer memoises per word, so this runs at tens of thousands of texts per second: under
-    1% of the encoder's time, which is why it is not overlapped with the encoder (docs/benchmarks.md).
-    """
-    with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
-              mininterval=0.5) as progress:
-        return [int_array("i", _token_ids(encoder, text, max_seq_length)) for text in progress]
 
 
 # Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or
@@ -228,46 +211,12 @@ def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder
 def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, layers: tuple[int, ...] = (-1,),
                  combine: str = "concat", max_seq_length: int, batch_size: int = 64) -> np.ndarray:
     """Features without the cache, in the order given (for predict and small checks)."""
-    token_ids = [_token_ids(encoder, text, max_seq_length) for text in texts]
-    order = sorted(range(len(texts)), key=lambda index: len(token_ids[index]))
+    ids = [token_ids(encoder.tokenizer, text, max_seq_length) for text in texts]
+    order = sorted(range(len(texts)), key=lambda index: len(ids[index]))
     if not texts:
         return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
-    ordered = encode_sorted_rows([token_ids[index] for index in order], encoder, pooling=pooling, layers=layers,
+    ordered = encode_sorted_rows([ids[index] for index in order], encoder, pooling=pooling, layers=layers,
                                  combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
     result = np.empty_like(ordered)
     result[np.array(order)] = ordered
     return result
-
-
-def feature_size(hidden_size: int, layers: tuple[int, ...], combine: str) -> int:
-    return hidden_size * len(layers) if combine == "concat" else hidden_size
-
-
-def pool(outputs: dict[str, Any], input_mask: tf.Tensor, pooling: str, layers: tuple[int, ...] = (-1,),
-         combine: str = "concat") -> tf.Tensor:
-    """One vector per text from the chosen layers (negative indices into `encoder_outputs`), side by side
-    (concat) or averaged (mean). `pooled` is the model's own pooled output, which exists for the last layer only."""
-    if pooling == "pooled":
-        if layers != (-1,):
-            raise ValueError(f"pooling 'pooled' has only the last layer, got layers {layers}")
-        return outputs["pooled_output"]
-    per_layer = [_pool_sequence(outputs["encoder_outputs"][index], input_mask, pooling) for index in layers]
-    if len(per_layer) == 1:
-        return per_layer[0]
-    if combine == "concat":
-        return tf.concat(per_layer, axis=-1)
-    if combine == "mean":
-        return tf.add_n(per_layer) / float(len(per_layer))
-    raise ValueError(f"unknown combine {combine!r}")
-
-
-def _pool_sequence(sequence: tf.Tensor, input_mask: tf.Tensor, pooling: str) -> tf.Tensor:
-    """cls = the [CLS] row; mean = average over real tokens."""
-    if pooling == "cls":
-        return sequence[:, 0, :]
-    if pooling == "mean":
-        weights = tf.cast(input_mask, sequence.dtype)[:, :, tf.newaxis]
-        total = tf.reduce_sum(sequence * weights, axis=1)
-        count = tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)
-        return total / count
-    raise ValueError(f"unknown pooling {pooling!r}")

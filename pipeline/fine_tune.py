@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from pipeline import token_batches
 from pipeline.encoder import call_encoder_layer
+from pipeline.encoder_io import feature_size, pool, tokenize_all
 from pipeline.errors import UserError
-from pipeline.features import feature_size, pool, tokenize_all
 from pipeline.head import build_output_head, compile_head
 from pipeline.metrics import macro_auroc, macro_pr_auc
 from pipeline.model_info import read_model_info, write_model_info
@@ -246,7 +246,7 @@ class TokenizedSplit:
 def tokenize_split(texts: list[str], labels: np.ndarray, encoder: Encoder, max_seq_length: int, *,
                    sample_weights: np.ndarray | None = None, show_progress: bool = False) -> TokenizedSplit:
     vocab = encoder.tokenizer.vocab
-    return TokenizedSplit(tokenize_all(texts, encoder, max_seq_length, show_progress=show_progress), labels,
+    return TokenizedSplit(tokenize_all(texts, encoder.tokenizer, max_seq_length, show_progress=show_progress), labels,
                           max_seq_length=max_seq_length, cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"],
                           sample_weights=sample_weights)
 

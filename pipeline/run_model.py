@@ -15,8 +15,9 @@ import tf_keras as keras
 
 from pipeline.config import EMBEDDED_ENCODER
 from pipeline.encoder import Encoder, load_encoder
+from pipeline.encoder_io import feature_size
 from pipeline.errors import UserError
-from pipeline.features import encode_texts, feature_size
+from pipeline.features import encode_texts
 from pipeline.head import predict_probabilities
 from pipeline.run_folder import FinishedRun
 

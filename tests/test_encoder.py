@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from pipeline.config import resolve_layers
 from pipeline.encoder import load_encoder, model_fingerprint, resolve_handle
+from pipeline.encoder_io import pool
 from pipeline.errors import UserError
-from pipeline.features import pool
 
 
 def _batch():

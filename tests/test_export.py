@@ -78,7 +78,7 @@ def pipeline_probabilities(run_dir: Path, texts) -> np.ndarray:
 
 def cache_token_ids(run_dir: Path, texts) -> dict:
     """The packed ids the feature cache would encode for these texts."""
-    from pipeline.features import _token_ids
+    from pipeline.encoder_io import token_ids
     from pipeline.run_folder import read_run_folder
     from pipeline.run_model import load_run_model
     from tokenization.packing import pack_inputs
@@ -86,7 +86,7 @@ def cache_token_ids(run_dir: Path, texts) -> dict:
     run_model = load_run_model(read_run_folder(run_dir))
     encoder, max_seq_length = run_model.encoder, run_model.run.max_seq_length
     vocab = encoder.tokenizer.vocab
-    return pack_inputs([_token_ids(encoder, text, max_seq_length) for text in texts], max_seq_length=max_seq_length,
+    return pack_inputs([token_ids(encoder.tokenizer, text, max_seq_length) for text in texts], max_seq_length=max_seq_length,
                        cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"], pad_id=vocab["[PAD]"])
 
 
@@ -345,8 +345,8 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
 
     from pipeline.data import load_labeled_texts
     from pipeline.encoder import load_encoder
+    from pipeline.encoder_io import token_ids
     from pipeline.export import export_run
-    from pipeline.features import _token_ids
     from pipeline.head import build_head
     from pipeline.run_folder import read_run_folder
     from pipeline.run_model import load_run_model
@@ -375,7 +375,7 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
 
     packed = model.signatures["tokenize"](texts=tf.constant(texts))
     vocab = encoder.tokenizer.vocab
-    expected_ids = pack_inputs([_token_ids(encoder, text, 128) for text in texts], max_seq_length=128,
+    expected_ids = pack_inputs([token_ids(encoder.tokenizer, text, 128) for text in texts], max_seq_length=128,
                                cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"], pad_id=vocab["[PAD]"])
     for name in ("input_word_ids", "input_mask", "input_type_ids"):
         np.testing.assert_array_equal(packed[name].numpy(), expected_ids[name], err_msg=name)

@@ -103,7 +103,7 @@ def test_chosen_layers_are_pooled_and_combined_as_asked(encoder, tmp_path):
     """The tiny encoder has 2 layers; every layer is mean-pooled, then side by side or averaged."""
     import tensorflow as tf
 
-    from pipeline.features import pool
+    from pipeline.encoder_io import pool
     from tokenization.packing import pack_inputs
 
     texts = ["the movie is good", "not good"]
@@ -222,7 +222,9 @@ def test_progress_bars_show_tokenization_and_extraction_in_texts_per_second(enco
 
 def test_token_ids_are_stored_compactly_and_cut_to_leave_room_for_cls_and_sep(encoder):
     texts = ["the movie is good", "", " ".join(["good"] * 40)]
-    stored = features_module.tokenize_all(texts, encoder, 8, show_progress=False)
+    from pipeline.encoder_io import tokenize_all
+
+    stored = tokenize_all(texts, encoder.tokenizer, 8, show_progress=False)
     assert [list(ids) for ids in stored] == [encoder.tokenizer.encode(text)[:6] for text in texts]
     assert all(ids.itemsize == 4 for ids in stored)
     assert [len(ids) for ids in stored] == [4, 0, 6]

@@ -14,12 +14,12 @@ LAYERS = [
     ["errors", "files", "config", "devices"],
     ["presets", "data"],
     ["model_info", "modeling", "reduced_precision", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
-    ["cache", "features", "beam_storage", "beam_pipeline", "token_batches"],
+    ["cache", "encoder_io", "features", "beam_storage", "beam_pipeline", "token_batches"],
     ["metrics", "head", "train", "fine_tune"],
     ["probe", "plots", "tensorboard_logging"],
     ["run_folder", "run", "beam_extract", "sweep", "run_model", "exported_model", "export", "predict", "cli", "explore", "__main__"],
 ]
-WITHOUT_TENSORFLOW = ["cache", "run_folder", "metrics", "probe", "plots", "checkpoint", "model_info", "data", "config"]
+WITHOUT_TENSORFLOW = ["cache", "encoder_io", "run_folder", "metrics", "probe", "plots", "checkpoint", "model_info", "data", "config"]
 
 
 def pipeline_imports(module: str) -> set[str]:
