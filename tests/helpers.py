@@ -1,4 +1,5 @@
-"""What the tests share besides fixtures: running the real `python -m pipeline` in a subprocess, and writing tables."""
+"""What the tests share besides fixtures: running the real `python -m pipeline` in a subprocess, writing tables, and
+checking that a run and its export predict alike."""
 
 from __future__ import annotations
 
@@ -67,3 +68,19 @@ def tiny_review_rows(count: int = 60) -> list[tuple[str, str]]:
 def write_tiny_csv(path: Path, count: int = 60) -> Path:
     """A text,label CSV of tiny_review_rows(count); returns path."""
     return write_csv(path, ["text", "label"], tiny_review_rows(count))
+
+
+def assert_run_and_export_predict_the_runs_test_probabilities(run_dir: Path, exported_dir: Path) -> None:
+    """`predict` on the run folder and on its export gives the test probabilities the run itself wrote."""
+    import numpy as np
+
+    from pipeline.explore import load_run_splits
+    from pipeline.predict import load_model, predict_texts
+    from pipeline.run_folder import read_run_folder
+
+    finished = read_run_folder(run_dir)
+    _, probabilities = finished.test_predictions()
+    test_texts = load_run_splits(finished.config).test.texts
+    for model_dir in (run_dir, exported_dir):
+        predicted = predict_texts(load_model(model_dir), test_texts, show_progress=False).probabilities
+        np.testing.assert_allclose(predicted, probabilities, atol=1e-4)

@@ -385,11 +385,10 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
 def test_a_run_on_every_layer_with_the_mlp_head_exports_and_predicts_as_the_run_does(tmp_path, tiny_encoder_dir):
     """Three classes, class weights, every layer averaged, the mlp head: the export pools and standardises in-graph
     exactly as the run did (export_run checks that), and predict gives the run's own test probabilities."""
-    from helpers import write_csv
+    from helpers import assert_run_and_export_predict_the_runs_test_probabilities, write_csv
 
     from pipeline.config import RunConfig
     from pipeline.export import export_run
-    from pipeline.predict import load_model, predict_texts
     from pipeline.run import run
 
     words = ["good", "bad", "not"]
@@ -403,12 +402,4 @@ def test_a_run_on_every_layer_with_the_mlp_head_exports_and_predicts_as_the_run_
     exported = export_run(tmp_path / "run", tmp_path / "exported")
     info = json.loads((exported / "export_info.json").read_text())
     assert (info["layers"], info["combine"]) == ([-2, -1], "mean")
-    from pipeline.explore import load_run_splits
-    from pipeline.run_folder import read_run_folder
-
-    finished = read_run_folder(tmp_path / "run")
-    _, probabilities = finished.test_predictions()
-    test_texts = load_run_splits(finished.config).test.texts
-    for model_dir in (tmp_path / "run", exported):
-        predicted = predict_texts(load_model(model_dir), test_texts, show_progress=False).probabilities
-        np.testing.assert_allclose(predicted, probabilities, atol=1e-4)
+    assert_run_and_export_predict_the_runs_test_probabilities(tmp_path / "run", exported)

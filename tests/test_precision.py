@@ -8,7 +8,12 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_cli, tiny_review_rows, write_tiny_csv
+from helpers import (
+    assert_run_and_export_predict_the_runs_test_probabilities,
+    run_cli,
+    tiny_review_rows,
+    write_tiny_csv,
+)
 
 from pipeline import cache
 from pipeline.encoder import load_encoder
@@ -161,11 +166,8 @@ def test_auto_on_an_amx_cpu_is_bfloat16_for_our_encoders_and_float32_for_others(
 
 def test_a_bfloat16_run_exports_and_predicts_in_bfloat16_as_the_run_did(tmp_path, tiny_encoder_dir):
     from pipeline.config import RunConfig
-    from pipeline.explore import load_run_splits
     from pipeline.export import export_run
-    from pipeline.predict import load_model, predict_texts
     from pipeline.run import run
-    from pipeline.run_folder import read_run_folder
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
     run(RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=32, pooling="mean", epochs=2,
@@ -173,9 +175,4 @@ def test_a_bfloat16_run_exports_and_predicts_in_bfloat16_as_the_run_did(tmp_path
         show_progress=False)
     exported = export_run(tmp_path / "run", tmp_path / "exported")
     assert json.loads((exported / "export_info.json").read_text())["precision"] == "bfloat16"
-    finished = read_run_folder(tmp_path / "run")
-    _, probabilities = finished.test_predictions()
-    test_texts = load_run_splits(finished.config).test.texts
-    for model_dir in (tmp_path / "run", exported):
-        predicted = predict_texts(load_model(model_dir), test_texts, show_progress=False).probabilities
-        np.testing.assert_allclose(predicted, probabilities, atol=1e-4)
+    assert_run_and_export_predict_the_runs_test_probabilities(tmp_path / "run", exported)
