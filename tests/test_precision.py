@@ -8,12 +8,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import (
-    assert_run_and_export_predict_the_runs_test_probabilities,
-    run_cli,
-    tiny_review_rows,
-    write_tiny_csv,
-)
+from helpers import assert_run_and_export_predict_the_runs_test_probabilities, tiny_review_rows, write_tiny_csv
 
 from pipeline import cache
 from pipeline.encoder import load_encoder
@@ -119,15 +114,27 @@ def test_an_encoder_from_elsewhere_gets_the_graph_rewrite_with_a_warning(tmp_pat
     assert tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16") is not True
 
 
-def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_bfloat16_features(tmp_path,
-                                                                                                 tiny_encoder_dir):
+def _run_in_process(arguments, capsys, caplog) -> tuple[int, str, str]:
+    """(exit status, stdout, log lines) of the command line, in this process (no TensorFlow start-up per run)."""
+    from pipeline.cli import main
+
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        status = main([str(argument) for argument in arguments])
+    return status, capsys.readouterr().out, "\n".join(record.getMessage() for record in caplog.records)
+
+
+def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_bfloat16_features(
+        tmp_path, tiny_encoder_dir, capsys, caplog):
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
-    common = ["--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length", "32", "--epochs", "2",
+    common = ["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length", "32", "--epochs", "2",
               "--cache-dir", tmp_path / "cache"]
-    reduced = run_cli("run", *common, "--precision", "bfloat16", "--output-dir", tmp_path / "bf16", artifacts=tmp_path)
-    assert reduced.returncode == 0, reduced.stderr
-    assert "precision: bfloat16 (asked for)" in reduced.stderr
-    assert ", bfloat16), cache miss" in reduced.stdout
+    status, stdout, logged = _run_in_process([*common, "--precision", "bfloat16", "--output-dir", tmp_path / "bf16"],
+                                             capsys, caplog)
+    assert status == 0, logged
+    assert "precision: bfloat16 (asked for)" in logged
+    assert ", bfloat16), cache miss" in stdout
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())
     metrics = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
     assert config["precision"] == "bfloat16" and config["encoder_info"]["precision"] == "bfloat16"
@@ -136,13 +143,15 @@ def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_b
     manifest = json.loads((entry / "manifest.json").read_text())
     assert manifest["encoder"]["precision"] == "bfloat16" and manifest["encoder"]["precision_method"] == "rebuilt"
 
-    full = run_cli("run", *common, "--precision", "float32", "--output-dir", tmp_path / "fp32", artifacts=tmp_path)
-    assert full.returncode == 0, full.stderr
-    assert ", float32), cache miss" in full.stdout
+    status, stdout, logged = _run_in_process([*common, "--precision", "float32", "--output-dir", tmp_path / "fp32"],
+                                             capsys, caplog)
+    assert status == 0, logged
+    assert ", float32), cache miss" in stdout
     full_metrics = json.loads((tmp_path / "fp32" / "metrics.json").read_text())
     assert full_metrics["features"]["cache_entry"] != metrics["features"]["cache_entry"]
-    again = run_cli("run", *common, "--precision", "bfloat16", "--output-dir", tmp_path / "bf16-again", artifacts=tmp_path)
-    assert ", bfloat16), cache hit" in again.stdout, again.stderr
+    status, stdout, logged = _run_in_process([*common, "--precision", "bfloat16", "--output-dir", tmp_path / "again"],
+                                             capsys, caplog)
+    assert status == 0 and ", bfloat16), cache hit" in stdout, logged
 
 
 @pytest.mark.parametrize("foreign", [False, True])
