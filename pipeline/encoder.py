@@ -114,11 +114,12 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
     """The same encoder computing in `precision`: our converter's encoders are rebuilt with their dense
     weights converted (fast on hardware with that precision); others get grappler's rewrite, with a warning."""
     from pipeline.devices import GRAPH_REWRITES
-    from pipeline.reduced_precision import ReducedPrecisionEncoder
+    from pipeline.reduced_precision import ReducedPrecisionEncoder, can_rebuild
 
-    if rebuildable(encoder):
-        return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt", reduced_layer=(
-            ReducedPrecisionEncoder(encoder.layer.resolved_object, read_model_info(encoder.model_dir), precision)))
+    resolved, info = encoder.layer.resolved_object, read_model_info(encoder.model_dir)
+    if can_rebuild(resolved, info):
+        return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt",
+                                   reduced_layer=ReducedPrecisionEncoder(resolved, info, precision))
     log.warning("encoder %s was not converted by this pipeline, so %s comes from TensorFlow's generic graph "
                 "rewrite (%s), which was slower than float32 on our own encoder; compare with --precision float32",
                 encoder.handle, precision, GRAPH_REWRITES[precision])

@@ -99,9 +99,9 @@ def prepare(config: RunConfig) -> Prepared:
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     class_weighting = config.class_weights or dataset.class_weighting
     head = config.head_settings()
-    precision, precision_reason = choose_precision(requested_precision(config, gpus=started["gpus"]),
-                                                   gpus=started["gpus"], flags=cpu_flags())
-    if precision == "bfloat16" and precision_reason.startswith("auto") and not rebuildable(encoder):
+    requested = requested_precision(config, gpus=started["gpus"])
+    precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags())
+    if requested == "auto" and precision == "bfloat16" and not rebuildable(encoder):
         precision, precision_reason = "float32", ("auto: TensorFlow's bfloat16 rewrite, all an encoder from outside "
                                                   "this pipeline can have, is slower than float32")
     encoder = load_encoder(config.encoder, precision=precision)

@@ -215,36 +215,15 @@ def save_old_signature_model(new_model_dir, output_dir) -> Path:
     """
     import tensorflow as tf
 
-    new_model_dir, output_dir = Path(new_model_dir), Path(output_dir)
-    inner = tf.saved_model.load(str(new_model_dir))
+    def call(inner, inputs, training):
+        word_ids, mask, segment_ids = inputs
+        outputs = inner({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": segment_ids},
+                        training=training)
+        return [outputs["pooled_output"], outputs["sequence_output"]]
 
-    class OldSignatureBert(tf.Module):
-        variables = None  # shadow tf.Module's computed properties with saved lists
-        trainable_variables = None
-
-        def __init__(self):
-            super().__init__(name="old_signature_bert")
-            self._inner = inner
-            self.vocab_file = tf.saved_model.Asset(str(new_model_dir / "assets" / "vocab.txt"))
-            self.do_lower_case = tf.Variable(bool(inner.do_lower_case.numpy()), trainable=False, name="do_lower_case")
-            self.trainable_variables = list(inner.trainable_variables)
-            self.variables = list(inner.trainable_variables) + [self.do_lower_case]
-
-        @tf.function
-        def __call__(self, inputs, training=False):
-            word_ids, mask, segment_ids = inputs
-            outputs = self._inner(
-                {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": segment_ids},
-                training=training,
-            )
-            return [outputs["pooled_output"], outputs["sequence_output"]]
-
-    module = OldSignatureBert()
     spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ("input_word_ids", "input_mask", "segment_ids")]
-    for training in (True, False):
-        module.__call__.get_concrete_function(spec, training=training)
-    tf.saved_model.save(module, str(output_dir))
-    return output_dir
+    return _save_wrapped_model(new_model_dir, output_dir, name="old_signature_bert", trainable=True, call=call,
+                               input_spec=spec)
 
 
 def save_frozen_model(new_model_dir, output_dir) -> Path:
@@ -252,29 +231,39 @@ def save_frozen_model(new_model_dir, output_dir) -> Path:
     (an export meant for inference only): hub.KerasLayer loads it, but nothing in it can be trained."""
     import tensorflow as tf
 
+    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ("input_word_ids", "input_mask", "input_type_ids")}
+    return _save_wrapped_model(new_model_dir, output_dir, name="frozen_bert", trainable=False,
+                               call=lambda inner, inputs, training: inner(inputs, training=False), input_spec=spec)
+
+
+def _save_wrapped_model(new_model_dir, output_dir, *, name, trainable, call, input_spec) -> Path:
+    """Saves a tf.Module around a loaded converted model: its vocab asset and do_lower_case, its variables
+    (listed as trainable only when `trainable`), and `call(inner, inputs, training)` as __call__, traced for
+    training True and False as hub.KerasLayer expects."""
+    import tensorflow as tf
+
     new_model_dir, output_dir = Path(new_model_dir), Path(output_dir)
     inner = tf.saved_model.load(str(new_model_dir))
 
-    class FrozenBert(tf.Module):
-        variables = None
+    class WrappedBert(tf.Module):
+        variables = None  # shadow tf.Module's computed properties with saved lists
         trainable_variables = None
 
         def __init__(self):
-            super().__init__(name="frozen_bert")
+            super().__init__(name=name)
             self._inner = inner
             self.vocab_file = tf.saved_model.Asset(str(new_model_dir / "assets" / "vocab.txt"))
             self.do_lower_case = tf.Variable(bool(inner.do_lower_case.numpy()), trainable=False, name="do_lower_case")
-            self.trainable_variables = []
+            self.trainable_variables = list(inner.trainable_variables) if trainable else []
             self.variables = list(inner.trainable_variables) + [self.do_lower_case]
 
         @tf.function
         def __call__(self, inputs, training=False):
-            return self._inner(inputs, training=False)
+            return call(self._inner, inputs, training)
 
-    module = FrozenBert()
-    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ("input_word_ids", "input_mask", "input_type_ids")}
+    module = WrappedBert()
     for training in (True, False):
-        module.__call__.get_concrete_function(spec, training=training)
+        module.__call__.get_concrete_function(input_spec, training=training)
     tf.saved_model.save(module, str(output_dir))
     return output_dir
 
