@@ -3,10 +3,11 @@
 Every layer of the embedded encoder is extracted once per pooling into the feature cache (`--layers all`);
 each layer choice is then cut from those arrays (concat: a slice; mean: the average of the slices, exactly
 what `--combine mean` computes). Stage 1 ranks the feature choices by the logistic-regression probe's
-validation AUROC; stage 2 fits the heads on the best of them and on the Paperspace recipe's own features.
-Defaults are chosen on validation AUROC; test numbers are printed for the record, never used to choose.
+validation AUROC; stage 2 fits the heads on the best of them and on the Paperspace recipe's own features;
+stage 3 averages 1 to 5 heads of the default kind (`--ensemble`), at two batch sizes. Defaults are chosen on
+validation AUROC; test numbers are printed for the record, never used to choose.
 
-    .venv/bin/python benchmarks/quality.py [--seeds 0,1,2,3,4] [--stage 1|2|both] [--output results.json]
+    .venv/bin/python benchmarks/quality.py [--seeds 0,1,2,3,4] [--stage 1|2|both|3] [--output results.json]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pipeline.config import RunConfig
 from pipeline.metrics import classification_metrics
 from pipeline.run import Prepared, extract, prepare
 
-FEATURE_CHOICES = {  # name: (pooling, layers of the 6, combine)
+FEATURE_CHOICES: dict[str, tuple[str, list[int], str]] = {  # name: (pooling, layers of the 6, combine)
     "pooled, last (Paperspace)": ("pooled", [5], "concat"),
     "mean, last": ("mean", [5], "concat"),
     "mean, last4 concat": ("mean", [2, 3, 4, 5], "concat"),
@@ -96,6 +97,39 @@ MLP_CHOICES = {
 }
 
 
+ENSEMBLE_BATCH_SIZES = (64, 256)
+MOST_MEMBERS = 5
+
+
+def fit_ensembles(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, batch_size: int) -> list[dict[str, Any]]:
+    """Trains MOST_MEMBERS default heads as `run --ensemble` does; the first k of them are the ensemble of k
+    (member N's training does not depend on how many follow), so one fit scores every size."""
+    from pipeline.head import build_mlp_head, compile_head, predict_probabilities
+    from pipeline.train import train_ensemble
+
+    options: dict[str, Any] = dict(MLP_CHOICES["mlp 256, dropout 0.5, wd 1e-1 (the default)"], batch_size=batch_size)
+
+    def build_member(member_seed: int, name: str) -> Any:
+        model = build_mlp_head(parts["train"][0], 2, hidden_units=options["hidden_units"], dropout_rate=options["dropout_rate"],
+                               input_dropout_rate=options["input_dropout_rate"], seed=member_seed, name=name)
+        return compile_head(model, 2, learning_rate=options["learning_rate"], weight_decay=options["weight_decay"])
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model, _ = train_ensemble(build_member, members=MOST_MEMBERS, seed=seed, train_features=parts["train"][0],
+                                  train_labels=parts["train"][1], val_features=parts["val"][0], val_labels=parts["val"][1],
+                                  num_classes=2, best_weights_path=Path(folder) / "best.weights.h5",
+                                  tensorboard_dir=Path(folder) / "logs", csv_log_path=Path(folder) / "log.csv",
+                                  epochs=options["epochs"], batch_size=batch_size, verbose=0)
+        seconds = time.perf_counter() - started
+    each = [{split: predict_probabilities(model.get_layer(f"member_{number}"), parts[split][0]) for split in ("val", "test")}
+            for number in range(1, MOST_MEMBERS + 1)]
+    return [{"model": f"mlp default, batch {batch_size}, ensemble {size}", "seconds_for_all": seconds,
+             **scores({split: np.mean([member[split] for member in each[:size]], axis=0) for split in ("val", "test")},
+                      parts)}
+            for size in range(1, MOST_MEMBERS + 1)]
+
+
 def summary(results: list[dict[str, Any]]) -> str:
     lines = ["| features | model | val AUROC | test AUROC | test accuracy | test F1 |", "|---|---|---:|---:|---:|---:|"]
     keys = sorted({(row["features"], row["model"]) for row in results}, key=lambda key: (key[0], key[1]))
@@ -114,7 +148,7 @@ def summary(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--stage", choices=["1", "2", "both"], default="both")
+    parser.add_argument("--stage", choices=["1", "2", "both", "3"], default="both")
     parser.add_argument("--features", default="mean, all concat", help="stage 2: the feature choice the heads get")
     parser.add_argument("--output", default="quality-results.json")
     arguments = parser.parse_args()
@@ -124,9 +158,9 @@ def main() -> None:
     started = time.perf_counter()
     for seed in seeds:
         arrays = {}
-        for pooling in ("mean", "cls", "pooled"):
-            layers = "last" if pooling == "pooled" else "all"
-            prepared = prepare(RunConfig(seed=seed, pooling=pooling, layers=layers, combine="concat"))
+        for pooling in ("mean",) if arguments.stage == "3" else ("mean", "cls", "pooled"):
+            layer_choice = "last" if pooling == "pooled" else "all"
+            prepared = prepare(RunConfig(seed=seed, pooling=pooling, layers=layer_choice, combine="concat"))
             arrays[pooling] = (prepared, extract(prepared, show_progress=False).features)
         hidden = prepared.encoder.hidden_size
         names = list(FEATURE_CHOICES) if arguments.stage in ("1", "both") else []
@@ -154,6 +188,15 @@ def main() -> None:
                     outcome = fit_head(parts, seed, model, **MLP_CHOICES.get(model, {}))
                     results.append({"seed": seed, "features": name, "model": model, **outcome})
                     print(f"seed {seed} {name:28s} {model:40s} val {outcome['val']['auroc']:.4f} "
+                          f"({time.perf_counter() - started:.0f} s)")
+        if arguments.stage == "3":
+            pooling, layers, combine = FEATURE_CHOICES[arguments.features]
+            prepared, features = arrays[pooling]
+            parts = split_features(prepared, choose(features, layers, combine, hidden))
+            for batch_size in ENSEMBLE_BATCH_SIZES:
+                for outcome in fit_ensembles(parts, seed, batch_size):
+                    results.append({"seed": seed, "features": arguments.features, **outcome})
+                    print(f"seed {seed} {outcome['model']:40s} val {outcome['val']['auroc']:.4f} "
                           f"({time.perf_counter() - started:.0f} s)")
         Path(arguments.output).write_text(json.dumps(results, indent=1))
     print(summary(results))

@@ -24,13 +24,14 @@ FINE_TUNE = "fine-tune"  # recorded as the head of a --fine-tune run: dropout an
 # `mlp` was chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
     "paperspace": {"epochs": 10, "batch_size": 300, "learning_rate": 1e-3, "dropout_rate": 0.0,
-                   "hidden_units": (50, 30, 30), "weight_decay": 0.0},
+                   "hidden_units": (50, 30, 30), "weight_decay": 0.0, "ensemble": 1},
     "mlp": {"epochs": 40, "batch_size": 64, "learning_rate": 1e-3, "dropout_rate": 0.5,
-            "hidden_units": (256,), "weight_decay": 0.1},
+            "hidden_units": (256,), "weight_decay": 0.1, "ensemble": 3},
     # --fine-tune: encoder and head trained together (pipeline.fine_tune); measured in docs/quality.md.
     FINE_TUNE: {"epochs": 2, "batch_size": 32, "learning_rate": 5e-5, "dropout_rate": 0.1,
-                "hidden_units": (), "weight_decay": 0.01},
+                "hidden_units": (), "weight_decay": 0.01, "ensemble": 1},
 }
+MAX_ENSEMBLE = 20  # heads train one after the other: 20 of the default head is about 10 minutes on the demo
 DEFAULT_MAX_SEQ_LENGTH = 128
 EMBEDDED_ENCODER = "all-MiniLM-L6-v2"
 
@@ -76,6 +77,8 @@ class RunConfig:
         "help": "widths of the head's hidden layers (default: the head's)"})
     weight_decay: float | None = field(default=None, metadata={
         "help": "decoupled weight decay (AdamW) for the head; 0 is plain Adam (default: the head's)"})
+    ensemble: int | None = field(default=None, metadata={
+        "help": "heads trained from different initial weights, their probabilities averaged (default: the head's)"})
     class_weights: str | None = field(default=None, metadata={"help": "'balanced' to weight classes by inverse frequency (default: the preset's)"})
     seed: int = field(default=42, metadata={"help": "seed for the split, the head's initial weights and the data order"})
     output_dir: str | None = field(default=None, metadata={"help": "the run folder itself (default: artifacts/runs/<time>-<name>)"})
@@ -111,7 +114,8 @@ class RunConfig:
 
         return HeadSettings(head=head, epochs=int(chosen("epochs")), batch_size=int(chosen("batch_size")),
                             learning_rate=float(chosen("learning_rate")), dropout_rate=float(chosen("dropout_rate")),
-                            hidden_units=tuple(chosen("hidden_units")), weight_decay=float(chosen("weight_decay")))
+                            hidden_units=tuple(chosen("hidden_units")), weight_decay=float(chosen("weight_decay")),
+                            ensemble=int(chosen("ensemble")))
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class HeadSettings:
     dropout_rate: float
     hidden_units: tuple[int, ...]
     weight_decay: float
+    ensemble: int
 
     def as_options(self) -> dict[str, Any]:
         """The settled values under RunConfig's field names, to record them in the run's config."""
@@ -140,6 +145,11 @@ def validate(config: RunConfig) -> None:
     if config.fine_tune and config.head != DEFAULT_HEAD:
         raise UserError(f"--head {config.head} trains on cached frozen features; --fine-tune trains its own head "
                         f"(dropout + dense output) with the encoder: drop one of the two")
+    if config.ensemble is not None and not 1 <= config.ensemble <= MAX_ENSEMBLE:
+        raise UserError(f"--ensemble must be a whole number of heads from 1 to {MAX_ENSEMBLE}, got {config.ensemble}")
+    if config.fine_tune and config.ensemble not in (None, 1):
+        raise UserError(f"--ensemble {config.ensemble} averages heads trained on cached frozen features; --fine-tune "
+                        f"trains one encoder and head: drop --ensemble")
     if config.precision not in PRECISIONS:
         raise UserError(f"--precision {config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
     if config.mixed_precision and config.precision not in ("auto", "float16"):

@@ -5,6 +5,10 @@
 standardised inside the model (mean and variance learned from the training split, so the exported
 model needs no separate scaler), dropout on the inputs and after the hidden layer, and AdamW's
 decoupled weight decay (see `compile_head`).
+
+`--ensemble N` trains N copies of a head from different initial weights (and dropout and data order) and
+averages their probabilities (`average_of`): the cheapest way to take the noise of one training run out of
+the result, measured in docs/quality.md.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ def build_head(
     hidden_units: tuple[int, ...] = (50, 30, 30),
     dropout_rate: float = 0.0,
     seed: int = 42,
+    name: str = "head",
 ) -> keras.Model:
     """Dense(50, relu) -> BatchNorm -> Dense(30, relu) -> Dense(30, relu) -> sigmoid or softmax.
 
@@ -44,7 +49,7 @@ def build_head(
             hidden = keras.layers.BatchNormalization(name="batch_norm")(hidden)
         if dropout_rate > 0:
             hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name=name)
 
 
 def build_mlp_head(
@@ -55,6 +60,7 @@ def build_mlp_head(
     dropout_rate: float = 0.5,
     input_dropout_rate: float = 0.2,
     seed: int = 42,
+    name: str = "head",
 ) -> keras.Model:
     """Standardise (learned from `train_features`) -> Dropout -> [Dense(relu) -> Dropout] per width -> output."""
     if num_classes < 2:
@@ -67,7 +73,22 @@ def build_mlp_head(
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
         hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name=name)
+
+
+def average_of(members: list[keras.Model]) -> keras.Model:
+    """One model whose probabilities are the mean of the members' (each member a trained head of the same
+    inputs and outputs); a single member is returned as it is, so `--ensemble 1` saves today's head."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="features")
+    probabilities = keras.layers.Average(name="ensemble_average")([member(inputs) for member in members])
+    return keras.Model(inputs, probabilities, name="head")
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of an ensemble's member (0-based): member 0 is the run's seed, so it is the single head."""
+    return seed + 1000 * member
 
 
 def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[int, ...] = (), seed: int = 42) -> keras.Model:

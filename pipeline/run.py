@@ -220,27 +220,32 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
                         test_features: np.ndarray, feature_summary: dict[str, Any], verbose: int) -> dict[str, Any]:
     from pipeline.devices import known_tensorflow_noise_dropped
     from pipeline.head import compile_head
-    from pipeline.train import make_deterministic, train_head
+    from pipeline.train import train_ensemble
 
     config, splits = prepared.config, prepared.splits
     num_classes = len(prepared.label_names)
-    class_weight = class_weights_for(prepared)
     write_config(prepared, run_dir)
-    make_deterministic(config.seed)
     head = prepared.head
-    model = _build_head(head, train_features, num_classes, seed=config.seed)
-    compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
+
+    def build_member(seed: int, name: str) -> Any:
+        model = _build_head(head, train_features, num_classes, seed=seed, name=name)
+        return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
+
     started = time.perf_counter()
     with known_tensorflow_noise_dropped():
-        history = train_head(
-            model, train_features=train_features, train_labels=splits.train.labels,
-            val_features=val_features, val_labels=splits.validation.labels, num_classes=num_classes,
-            best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE, tensorboard_dir=run_dir / run_folder.LOGS_DIR,
-            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, epochs=head.epochs,
-            batch_size=head.batch_size, class_weight=class_weight,
-            verbose=verbose,
+        model, histories = train_ensemble(
+            build_member, members=head.ensemble, seed=config.seed, train_features=train_features,
+            train_labels=splits.train.labels, val_features=val_features, val_labels=splits.validation.labels,
+            num_classes=num_classes, best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE,
+            tensorboard_dir=run_dir / run_folder.LOGS_DIR, csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE,
+            epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weights_for(prepared), verbose=verbose,
         )
-    training = {"epochs_run": len(history.epoch), "seconds": round(time.perf_counter() - started, 3)}
+    training: dict[str, Any] = {"epochs_run": sum(len(history.epoch) for history in histories),
+                                "seconds": round(time.perf_counter() - started, 3)}
+    if head.ensemble > 1:
+        training["members"] = [{"epochs_run": len(history.epoch),
+                                "best_val_auroc": round(float(max(history.history["val_auroc"])), 6)}
+                               for history in histories]
     return evaluate_and_finish(prepared, run_dir, model, {"train": train_features, "validation": val_features,
                                                           "test": test_features}, feature_summary, training)
 
@@ -345,15 +350,15 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     return metrics
 
 
-def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int) -> Any:
+def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int, name: str) -> Any:
     """An untrained Keras model of the chosen head."""
     from pipeline.head import build_head, build_mlp_head
 
     if head.head == "mlp":
         return build_mlp_head(train_features, num_classes, hidden_units=head.hidden_units,
-                              dropout_rate=head.dropout_rate, seed=seed)
+                              dropout_rate=head.dropout_rate, seed=seed, name=name)
     return build_head(train_features.shape[1], num_classes, hidden_units=head.hidden_units,
-                      dropout_rate=head.dropout_rate, seed=seed)
+                      dropout_rate=head.dropout_rate, seed=seed, name=name)
 
 
 def config_record(prepared: Prepared) -> dict[str, Any]:

@@ -95,6 +95,9 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
     if config.fine_tune:
         raise UserError("--fine-tune cannot be swept: a sweep trains many heads on cached frozen features; "
                         "use `python -m pipeline run --fine-tune` (with --learning-rate or --epochs to try others)")
+    if config.ensemble not in (None, 1):
+        raise UserError(f"--ensemble {config.ensemble} cannot be swept: each trial is one head, so trials compare fairly "
+                        f"and 20 fit in two minutes; pass the sweep's pick to `python -m pipeline run --ensemble N`")
     if trials is None:
         trials = default_trials(config) if config.head == "mlp" else []
     if not trials:
@@ -131,10 +134,10 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
     if trial.model == "probe":  # none of the mlp options apply; the strength C is in metrics.json's sweep record
         options = {name: None for name in ("epochs", "batch_size", "learning_rate", "dropout_rate", "hidden_units",
-                                           "weight_decay")}
+                                           "weight_decay", "ensemble")}
         return replace(prepared, config=prepared.config.replace(head="probe", **options))
     head = replace(prepared.head, head="mlp", epochs=MLP_TRIAL_SETTINGS["epochs"],
-                   batch_size=MLP_TRIAL_SETTINGS["batch_size"], **trial.options)
+                   batch_size=MLP_TRIAL_SETTINGS["batch_size"], ensemble=1, **trial.options)
     return replace(prepared, head=head, config=prepared.config.replace(**head.as_options()))
 
 

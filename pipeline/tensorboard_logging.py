@@ -41,7 +41,7 @@ PROJECTOR_CHECKPOINT_PREFIX = "projector-embedding"
 PROJECTOR_TENSOR_NAME = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 MAX_METADATA_TEXT_CHARS = 500
 HPARAM_KEYS = ("encoder", "pooling", "layers", "combine", "max_seq_length", "head", "learning_rate", "batch_size", "epochs",
-               "hidden_units", "dropout_rate", "weight_decay", "class_weights", "seed",
+               "hidden_units", "dropout_rate", "weight_decay", "ensemble", "class_weights", "seed",
                "fine_tune", "precision")
 
 

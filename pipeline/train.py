@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from pipeline.head import average_of, member_seed
 from pipeline.metrics import macro_auroc, macro_pr_auc
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,49 @@ def train_head(
     elif keep_best.best_weights is not None:
         model.set_weights(keep_best.best_weights)
     return history
+
+
+def train_ensemble(
+    build_member: Callable[[int, str], keras.Model],
+    *,
+    members: int,
+    seed: int,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    num_classes: int,
+    best_weights_path: Path,
+    tensorboard_dir: Path,
+    csv_log_path: Path,
+    epochs: int,
+    batch_size: int,
+    class_weight: dict[int, float] | None = None,
+    verbose: int = 2,
+) -> tuple[keras.Model, list[keras.callbacks.History]]:
+    """Trains `members` heads one after the other; returns the model averaging them, and each one's history.
+
+    `build_member(seed, name)` gives a compiled, untrained head. Member 1 has the run's seed and writes the
+    usual files, so `--ensemble 1` is exactly the single head; member N > 1 has its own seed (initial weights,
+    dropout masks, data order), TensorBoard folder `member-N/` and weights and CSV files named `...-member-N`.
+    """
+    models, histories = [], []
+    for member in range(members):
+        suffix = "" if member == 0 else f"-member-{member + 1}"
+        if members > 1:
+            log.info("training head %d of %d", member + 1, members)
+        make_deterministic(member_seed(seed, member))
+        model = build_member(member_seed(seed, member), "head" if members == 1 else f"member_{member + 1}")
+        histories.append(train_head(
+            model, train_features=train_features, train_labels=train_labels, val_features=val_features,
+            val_labels=val_labels, num_classes=num_classes,
+            best_weights_path=best_weights_path.with_name(best_weights_path.name.replace(".", f"{suffix}.", 1)),
+            tensorboard_dir=tensorboard_dir / f"member-{member + 1}" if member else tensorboard_dir,
+            csv_log_path=csv_log_path.with_name(f"{csv_log_path.stem}{suffix}{csv_log_path.suffix}"),
+            epochs=epochs, batch_size=batch_size, class_weight=class_weight, verbose=verbose,
+        ))
+        models.append(model)
+    return average_of(models), histories
 
 
 class KeepBestWeights(keras.callbacks.Callback):

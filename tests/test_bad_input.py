@@ -148,6 +148,7 @@ ERROR_CASES = {
                                 ["--pooling pooled", "last layer", "--layers last"]),
     "unknown combine": (["--data", "{good}", "--combine", "max"], ["--combine", "'max'", "concat"]),
     "unknown head": (["--data", "{good}", "--head", "svm"], ["--head", "'svm'", "paperspace", "mlp"]),
+    "an ensemble of no heads": (["--data", "{good}", "--ensemble", "0"], ["--ensemble", "from 1 to 20", "got 0"]),
     "unknown precision": (["--data", "{good}", "--precision", "float8"], ["--precision", "'float8'", "bfloat16"]),
     "float16 without a GPU": (["--data", "{good}", "--max-seq-length", "32", "--precision", "float16"],
                               ["float16 needs a GPU", "--precision auto"]),

@@ -163,3 +163,62 @@ def test_each_head_fills_the_options_left_unset():
     mlp = RunConfig(head="mlp", epochs=7).head_settings()
     assert mlp.epochs == 7 and mlp.hidden_units == tuple(HEAD_DEFAULTS["mlp"]["hidden_units"])
     assert mlp.weight_decay == HEAD_DEFAULTS["mlp"]["weight_decay"]
+
+
+def _fit_ensemble(members, num_classes, run_dir, seed=5):
+    from pipeline.head import build_mlp_head
+    from pipeline.train import train_ensemble
+
+    features, labels = _separable(num_classes)
+
+    def build_member(member_seed, name):
+        return compile_head(build_mlp_head(features[:400], num_classes, hidden_units=(16,), seed=member_seed, name=name),
+                            num_classes, learning_rate=1e-3, weight_decay=1e-2)
+
+    model, histories = train_ensemble(
+        build_member, members=members, seed=seed, train_features=features[:400], train_labels=labels[:400],
+        val_features=features[400:], val_labels=labels[400:], num_classes=num_classes,
+        best_weights_path=run_dir / BEST_WEIGHTS_FILE, tensorboard_dir=run_dir / "logs",
+        csv_log_path=run_dir / "training_log.csv", epochs=3, batch_size=64, verbose=0)
+    return model, histories, features
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_an_ensemble_averages_heads_of_their_own_seeds_and_reloads_as_one_model(tmp_path, num_classes):
+    import tf_keras as keras
+
+    single, _, features = _fit_ensemble(1, num_classes, tmp_path / "one")
+    model, histories, _ = _fit_ensemble(3, num_classes, tmp_path / "three")
+    assert len(histories) == 3 and model.get_layer("ensemble_average")
+    members = [model.get_layer(f"member_{number}") for number in (1, 2, 3)]
+    rows = features[400:]
+    each = [predict_probabilities(member, rows) for member in members]
+    np.testing.assert_allclose(predict_probabilities(model, rows), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    # Member 1 is the single head of the same seed; the others start elsewhere and end elsewhere.
+    np.testing.assert_array_equal(each[0], predict_probabilities(single, rows))
+    assert not np.allclose(each[0], each[1], atol=1e-3) and not np.allclose(each[1], each[2], atol=1e-3)
+    # Each member wrote its own logs, weights and CSV; member 1 where a single head writes them.
+    for folder in ("logs/train", "logs/member-2/train", "logs/member-3/validation"):
+        assert list((tmp_path / "three" / folder).glob("events.out.tfevents.*")), folder
+    names = sorted(path.name for path in (tmp_path / "three").rglob("*") if path.suffix in (".csv", ".h5"))
+    assert names == ["best-member-2.weights.h5", "best-member-3.weights.h5", "best.weights.h5",
+                     "training_log-member-2.csv", "training_log-member-3.csv", "training_log.csv"]
+    model.save(str(tmp_path / "head.keras"))
+    reloaded = keras.models.load_model(str(tmp_path / "head.keras"), compile=False)
+    np.testing.assert_allclose(predict_probabilities(reloaded, rows), predict_probabilities(model, rows), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_defaults_and_bounds():
+    from pipeline.config import MAX_ENSEMBLE, RunConfig, validate
+    from pipeline.errors import UserError
+
+    assert RunConfig().head_settings().ensemble == 3
+    assert RunConfig(head="paperspace").head_settings().ensemble == 1
+    assert RunConfig(fine_tune=True).head_settings().ensemble == 1
+    assert RunConfig(head="paperspace", ensemble=4).head_settings().ensemble == 4
+    for wrong in (0, -1, MAX_ENSEMBLE + 1):
+        with pytest.raises(UserError, match="--ensemble must be a whole number of heads from 1 to 20"):
+            validate(RunConfig(ensemble=wrong))
+    with pytest.raises(UserError, match="--ensemble 2 averages heads .* drop --ensemble"):
+        validate(RunConfig(fine_tune=True, ensemble=2))
+    validate(RunConfig(fine_tune=True, ensemble=1))

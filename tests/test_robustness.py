@@ -464,7 +464,9 @@ def test_a_run_killed_in_training_reruns_to_the_metrics_of_an_uninterrupted_run(
     first, second = (json.loads((folders[name][0] / "metrics.json").read_text()) for name in ("plain", "killed"))
     assert not (run_dir / "INCOMPLETE").exists()
     assert second["features"]["cache_hit"] is True and first["features"]["cache_hit"] is False
-    assert first["training"]["epochs_run"] == second["training"]["epochs_run"] == 3
+    # The default head is three heads averaged, each trained the full 3 epochs.
+    assert first["training"]["epochs_run"] == second["training"]["epochs_run"] == 3 * 3
+    assert [member["epochs_run"] for member in second["training"]["members"]] == [3, 3, 3]
     assert first["config"]["split_sizes"] == second["config"]["split_sizes"]
     for part in ("test", "val"):
         for name in ("accuracy", "auroc", "pr_auc", "f1"):

@@ -57,6 +57,18 @@ def test_a_sweep_of_the_paperspace_head_is_one_error_line_and_writes_nothing(tmp
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
+def test_a_sweep_of_ensembles_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    from pipeline.cli import main
+
+    data = write_tiny_csv(tmp_path / "reviews.csv", 60)
+    status = main(["sweep", "--data", str(data), "--ensemble", "3", "--output-dir", str(tmp_path / "run"),
+                   "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and stderr.count("\n") == 1
+    assert stderr.startswith("error: --ensemble 3 cannot be swept") and "run --ensemble N" in stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("classes", [2, 3])
 def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_path, tiny_encoder_dir, classes):
     from pipeline.run_folder import read_run_folder

@@ -79,12 +79,12 @@ def test_hparams_and_final_metrics_are_plain_values():
     config = {"encoder": "/some/where/tiny-encoder/", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001,
               "batch_size": 16, "epochs": 3, "hidden_units": [50, 30, 30], "dropout_rate": 0.0,
               "class_weights": None, "seed": 42, "data": "ignored.csv", "layers": "-2,-1", "combine": "mean",
-              "head": "mlp", "weight_decay": 0.01, "fine_tune": False, "precision": "bfloat16"}
+              "head": "mlp", "weight_decay": 0.01, "fine_tune": False, "precision": "bfloat16", "ensemble": 3}
     assert tb.hparam_values(config) == {
         "encoder": "tiny-encoder", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001, "batch_size": 16,
         "epochs": 3, "hidden_units": "50,30,30", "dropout_rate": 0.0, "class_weights": "none", "seed": 42,
         "layers": "-2,-1", "combine": "mean", "head": "mlp", "weight_decay": 0.01, "fine_tune": False,
-        "precision": "bfloat16",
+        "precision": "bfloat16", "ensemble": 3,
     }
     assert tb.hparam_values({**config, "encoder": "all-MiniLM-L6-v2"})["encoder"] == "all-MiniLM-L6-v2"
     metrics = {"test": {"accuracy": 0.5, "auroc": None, "pr_auc": 0.25, "f1": 0.0, "rows": 6},
@@ -212,7 +212,9 @@ def _wait_for_address(process, log_path: Path) -> str:
                 f"{log_path.read_text(errors='replace')[-3000:]}")
 
 
-RUNS = ("logs/train", "logs/validation", "logs/evaluation")
+# The default head is an ensemble of three: heads 2 and 3 log beside the first, under logs/member-N/.
+MEMBER_RUNS = ("logs/member-2/train", "logs/member-2/validation", "logs/member-3/train", "logs/member-3/validation")
+RUNS = ("logs/train", "logs/validation", "logs/evaluation", *MEMBER_RUNS)
 
 
 def test_server_lists_the_runs_and_the_plugins(tensorboard_server):
@@ -229,6 +231,7 @@ def test_server_serves_the_scalars_of_training_and_evaluation(tensorboard_server
     epoch_tags = {"epoch_loss", "epoch_accuracy", "epoch_auroc", "epoch_pr_auc"}
     assert epoch_tags | {"epoch_lr"} <= set(tags["logs/train"])
     assert epoch_tags <= set(tags["logs/validation"])
+    assert all(epoch_tags <= set(tags[run]) for run in MEMBER_RUNS)
     assert {"test/accuracy", "test/auroc", "test/pr_auc", "val/accuracy", "val/auroc"} <= set(tags["logs/evaluation"])
     points = tensorboard_server.get("/data/plugin/scalars/scalars?run=logs/train&tag=epoch_lr")
     assert [step for _, step, _ in points] == [0, 1, 2] and points[0][2] == pytest.approx(1e-3)
