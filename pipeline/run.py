@@ -418,6 +418,11 @@ def summary_table(result: RunResult) -> str:
         + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
            if features.get("reused_shards") else "")
     )
+    training = metrics.get("training", {})
+    if not fine_tuned and training.get("epochs_run"):  # a probe picked by a sweep has no epochs
+        ensemble = metrics["config"].get("ensemble") or 1
+        lines.append(f"Head: {metrics['config']['head']}" + (f", {ensemble} heads averaged" if ensemble > 1 else "")
+                     + f", {training['epochs_run']} epochs in {training['seconds']:.1f} s")
     if fine_tuned:
         training, details = metrics["training"], metrics["fine_tune"]
         lines.append(f"Fine-tuning: {training['epochs_run']} epoch(s), best {details['best_epoch']}, "

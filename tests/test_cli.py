@@ -50,6 +50,9 @@ def test_run_writes_a_complete_run_folder(smoke_runs):
     assert not (run_dir / "INCOMPLETE").exists()
     assert "TensorBoard:" in first.stdout and str(run_dir) in first.stdout
     assert "baseline (logistic regression)" in first.stdout
+    assert f"Head: mlp, 3 heads averaged, {metrics['training']['epochs_run']} epochs in " in first.stdout
+    assert [member["epochs_run"] for member in metrics["training"]["members"]] == [3, 3, 3]
+    assert config["ensemble"] == 3 and (run_dir / "logs" / "member-3" / "validation").is_dir()
     assert "use_unbounded_threadpool" not in first.stderr  # known TensorFlow runtime noise is dropped
 
 
