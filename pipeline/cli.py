@@ -217,7 +217,9 @@ def _split_beam_options(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     own_arguments, beam_options = _split_beam_options(list(sys.argv[1:] if argv is None else argv))
-    arguments = build_parser().parse_args(own_arguments)
+    arguments, unknown = build_parser().parse_known_args(own_arguments)
+    if unknown:  # argparse reports these from the top-level parser, whose hint would name no command
+        _Parser(prog=f"python -m pipeline {arguments.command}").error(f"unrecognized arguments: {' '.join(unknown)}")
     arguments.beam_options = beam_options
     _setup_logging(arguments.verbose, arguments.quiet)
     try:

@@ -114,6 +114,17 @@ def test_bad_input_before_any_model_work(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "run"])
+def test_an_unknown_option_names_its_command_in_the_hint(command, capsys):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--model", "somewhere", "--frobnicate"] if command == "predict" else [command, "--frobnicate"])
+    stderr = capsys.readouterr().err
+    assert stopped.value.code == 2 and stderr.count("\n") == 1
+    assert stderr == f"error: unrecognized arguments: --frobnicate; see `python -m pipeline {command} --help`\n"
+
+
 def test_bad_encoder_options(tmp_path, tiny_encoder_dir):
     csv_path = write_tiny_csv(tmp_path / "reviews.csv")
     too_long = run_cli("run", "--data", csv_path, "--encoder", tiny_encoder_dir, "--max-seq-length", 65,
