@@ -129,7 +129,7 @@ def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_b
         tmp_path, tiny_encoder_dir, capsys, caplog):
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
     common = ["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length", "32", "--epochs", "2",
-              "--cache-dir", tmp_path / "cache"]
+              "--ensemble", "1", "--cache-dir", tmp_path / "cache"]  # one head: this test is about precision
     status, stdout, logged = _run_in_process([*common, "--precision", "bfloat16", "--output-dir", tmp_path / "bf16"],
                                              capsys, caplog)
     assert status == 0, logged
@@ -180,7 +180,7 @@ def test_a_bfloat16_run_exports_and_predicts_in_bfloat16_as_the_run_did(tmp_path
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
     run(RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=32, pooling="mean", epochs=2,
-                  precision="bfloat16", output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")),
+                  ensemble=1, precision="bfloat16", output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")),
         show_progress=False)
     exported = export_run(tmp_path / "run", tmp_path / "exported")
     assert json.loads((exported / "export_info.json").read_text())["precision"] == "bfloat16"

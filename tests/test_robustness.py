@@ -299,7 +299,7 @@ def test_a_run_on_a_damaged_cache_warns_once_and_trains_on_recomputed_features(
     do_damage, named, reusable = DAMAGE["all four kinds at once"]
     do_damage(entry_dir)
     result = run_cli("run", "--data", big_table, "--encoder", tiny_encoder_dir, "--max-seq-length", MAX_SEQ_LENGTH,
-                     "--cache-dir", cache_dir, "--epochs", 1, "--output-dir", tmp_path / "run", "--quiet",
+                     "--cache-dir", cache_dir, "--epochs", 1, "--ensemble", 1, "--output-dir", tmp_path / "run", "--quiet",
                      artifacts=tmp_path / "artifacts", env=SHARD_ENV)
     assert result.returncode == 0, result.stderr
     lines = warning_lines(result.stderr)
@@ -550,7 +550,7 @@ def test_a_full_disk_while_writing_the_run_folder_is_one_error_and_leaves_no_run
     monkeypatch.setattr(run_module.np, "savez", full_disk)
     table = write_csv(tmp_path / "reviews.csv", ["text", "label"], generated_rows(200, seed=10))
     status = main(["run", "--data", str(table), "--encoder", str(tiny_encoder_dir), "--max-seq-length", "32",
-                   "--epochs", "1", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run"),
+                   "--epochs", "1", "--ensemble", "1", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "run"),
                    "--quiet"])
     stderr = capsys.readouterr().err
     assert status == 2
