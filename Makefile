@@ -19,7 +19,7 @@ test: $(VENV)/.test-installed
 
 install: $(VENV)/.runtime-installed
 
-# Optional: Apache Beam for `extract --runner beam` (README, "Scale out"). `make demo` never installs it.
+# Optional: Apache Beam for `extract --runner beam` (docs/scale-out.md). `make demo` never installs it.
 beam: $(VENV)/.beam-installed
 
 # Needs Debian's chromium (apt-get install chromium); the test is skipped without it.

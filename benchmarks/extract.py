@@ -5,10 +5,10 @@
 One run measures, on the same texts and the same embedded encoder (all-MiniLM-L6-v2):
   a  tutorial  FullTokenizer, every text padded to a fixed length (66 short, 128 reviews), a tf_keras
                Model around the frozen hub.KerasLayer with mean pooling, model.predict(batch_size=64)
-  b  pipeline  pipeline.features.extract_features exactly as `python -m pipeline run` calls it, into a
+  b  pipeline  pipeline.features.extraction.extract_features exactly as `python -m pipeline run` calls it, into a
                fresh temporary cache folder each time (tokenization, batching, shards, manifest), in
                float32 and in bfloat16 (--precision bfloat16); `auto` is whichever of the two
-               pipeline.devices.choose_precision picks on this CPU (bfloat16 only with AMX)
+               pipeline.base.devices.choose_precision picks on this CPU (bfloat16 only with AMX)
   c  pytorch   transformers BertModel on the same checkpoint, sentence-transformers style (sorted by
                length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing;
                in float32 and under torch.autocast("cpu", dtype=torch.bfloat16)
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.devices import start_tensorflow
+from pipeline.base.devices import start_tensorflow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ class TextSet:
 
 
 def demo_snippets() -> list[str]:
-    from pipeline.data import load_labeled_texts
+    from pipeline.data.tables import load_labeled_texts
 
     return list(dict.fromkeys(load_labeled_texts(None).texts))
 
@@ -129,7 +129,7 @@ def run_tutorial(texts, encoder, model, length: int) -> np.ndarray:
 
 def run_pipeline(texts, encoder, max_seq_length: int, batch_size: int) -> np.ndarray:
     """Features as `run` extracts them, with `encoder` loaded in the precision to measure."""
-    from pipeline.features import extract_features
+    from pipeline.features.extraction import extract_features
 
     with tempfile.TemporaryDirectory(prefix="benchmark-cache-") as cache_dir:
         result = extract_features(texts, fresh_encoder(encoder), pooling="mean", max_seq_length=max_seq_length,
@@ -228,8 +228,8 @@ def useful_flops(lengths: np.ndarray, shape: dict) -> float:
 
 
 def speed(arguments) -> None:
-    from pipeline.devices import choose_precision, cpu_flags
-    from pipeline.encoder import load_encoder
+    from pipeline.base.devices import choose_precision, cpu_flags
+    from pipeline.encoders.encoder import load_encoder
 
     encoders = {precision: load_encoder(ENCODER, precision=precision) for precision in PIPELINE_PRECISIONS}
     encoder = encoders["float32"]
@@ -336,8 +336,8 @@ def machine_line() -> str:
 
 def tokenization(arguments) -> None:
     """Time the pipeline's tokenization of N review texts (cold tokenizer); extraction is timed on a sample."""
-    from pipeline.encoder import load_encoder
-    from pipeline.encoder_io import tokenize_all
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.features.encoder_io import tokenize_all
 
     encoder = load_encoder(ENCODER)
     texts = review_texts(demo_snippets(), arguments.tokenization, arguments.seed)
@@ -358,7 +358,7 @@ def tokenization(arguments) -> None:
 
 def memory(arguments) -> None:
     """Peak resident memory of one extraction of N review texts, in this fresh process."""
-    from pipeline.encoder import load_encoder
+    from pipeline.encoders.encoder import load_encoder
 
     encoder = load_encoder(ENCODER)
     texts = review_texts(demo_snippets(), arguments.memory, arguments.seed)

@@ -21,13 +21,13 @@ def measure(steps: int, batch_size: int, tokens: int) -> dict[str, float]:
     """`steps` training steps on batches of `batch_size` texts of exactly `tokens` tokens each."""
     import numpy as np
 
-    from pipeline.config import RunConfig
-    from pipeline.devices import start_tensorflow
+    from pipeline.base.config import RunConfig
+    from pipeline.base.devices import start_tensorflow
 
     start_tensorflow()
-    from pipeline import fine_tune
-    from pipeline.encoder import load_encoder
-    from pipeline.head import compile_head
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.training import fine_tune
+    from pipeline.training.head import compile_head
 
     encoder = load_encoder(RunConfig().encoder)
     settings = fine_tune.FineTuneSettings(epochs=1, batch_size=batch_size, learning_rate=5e-5, dropout_rate=0.1,

@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.config import RunConfig
-from pipeline.features import extract_features
-from pipeline.run import prepare
+from pipeline.base.config import RunConfig
+from pipeline.commands.run import prepare
+from pipeline.features.extraction import extract_features
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from extract import cosines, machine_line
 
-import pipeline.run as run_module
-from pipeline.config import RunConfig
-from pipeline.features import FeatureResult
-from pipeline.run import Prepared, extract, prepare, run
+import pipeline.commands.run as run_module
+from pipeline.base.config import RunConfig
+from pipeline.commands.run import Prepared, extract, prepare, run
+from pipeline.features.extraction import FeatureResult
 
 PRECISIONS = ("float32", "bfloat16")
 

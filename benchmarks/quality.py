@@ -25,9 +25,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.config import RunConfig
-from pipeline.metrics import classification_metrics
-from pipeline.run import Prepared, extract, prepare
+from pipeline.base.config import RunConfig
+from pipeline.commands.run import Prepared, extract, prepare
+from pipeline.evaluation.metrics import classification_metrics
 
 FEATURE_CHOICES: dict[str, tuple[str, list[int], str]] = {  # name: (pooling, layers of the 6, combine)
     "pooled, last (Paperspace)": ("pooled", [5], "concat"),
@@ -65,8 +65,8 @@ def fit_probe(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, c: flo
 
 
 def fit_head(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, head: str, **options: Any) -> dict[str, Any]:
-    from pipeline.head import build_head, build_mlp_head, compile_head, predict_probabilities
-    from pipeline.train import make_deterministic, train_head
+    from pipeline.training.head import build_head, build_mlp_head, compile_head, predict_probabilities
+    from pipeline.training.train import make_deterministic, train_head
 
     make_deterministic(seed)
     train_features, train_labels = parts["train"]
@@ -104,8 +104,8 @@ MOST_MEMBERS = 5
 def fit_ensembles(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, batch_size: int) -> list[dict[str, Any]]:
     """Trains MOST_MEMBERS default heads as `run --ensemble` does; the first k of them are the ensemble of k
     (member N's training does not depend on how many follow), so one fit scores every size."""
-    from pipeline.head import build_mlp_head, compile_head, predict_probabilities
-    from pipeline.train import train_ensemble
+    from pipeline.training.head import build_mlp_head, compile_head, predict_probabilities
+    from pipeline.training.train import train_ensemble
 
     options: dict[str, Any] = dict(MLP_CHOICES["mlp 256, dropout 0.5, wd 1e-1 (the default)"], batch_size=batch_size)
 

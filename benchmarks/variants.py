@@ -9,7 +9,7 @@ load touches all alike. Reported per variant: the fastest round's wall time, and
 1,000 real tokens (less sensitive to other processes on a shared machine). The first round of a
 variant includes its tracing or compilation and is shown apart.
 
-  pipeline   what pipeline.features does: at most --batch-size rows and TOKEN_BUDGET padded tokens per
+  pipeline   what pipeline.features.extraction does: at most --batch-size rows and TOKEN_BUDGET padded tokens per
              batch, each padded to its own longest row
   batchN     always N rows per batch (the pipeline before the token budget: batch64)
   budgetN    a token budget: as many rows as fit in N padded tokens, at most --batch-size (fewer long texts)
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from pipeline.devices import start_tensorflow
+from pipeline.base.devices import start_tensorflow
 
 
 def batches_by_rows(lengths, rows):
@@ -54,9 +54,9 @@ def main() -> None:
 
     import extract as benchmark
 
-    from pipeline.encoder import load_encoder
-    from pipeline.encoder_io import pool, token_ids
-    from pipeline.features import TOKEN_BUDGET, _batch_bounds, make_feature_function
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.features.encoder_io import pool, token_ids
+    from pipeline.features.extraction import TOKEN_BUDGET, _batch_bounds, make_feature_function
     from tokenization.packing import pack_inputs
 
     encoder = load_encoder(benchmark.ENCODER)

@@ -74,9 +74,9 @@ def assert_run_and_export_predict_the_runs_test_probabilities(run_dir: Path, exp
     """`predict` on the run folder and on its export gives the test probabilities the run itself wrote."""
     import numpy as np
 
-    from pipeline.explore import load_run_splits
-    from pipeline.predict import load_model, predict_texts
-    from pipeline.run_folder import read_run_folder
+    from pipeline.commands.explore import load_run_splits
+    from pipeline.commands.predict import load_model, predict_texts
+    from pipeline.runs.run_folder import read_run_folder
 
     finished = read_run_folder(run_dir)
     _, probabilities = finished.test_predictions()

@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 
-from pipeline import cli, fine_tune
+from pipeline.commands import cli
+from pipeline.training import fine_tune
 
 
 def main() -> int:

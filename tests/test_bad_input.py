@@ -6,7 +6,7 @@ usable table (a few missing labels, latin-1, quoted newlines, a huge text, numbe
 with at most a one-line warning, and its texts reach the cache exactly as written.
 
 The subprocesses are independent, so they run a few at a time; most fail before TensorFlow starts.
-Four usable tables (latin-1, quoted newlines, a huge text, numbers) go through `pipeline.cli.main` in
+Four usable tables (latin-1, quoted newlines, a huge text, numbers) go through `pipeline.commands.cli.main` in
 this process instead: a subprocess would add only a TensorFlow start-up to what they check.
 """
 
@@ -229,7 +229,7 @@ def test_there_are_at_least_twenty_bad_input_cases_and_most_fail_before_tensorfl
 
 
 def _cached_digests(cache_dir: Path) -> tuple[set[bytes], Path]:
-    from pipeline.cache import digests_from_array, read_cache_entry
+    from pipeline.features.cache import digests_from_array, read_cache_entry
 
     (entry_dir,) = [path for path in cache_dir.iterdir() if path.is_dir()]
     manifest = json.loads((entry_dir / "manifest.json").read_text())
@@ -238,8 +238,8 @@ def _cached_digests(cache_dir: Path) -> tuple[set[bytes], Path]:
 
 
 def run_in_process(arguments: list[str], capsys, caplog) -> tuple[int, str, list[str]]:
-    """(exit status, stdout, warning lines) of pipeline.cli.main; logging goes to caplog in this process."""
-    from pipeline.cli import main
+    """(exit status, stdout, warning lines) of pipeline.commands.cli.main; logging goes to caplog in this process."""
+    from pipeline.commands.cli import main
 
     capsys.readouterr()
     with caplog.at_level(logging.WARNING):
@@ -252,7 +252,7 @@ def run_in_process(arguments: list[str], capsys, caplog) -> tuple[int, str, list
 
 @pytest.mark.parametrize("name", list(USABLE_CASES))
 def test_awkward_but_usable_tables_are_read_exactly(name, outcomes, inputs, tiny_encoder_dir, tmp_path, capsys, caplog):
-    from pipeline.cache import text_digest
+    from pipeline.features.cache import text_digest
 
     data_name, warnings, texts = USABLE_CASES[name]
     if name in USABLE_IN_A_SUBPROCESS:
@@ -278,9 +278,9 @@ def test_awkward_but_usable_tables_are_read_exactly(name, outcomes, inputs, tiny
 
 def test_a_100000_character_text_is_truncated_to_max_seq_length(inputs, tiny_encoder_dir, tmp_path, capsys, caplog):
     """Its features are those of its first max_seq_length - 2 tokens ("good movie good ..." is one token a word)."""
-    from pipeline.cache import digests_from_array, read_cache_entry, text_digest
-    from pipeline.encoder import load_encoder
-    from pipeline.features import encode_texts
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.features.cache import digests_from_array, read_cache_entry, text_digest
+    from pipeline.features.extraction import encode_texts
 
     assert len(LONG_TEXT) >= 99_999
     status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache"),

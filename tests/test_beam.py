@@ -16,9 +16,9 @@ from helpers import REPO_ROOT, run_cli, write_csv, write_tiny_csv
 
 beam = pytest.importorskip("apache_beam", reason="Apache Beam is not installed: run `make beam` (make test does)")
 
-from pipeline import beam_storage, cache  # noqa: E402  (both import Apache Beam, which may be missing)
-from pipeline.beam_extract import extract_with_beam  # noqa: E402
-from pipeline.config import RunConfig  # noqa: E402
+from pipeline.base.config import RunConfig  # noqa: E402
+from pipeline.commands.beam_extract import extract_with_beam  # noqa: E402
+from pipeline.features import beam_storage, cache  # noqa: E402  (both import Apache Beam, which may be missing)
 
 MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 SHARD_ROWS = 7  # the tiny table's 40 distinct texts make 6 shards, the last one short
@@ -46,7 +46,7 @@ def tiny_config(table: Path, encoder_dir: Path, cache_dir: Path) -> RunConfig:
 
 def extract_locally(config: RunConfig):
     """The local runner's FeatureResult for `config` (what `run` calls before it trains)."""
-    from pipeline.run import extract, prepare
+    from pipeline.commands.run import extract, prepare
 
     return extract(prepare(config), show_progress=False)
 
@@ -92,7 +92,7 @@ def local_tiny_entry(tiny_table, tiny_encoder_dir, tmp_path_factory) -> Path:
 
 def test_in_process_beam_writes_the_local_entry_and_run_hits_it(local_tiny_entry, tiny_table, tiny_encoder_dir, tmp_path,
                                                                   small_shards):
-    from pipeline.run import run
+    from pipeline.commands.run import run
 
     config = tiny_config(tiny_table, tiny_encoder_dir, tmp_path / "cache")
     result = extract_with_beam(config, [])
@@ -124,7 +124,7 @@ def test_the_command_line_writes_the_local_entry(local_tiny_entry, tiny_table, t
 def test_embedded_encoder_on_demo_rows_with_two_worker_processes(tmp_path, monkeypatch):
     """All-MiniLM-L6-v2 on 240 demo snippets, tokenized and encoded in two worker processes (each loads the encoder
     once): the Beam entry equals the local one, and the local runner (what `run` calls) reads it as a cache hit."""
-    from pipeline.data import load_labeled_texts
+    from pipeline.data.tables import load_labeled_texts
 
     demo = load_labeled_texts(None, preset="rotten-tomatoes")
     rows = [(demo.texts[index], demo.label_names[demo.labels[index]]) for index in range(0, len(demo.texts), 53)][:240]
@@ -145,7 +145,7 @@ def test_a_failed_pipeline_resumes_from_its_verified_shards(local_tiny_entry, ti
                                                             small_shards, monkeypatch):
     """A pipeline that dies after two shards leaves them and no manifest; the next run keeps them (a damaged one is
     recomputed) and ends with the local entry."""
-    from pipeline import features
+    from pipeline.features import extraction as features
 
     original, calls = features.encode_sorted_rows, []
 
@@ -215,7 +215,7 @@ def test_merged_entry_is_read_by_the_local_reader(tmp_path):
 
 
 def run_in_process(arguments: list[str], capsys) -> tuple[int, list[str]]:
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     capsys.readouterr()
     status = main(arguments)
@@ -258,7 +258,7 @@ def test_a_worker_without_the_launchers_encoder_is_one_error_line(tiny_table, ti
                                                                  monkeypatch):
     """A worker that finds another vocabulary at the encoder's path stops the pipeline with one `error:` line
     (in-process runner: the worker's check is patched to fail as on a worker without the shared folder)."""
-    from pipeline import beam_pipeline
+    from pipeline.features import beam_pipeline
 
     monkeypatch.setattr(beam_pipeline, "_file_matches", lambda path, sha256: False)
     status, lines = run_in_process(["extract", "--data", str(tiny_table), "--encoder", str(tiny_encoder_dir),
@@ -282,7 +282,7 @@ def test_unknown_runner_and_stray_beam_options_through_the_real_command(tiny_tab
 
 def test_beam_is_not_needed_by_the_rest_of_the_pipeline():
     """`make demo` does not install Beam: nothing but the Beam modules may import it."""
-    command = ("import sys; sys.modules['apache_beam'] = None; import pipeline.cli, pipeline.run, pipeline.cache, "
-               "pipeline.sweep; print('ok')")
+    command = ("import sys; sys.modules['apache_beam'] = None; import pipeline.commands.cli, pipeline.commands.run, pipeline.features.cache, "
+               "pipeline.commands.sweep; print('ok')")
     loaded = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert loaded.stdout.strip() == "ok", loaded.stderr

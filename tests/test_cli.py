@@ -116,7 +116,7 @@ def test_bad_input_before_any_model_work(tmp_path):
 
 @pytest.mark.parametrize("command", ["predict", "run"])
 def test_an_unknown_option_names_its_command_in_the_hint(command, capsys):
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     with pytest.raises(SystemExit) as stopped:
         main([command, "--model", "somewhere", "--frobnicate"] if command == "predict" else [command, "--frobnicate"])
@@ -156,7 +156,7 @@ def test_convert_through_the_command_line(tmp_path):
 
 def test_option_types_come_from_the_config_annotations():
     """Flags are typed from RunConfig's annotations, so a new `float | None` field needs no special case."""
-    from pipeline.cli import _comma_separated_ints, _value_type, build_parser
+    from pipeline.commands.cli import _comma_separated_ints, _value_type, build_parser
 
     assert _value_type(float | None) is float
     assert _value_type(int | None) is int

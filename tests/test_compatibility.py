@@ -22,7 +22,7 @@ def in_repository_root(monkeypatch):
 
 
 def test_an_old_cache_entry_is_a_hit_with_the_same_features(tmp_path, in_repository_root, capsys):
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     cache = shutil.copytree(FIXTURE / "cache", tmp_path / "cache")
     stored = np.load(cache / CACHE_KEY / "shard-00000.npy", allow_pickle=False)
@@ -37,7 +37,7 @@ def test_an_old_cache_entry_is_a_hit_with_the_same_features(tmp_path, in_reposit
 
 
 def test_an_old_run_folder_predicts_its_test_probabilities_directly_and_exported(tmp_path, in_repository_root):
-    from pipeline.export import export_run
+    from pipeline.commands.export import export_run
 
     run_dir = shutil.copytree(FIXTURE / "run", tmp_path / "run")
     assert json.loads((run_dir / "metrics.json").read_text())["mode"] == "frozen"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import RunConfig, layers_text, parse_layers, resolve_layers, validate
-from pipeline.errors import UserError
+from pipeline.base.config import RunConfig, layers_text, parse_layers, resolve_layers, validate
+from pipeline.base.errors import UserError
 
 
 def resolved(text, pooling="mean", available_layers=6, all_layers_given=True):

@@ -1,4 +1,4 @@
-"""pipeline.convert: Hugging Face BERT checkpoint -> TF-Hub reusable SavedModel, on tiny checkpoints."""
+"""pipeline.encoders.convert: Hugging Face BERT checkpoint -> TF-Hub reusable SavedModel, on tiny checkpoints."""
 
 import json
 
@@ -16,12 +16,12 @@ from tiny_bert import (
     write_tiny_checkpoint,
 )
 
-from pipeline import convert
-from pipeline.checkpoint import read_recommended_pooling
-from pipeline.convert import convert_checkpoint
-from pipeline.errors import UserError
-from pipeline.files import file_sha256
-from pipeline.model_info import read_model_info
+from pipeline.base.errors import UserError
+from pipeline.base.files import file_sha256
+from pipeline.encoders import convert
+from pipeline.encoders.checkpoint import read_recommended_pooling
+from pipeline.encoders.convert import convert_checkpoint
+from pipeline.encoders.model_info import read_model_info
 
 TOLERANCE = 1e-4
 

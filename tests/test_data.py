@@ -1,4 +1,4 @@
-"""Reading tables, label mapping, errors, stratified splits and class weights (pipeline/data.py)."""
+"""Reading tables, label mapping, errors, stratified splits and class weights (pipeline/data/tables.py)."""
 
 import bz2
 import gzip
@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from helpers import write_csv
 
-from pipeline.data import (
+from pipeline.base.errors import UserError
+from pipeline.data.tables import (
     LabeledTexts,
     align_labels,
     compute_class_weights,
     load_labeled_texts,
     split_labeled_texts,
 )
-from pipeline.errors import UserError
 
 
 def user_error_message(function, *args, **kwargs) -> str:

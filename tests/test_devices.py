@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import devices
-from pipeline.errors import UserError
+from pipeline.base import devices
+from pipeline.base.errors import UserError
 
 
 class FakeTensorFlow:
@@ -68,7 +68,7 @@ def test_auto_picks_float16_on_a_gpu_bfloat16_with_amx_else_float32(gpus, flags,
 
 @pytest.mark.parametrize("requested", ["float32", "bfloat16", "float16"])
 def test_an_explicit_precision_is_kept_where_the_hardware_has_it(requested, caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
         assert devices.choose_precision(requested, gpus=1, flags=AMX) == (requested, "asked for")
     assert not caplog.records
 
@@ -79,12 +79,12 @@ def test_float16_without_a_gpu_is_refused_with_what_to_do_instead():
 
 
 def test_bfloat16_on_a_cpu_without_bfloat16_units_runs_with_a_warning_that_says_how_slow(caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
         assert devices.choose_precision("bfloat16", gpus=0, flags=ZEN3)[0] == "bfloat16"
     message = " ".join(record.getMessage() for record in caplog.records)
     assert "no bfloat16 units" in message and f"{devices.EMULATED_BFLOAT16_SLOWDOWN}x slower" in message
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pipeline.devices"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
         devices.choose_precision("bfloat16", gpus=0, flags=AVX512_BF16)
     assert not caplog.records
 

@@ -1,4 +1,4 @@
-"""pipeline.embedded: the packaged all-MiniLM-L6-v2, checked by hash and converted once.
+"""pipeline.encoders.embedded: the packaged all-MiniLM-L6-v2, checked by hash and converted once.
 
 The real-model tests compare against tests/data/minilm_reference.npz, made by PyTorch +
 transformers (see tests/data/README.md). They are skipped when the package is not installed.
@@ -13,11 +13,11 @@ import pytest
 import tensorflow_hub as hub
 from tiny_bert import write_tiny_checkpoint
 
-from pipeline import embedded
-from pipeline.embedded import EMBEDDED_MODEL_NAME, EXPECTED_SHA256, embedded_checkpoint_dir, ensure_embedded_model
-from pipeline.errors import UserError
-from pipeline.files import file_sha256
-from pipeline.model_info import read_model_info
+from pipeline.base.errors import UserError
+from pipeline.base.files import file_sha256
+from pipeline.encoders import embedded
+from pipeline.encoders.embedded import EMBEDDED_MODEL_NAME, EXPECTED_SHA256, embedded_checkpoint_dir, ensure_embedded_model
+from pipeline.encoders.model_info import read_model_info
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 TOLERANCE = 1e-4
@@ -97,7 +97,7 @@ def test_checkpoint_dir_is_found_without_importing_the_package():
 
 def test_converts_once_logs_and_reuses(tiny_as_embedded, tmp_path, caplog, monkeypatch):
     models_dir = tmp_path / "models"
-    with caplog.at_level(logging.INFO, logger="pipeline.embedded"):
+    with caplog.at_level(logging.INFO, logger="pipeline.encoders.embedded"):
         first = ensure_embedded_model(models_dir)
     assert first == models_dir / EMBEDDED_MODEL_NAME
     assert (first / "saved_model.pb").is_file()
@@ -151,7 +151,7 @@ def test_conversion_by_an_older_converter_is_replaced(tiny_as_embedded, tmp_path
     info_path.write_text(json.dumps(old_info))
     (model_dir / "left-by-the-old-converter.txt").write_text("old")
 
-    with caplog.at_level(logging.INFO, logger="pipeline.embedded"):
+    with caplog.at_level(logging.INFO, logger="pipeline.encoders.embedded"):
         assert ensure_embedded_model(models_dir) == model_dir
 
     assert any("Re-converting" in record.getMessage() for record in caplog.records)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.config import resolve_layers
-from pipeline.encoder import load_encoder, model_fingerprint, resolve_handle
-from pipeline.encoder_io import pool
-from pipeline.errors import UserError
+from pipeline.base.config import resolve_layers
+from pipeline.base.errors import UserError
+from pipeline.encoders.encoder import load_encoder, model_fingerprint, resolve_handle
+from pipeline.features.encoder_io import pool
 
 
 def _batch():
@@ -39,8 +39,8 @@ def test_loading_twice_returns_the_same_object(tiny_encoder_dir):
 
 
 def test_the_vocabulary_is_hashed_once_per_loaded_encoder_not_per_describe(tiny_encoder_dir, tmp_path, monkeypatch):
-    from pipeline import encoder as encoder_module
-    from pipeline.files import file_sha256
+    from pipeline.base.files import file_sha256
+    from pipeline.encoders import encoder as encoder_module
 
     copy = tmp_path / "encoder"
     shutil.copytree(tiny_encoder_dir, copy)  # a folder this process has not loaded yet

@@ -1,4 +1,4 @@
-"""pipeline.explore: what the notebooks compute, on small inputs with known answers."""
+"""pipeline.commands.explore: what the notebooks compute, on small inputs with known answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from helpers import write_tiny_csv
 
-from pipeline import explore, plots, run_folder
-from pipeline.config import EMBEDDED_ENCODER, RunConfig
+from pipeline.base.config import EMBEDDED_ENCODER, RunConfig
+from pipeline.commands import explore
+from pipeline.evaluation import plots
+from pipeline.runs import run_folder
 
 
 def _split(labels, prefix="t"):
@@ -112,7 +114,7 @@ def test_read_run_and_head_against_baseline(tmp_path):
 
 
 def test_load_run_splits_reads_and_splits_as_the_run_did(tmp_path):
-    from pipeline import data as data_module
+    from pipeline.data import tables as data_module
 
     csv_path = write_tiny_csv(tmp_path / "reviews.csv", 60)
     record = {"data": str(csv_path), "test_data": None, "text_column": None, "label_column": None, "preset": None,
@@ -126,8 +128,8 @@ def test_load_run_splits_reads_and_splits_as_the_run_did(tmp_path):
 
 
 def test_training_curves_from_logs_match_training_log_csv_and_fall_back_to_it(tmp_path):
-    from pipeline.head import build_head, compile_head
-    from pipeline.train import make_deterministic, train_head
+    from pipeline.training.head import build_head, compile_head
+    from pipeline.training.train import make_deterministic, train_head
 
     generator = np.random.default_rng(0)
     labels = np.arange(200) % 2
@@ -259,8 +261,8 @@ def test_drawing_functions_draw_what_they_are_given():
 
 
 def test_a_query_encoded_like_the_cache_finds_its_own_text_first(tmp_path, tiny_encoder_dir):
-    from pipeline.config import RunConfig
-    from pipeline.run import extract, prepare
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import extract, prepare
 
     config = RunConfig(data=str(write_tiny_csv(tmp_path / "reviews.csv", 60)), encoder=str(tiny_encoder_dir),
                        max_seq_length=16, cache_dir=str(tmp_path / "cache"))

@@ -34,8 +34,8 @@ AWKWARD_TEXTS = [
 
 def make_tiny_run(folder: Path, encoder_dir: Path, csv_path: Path, epochs: int = 2) -> Path:
     """A complete run of the real pipeline on a tiny CSV with the tiny encoder (max_seq_length 16)."""
-    from pipeline.config import RunConfig
-    from pipeline.run import run
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import run
 
     config = RunConfig(data=str(csv_path), encoder=str(encoder_dir), epochs=epochs, batch_size=16,
                        max_seq_length=16, output_dir=str(folder / "run"), cache_dir=str(folder / "cache"))
@@ -44,7 +44,7 @@ def make_tiny_run(folder: Path, encoder_dir: Path, csv_path: Path, epochs: int =
 
 def split_texts(csv_path: Path, seed: int = 42):
     """The run's splits, recomputed the way the run made them (the run folder stores no texts)."""
-    from pipeline.data import load_labeled_texts, split_labeled_texts
+    from pipeline.data.tables import load_labeled_texts, split_labeled_texts
 
     return split_labeled_texts(load_labeled_texts(str(csv_path)), seed=seed)
 
@@ -70,17 +70,17 @@ def exported_probabilities(model, texts) -> np.ndarray:
 
 def pipeline_probabilities(run_dir: Path, texts) -> np.ndarray:
     """encode_texts (FullTokenizer, the cache's code) + the run's head, through export.RunModel."""
-    from pipeline.run_folder import read_run_folder
-    from pipeline.run_model import load_run_model
+    from pipeline.runs.run_folder import read_run_folder
+    from pipeline.runs.run_model import load_run_model
 
     return load_run_model(read_run_folder(run_dir)).predict(list(texts))
 
 
 def cache_token_ids(run_dir: Path, texts) -> dict:
     """The packed ids the feature cache would encode for these texts."""
-    from pipeline.encoder_io import token_ids
-    from pipeline.run_folder import read_run_folder
-    from pipeline.run_model import load_run_model
+    from pipeline.features.encoder_io import token_ids
+    from pipeline.runs.run_folder import read_run_folder
+    from pipeline.runs.run_model import load_run_model
     from tokenization.packing import pack_inputs
 
     run_model = load_run_model(read_run_folder(run_dir))
@@ -107,7 +107,7 @@ def shared_tiny_export(tmp_path_factory, tiny_encoder_dir) -> TinyExport:
 
     The run's encoder is a private copy so that one test can move it away."""
     if "tiny" not in _SHARED:
-        from pipeline.export import export_run
+        from pipeline.commands.export import export_run
 
         folder = tmp_path_factory.mktemp("export")
         encoder_copy = shutil.copytree(tiny_encoder_dir, folder / "encoder")
@@ -237,10 +237,10 @@ def test_three_classes_give_the_softmax_columns(tiny_run, tmp_path):
     it is what the two-class tests check) from a run folder made by hand, to skip training."""
     import tensorflow as tf
 
-    from pipeline.export import build_end_to_end_module
-    from pipeline.head import build_head
-    from pipeline.run_folder import read_run_folder
-    from pipeline.run_model import load_run_model
+    from pipeline.commands.export import build_end_to_end_module
+    from pipeline.runs.run_folder import read_run_folder
+    from pipeline.runs.run_model import load_run_model
+    from pipeline.training.head import build_head
 
     _, run_dir, _ = tiny_run
     three = tmp_path / "three-class-run"
@@ -286,8 +286,8 @@ def make_fake_run(folder: Path, *, metrics=True, incomplete=False) -> Path:
     ids=["missing", "incomplete", "no-metrics", "bad-config"],
 )
 def test_export_refuses_a_run_folder_that_is_not_finished(tmp_path, make_run, fragment):
-    from pipeline.errors import UserError
-    from pipeline.export import export_run
+    from pipeline.base.errors import UserError
+    from pipeline.commands.export import export_run
 
     run_dir = make_run(tmp_path)
     with pytest.raises(UserError, match=fragment) as raised:
@@ -297,8 +297,8 @@ def test_export_refuses_a_run_folder_that_is_not_finished(tmp_path, make_run, fr
 
 
 def test_export_refuses_an_existing_output_folder(tiny_run, tmp_path):
-    from pipeline.errors import UserError
-    from pipeline.export import export_run
+    from pipeline.base.errors import UserError
+    from pipeline.commands.export import export_run
 
     existing = tmp_path / "existing"
     existing.mkdir()
@@ -321,7 +321,7 @@ def test_an_interrupted_export_leaves_nothing_behind(tiny_run, tmp_path, monkeyp
     """Whatever the save had written goes with the temporary folder; the output never appears."""
     import tensorflow as tf
 
-    from pipeline.export import export_run
+    from pipeline.commands.export import export_run
 
     def interrupted_save(module, export_dir, signatures=None):
         (Path(export_dir) / "saved_model.pb").write_bytes(b"half a model")
@@ -343,13 +343,13 @@ def test_embedded_encoder_export_equals_the_pipeline_on_200_demo_texts(tmp_path)
     trained: the tiny tests cover run -> export, this one the real encoder's graph and vocabulary."""
     import tensorflow as tf
 
-    from pipeline.data import load_labeled_texts
-    from pipeline.encoder import load_encoder
-    from pipeline.encoder_io import token_ids
-    from pipeline.export import export_run
-    from pipeline.head import build_head
-    from pipeline.run_folder import read_run_folder
-    from pipeline.run_model import load_run_model
+    from pipeline.commands.export import export_run
+    from pipeline.data.tables import load_labeled_texts
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.features.encoder_io import token_ids
+    from pipeline.runs.run_folder import read_run_folder
+    from pipeline.runs.run_model import load_run_model
+    from pipeline.training.head import build_head
     from tokenization.packing import pack_inputs
 
     demo = load_labeled_texts(None, preset="rotten-tomatoes")
@@ -387,9 +387,9 @@ def test_a_run_on_every_layer_with_the_mlp_head_exports_and_predicts_as_the_run_
     exactly as the run did (export_run checks that), and predict gives the run's own test probabilities."""
     from helpers import assert_run_and_export_predict_the_runs_test_probabilities, write_csv
 
-    from pipeline.config import RunConfig
-    from pipeline.export import export_run
-    from pipeline.run import run
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.export import export_run
+    from pipeline.commands.run import run
 
     words = ["good", "bad", "not"]
     rows = [(f"the movie is {words[index % 3]} {'and the film' if index % 4 else ''}".strip(), f"c{index % 3}")

@@ -8,12 +8,12 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline import cache as cache_module
-from pipeline import features as features_module
-from pipeline.cache import cache_key, digests_from_array, digests_to_array, text_digest
-from pipeline.encoder import load_encoder
-from pipeline.features import encode_texts, extract_features
-from pipeline.files import bytes_sha256, npy_bytes
+from pipeline.base.files import bytes_sha256, npy_bytes
+from pipeline.encoders.encoder import load_encoder
+from pipeline.features import cache as cache_module
+from pipeline.features import extraction as features_module
+from pipeline.features.cache import cache_key, digests_from_array, digests_to_array, text_digest
+from pipeline.features.extraction import encode_texts, extract_features
 
 TEXTS = [
     "the movie is good",
@@ -103,7 +103,7 @@ def test_chosen_layers_are_pooled_and_combined_as_asked(encoder, tmp_path):
     """The tiny encoder has 2 layers; every layer is mean-pooled, then side by side or averaged."""
     import tensorflow as tf
 
-    from pipeline.encoder_io import pool
+    from pipeline.features.encoder_io import pool
     from tokenization.packing import pack_inputs
 
     texts = ["the movie is good", "not good"]
@@ -222,7 +222,7 @@ def test_progress_bars_show_tokenization_and_extraction_in_texts_per_second(enco
 
 def test_token_ids_are_stored_compactly_and_cut_to_leave_room_for_cls_and_sep(encoder):
     texts = ["the movie is good", "", " ".join(["good"] * 40)]
-    from pipeline.encoder_io import tokenize_all
+    from pipeline.features.encoder_io import tokenize_all
 
     stored = tokenize_all(texts, encoder.tokenizer, 8, show_progress=False)
     assert [list(ids) for ids in stored] == [encoder.tokenizer.encode(text)[:6] for text in texts]

@@ -49,7 +49,7 @@ def fine_tuned_run(tmp_path_factory, tiny_encoder_dir, tiny_data) -> Path:
 
 
 def test_epoch_batches_hold_every_row_once_depend_only_on_seed_and_epoch_and_pad_little():
-    from pipeline.token_batches import epoch_batches, padding_fraction
+    from pipeline.training.token_batches import epoch_batches, padding_fraction
 
     lengths = np.random.default_rng(0).integers(3, 60, size=5000)
     first = epoch_batches(lengths, 32, seed=1, epoch=0)
@@ -62,7 +62,7 @@ def test_epoch_batches_hold_every_row_once_depend_only_on_seed_and_epoch_and_pad
 
 
 def test_sorted_batches_cover_every_row_shortest_first():
-    from pipeline.token_batches import sorted_batches
+    from pipeline.training.token_batches import sorted_batches
 
     lengths = [5, 3, 9, 3, 7]
     batches = sorted_batches(lengths, 2)
@@ -70,7 +70,7 @@ def test_sorted_batches_cover_every_row_shortest_first():
 
 
 def test_training_batches_are_packed_as_extraction_packs_them():
-    from pipeline.fine_tune import TokenizedSplit
+    from pipeline.training.fine_tune import TokenizedSplit
     from tokenization.packing import pack_inputs
 
     generator = np.random.default_rng(0)
@@ -90,7 +90,7 @@ def test_training_batches_are_packed_as_extraction_packs_them():
 def test_learning_rate_warms_up_linearly_then_decays_to_zero():
     import tensorflow as tf
 
-    from pipeline.fine_tune import WarmupLinearDecay
+    from pipeline.training.fine_tune import WarmupLinearDecay
 
     schedule = WarmupLinearDecay(1e-4, total_steps=100, warmup_steps=10)
     values = [schedule.value(step) for step in range(101)]
@@ -105,7 +105,7 @@ def test_learning_rate_warms_up_linearly_then_decays_to_zero():
 def test_dropout_masks_follow_the_step_counter_and_inference_is_untouched():
     import tensorflow as tf
 
-    from pipeline.fine_tune import StepSeededDropout
+    from pipeline.training.fine_tune import StepSeededDropout
 
     inputs = tf.ones([4, 64])
     first, second = StepSeededDropout(0.5, seed=3), StepSeededDropout(0.5, seed=3)
@@ -161,7 +161,7 @@ def tensor_value(event):
 
 
 def test_a_frozen_run_leaves_the_encoder_untouched(tmp_path, tiny_encoder_dir, tiny_data):
-    from pipeline.encoder import model_fingerprint
+    from pipeline.encoders.encoder import model_fingerprint
 
     before = model_fingerprint(tiny_encoder_dir)
     result = run_cli("run", "--data", tiny_data, "--encoder", tiny_encoder_dir, "--epochs", "2", "--max-seq-length", "16",
@@ -278,9 +278,10 @@ def test_float16_on_a_gpu_scales_the_loss_and_rewrites_the_training_graph(tmp_pa
     """The fake-GPU approach of test_devices: start-up reports a GPU, then the real code runs on the CPU (where
     grappler's float16 rewrite leaves the graph alone) with Keras's loss scaling; the old --mixed-precision flag
     asks for it."""
-    from pipeline import devices, fine_tune
-    from pipeline.config import RunConfig
-    from pipeline.run import run
+    from pipeline.base import devices
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import run
+    from pipeline.training import fine_tune
 
     monkeypatch.setattr(devices, "_STARTED", {"device": "GPU", "gpus": 1})
     seen = []

@@ -13,7 +13,7 @@ pytest.importorskip("tensorflow_text")
 
 from test_tokenization import find_reference_vocab  # noqa: E402  (one place that knows where the vocab is)
 
-from pipeline.graph_tokenizer import GraphTokenizer, make_graph_tokenizer  # noqa: E402
+from pipeline.encoders.graph_tokenizer import GraphTokenizer, make_graph_tokenizer  # noqa: E402
 from tokenization import FullTokenizer, pack_inputs  # noqa: E402
 
 REFERENCE_PATH = pathlib.Path(__file__).with_name("data") / "tokenizer_reference.json"

@@ -7,11 +7,11 @@ import csv
 import numpy as np
 import pytest
 
-from pipeline.head import build_head, compile_head, predict_probabilities
-from pipeline.metrics import classification_metrics
-from pipeline.probe import logistic_regression_baseline
-from pipeline.run_folder import BEST_WEIGHTS_FILE
-from pipeline.train import make_deterministic, train_head
+from pipeline.evaluation.metrics import classification_metrics
+from pipeline.evaluation.probe import logistic_regression_baseline
+from pipeline.runs.run_folder import BEST_WEIGHTS_FILE
+from pipeline.training.head import build_head, compile_head, predict_probabilities
+from pipeline.training.train import make_deterministic, train_head
 
 
 def _separable(num_classes: int, rows: int = 600, dim: int = 16, seed: int = 0):
@@ -111,7 +111,7 @@ def test_logistic_regression_baseline_scores_the_same_test_set():
 
 
 def test_mlp_head_standardises_with_the_training_splits_statistics_inside_the_model():
-    from pipeline.head import build_mlp_head
+    from pipeline.training.head import build_mlp_head
 
     features, _ = _separable(2)
     features = features * 50.0 + 7.0  # far from standardised, as raw encoder features are
@@ -128,7 +128,7 @@ def test_mlp_head_standardises_with_the_training_splits_statistics_inside_the_mo
 def test_mlp_head_with_weight_decay_learns_and_reloads_with_its_standardisation(tmp_path, num_classes):
     import tf_keras as keras
 
-    from pipeline.head import build_mlp_head
+    from pipeline.training.head import build_mlp_head
 
     features, labels = _separable(num_classes)
     features = features * 50.0 + 7.0
@@ -156,7 +156,7 @@ def test_paperspace_keeps_plain_adam():
 
 
 def test_each_head_fills_the_options_left_unset():
-    from pipeline.config import HEAD_DEFAULTS, RunConfig
+    from pipeline.base.config import HEAD_DEFAULTS, RunConfig
 
     paperspace = RunConfig(head="paperspace").head_settings()
     assert (paperspace.epochs, paperspace.batch_size, paperspace.hidden_units, paperspace.weight_decay) == (10, 300, (50, 30, 30), 0.0)
@@ -166,8 +166,8 @@ def test_each_head_fills_the_options_left_unset():
 
 
 def _fit_ensemble(members, num_classes, run_dir, seed=5):
-    from pipeline.head import build_mlp_head
-    from pipeline.train import train_ensemble
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import train_ensemble
 
     features, labels = _separable(num_classes)
 
@@ -209,8 +209,8 @@ def test_an_ensemble_averages_heads_of_their_own_seeds_and_reloads_as_one_model(
 
 
 def test_ensemble_defaults_and_bounds():
-    from pipeline.config import MAX_ENSEMBLE, RunConfig, validate
-    from pipeline.errors import UserError
+    from pipeline.base.config import MAX_ENSEMBLE, RunConfig, validate
+    from pipeline.base.errors import UserError
 
     assert RunConfig().head_settings().ensemble == 3
     assert RunConfig(head="paperspace").head_settings().ensemble == 1

@@ -18,7 +18,7 @@ def demo_subset(tmp_path_factory):
 
     A separate 400-row test file keeps the AUROC estimate steady enough to assert on.
     """
-    from pipeline.data import load_labeled_texts
+    from pipeline.data.tables import load_labeled_texts
 
     demo = load_labeled_texts(None, preset="rotten-tomatoes")
     generator = np.random.default_rng(0)
@@ -30,8 +30,8 @@ def demo_subset(tmp_path_factory):
 
 
 def test_embedded_encoder_end_to_end_on_demo_snippets(demo_subset, tmp_path):
-    from pipeline.config import RunConfig
-    from pipeline.run import run
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import run
 
     train_path, test_path = demo_subset
     config = RunConfig(data=str(train_path), test_data=str(test_path), epochs=10, batch_size=32, output_dir=str(tmp_path / "run"),
@@ -54,8 +54,8 @@ def test_embedded_encoder_end_to_end_on_demo_snippets(demo_subset, tmp_path):
 def test_embedded_encoder_fine_tunes_a_few_steps_on_demo_snippets(demo_subset, tmp_path):
     """A few steps of the real recipe: the loss falls, the run folder is complete, and the probe on the frozen
     encoder's features sits beside the fine-tuned model's scores."""
-    from pipeline.config import RunConfig
-    from pipeline.run import run
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import run
 
     train_path, test_path = demo_subset
     config = RunConfig(data=str(train_path), test_data=str(test_path), fine_tune=True, epochs=1, batch_size=16,

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 from helpers import assert_run_and_export_predict_the_runs_test_probabilities, tiny_review_rows, write_tiny_csv
 
-from pipeline import cache
-from pipeline.encoder import load_encoder
-from pipeline.features import encode_texts, make_feature_function
+from pipeline.encoders.encoder import load_encoder
+from pipeline.features import cache
+from pipeline.features.extraction import encode_texts, make_feature_function
 
 TEXTS = [text for text, _ in tiny_review_rows(80)] + ["", "the story is not great and the film is bad " * 3]
 # The issue's bound for every text's feature vector against float32 (docs/quality.md has the demo's figures).
@@ -103,7 +103,7 @@ def test_an_encoder_from_elsewhere_gets_the_graph_rewrite_with_a_warning(tmp_pat
     from tiny_bert import save_old_signature_model
 
     foreign = save_old_signature_model(tiny_encoder_dir, tmp_path / "old-hub-bert")
-    with caplog.at_level(logging.WARNING, logger="pipeline.encoder"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.encoders.encoder"):
         encoder = load_encoder(str(foreign), precision="bfloat16")
     assert encoder.precision_method == "graph rewrite" and encoder.reduced_layer is None
     assert encoder.graph_rewrite == "auto_mixed_precision_onednn_bfloat16"
@@ -116,7 +116,7 @@ def test_an_encoder_from_elsewhere_gets_the_graph_rewrite_with_a_warning(tmp_pat
 
 def _run_in_process(arguments, capsys, caplog) -> tuple[int, str, str]:
     """(exit status, stdout, log lines) of the command line, in this process (no TensorFlow start-up per run)."""
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     capsys.readouterr()
     caplog.clear()
@@ -159,9 +159,9 @@ def test_auto_on_an_amx_cpu_is_bfloat16_for_our_encoders_and_float32_for_others(
                                                                                  monkeypatch, foreign):
     from tiny_bert import save_old_signature_model
 
-    from pipeline import devices
-    from pipeline.config import RunConfig
-    from pipeline.run import prepare
+    from pipeline.base import devices
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import prepare
 
     monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16", "amx_tile"}))
     encoder_dir = save_old_signature_model(tiny_encoder_dir, tmp_path / "old-hub-bert") if foreign else tiny_encoder_dir
@@ -174,9 +174,9 @@ def test_auto_on_an_amx_cpu_is_bfloat16_for_our_encoders_and_float32_for_others(
 
 
 def test_a_bfloat16_run_exports_and_predicts_in_bfloat16_as_the_run_did(tmp_path, tiny_encoder_dir):
-    from pipeline.config import RunConfig
-    from pipeline.export import export_run
-    from pipeline.run import run
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.export import export_run
+    from pipeline.commands.run import run
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
     run(RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=32, pooling="mean", epochs=2,

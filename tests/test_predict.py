@@ -37,7 +37,7 @@ class FakeModel:
 
 
 def fake_predictions(texts=("a fine film", "dull", "")):
-    from pipeline.predict import Predictions
+    from pipeline.commands.predict import Predictions
 
     probabilities = np.array([[0.25, 0.75], [0.9, 0.1], [0.5, 0.5]][: len(texts)], np.float32)
     return Predictions(texts=list(texts), probabilities=probabilities, label_names=["rotten", "fresh"])
@@ -110,7 +110,7 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(tiny, tmp_path, arguments, f
 
 
 def test_run_folder_and_exported_model_agree(tiny):
-    from pipeline.predict import load_model, predict_texts
+    from pipeline.commands.predict import load_model, predict_texts
 
     texts = ["the movie is good", "the film is bad"] + AWKWARD_TEXTS
     exported = predict_texts(load_model(tiny.export_dir), texts, show_progress=False)
@@ -120,7 +120,7 @@ def test_run_folder_and_exported_model_agree(tiny):
 
 
 def test_predict_command_writes_csv_with_one_probability_column_per_class(tiny, tmp_path):
-    from pipeline.predict import predict_command
+    from pipeline.commands.predict import predict_command
 
     input_path = tmp_path / "texts.jsonl"
     texts = ["the movie is good", "the film is bad", "a long, long story"]
@@ -147,16 +147,16 @@ def test_predict_command_writes_csv_with_one_probability_column_per_class(tiny, 
     ids=["texts-and-input", "missing-input", "no-texts", "input-is-a-folder", "unknown-output-format"],
 )
 def test_predict_command_refuses_bad_input_before_loading_a_model(tiny, tmp_path, call, fragment):
-    from pipeline.errors import UserError
-    from pipeline.predict import predict_command
+    from pipeline.base.errors import UserError
+    from pipeline.commands.predict import predict_command
 
     with pytest.raises(UserError, match=fragment):
         predict_command(str(tiny.export_dir), **call(tiny, tmp_path))
 
 
 def test_an_unfinished_run_folder_is_refused_as_a_model(tmp_path):
-    from pipeline.errors import UserError
-    from pipeline.predict import model_kind
+    from pipeline.base.errors import UserError
+    from pipeline.commands.predict import model_kind
 
     with pytest.raises(UserError, match="incomplete"):
         model_kind(make_fake_run(tmp_path / "run", incomplete=True))
@@ -165,8 +165,8 @@ def test_an_unfinished_run_folder_is_refused_as_a_model(tmp_path):
 
 
 def test_a_folder_with_export_info_but_no_model_signatures_is_refused(tiny, tmp_path):
-    from pipeline.errors import UserError
-    from pipeline.predict import load_model
+    from pipeline.base.errors import UserError
+    from pipeline.commands.predict import load_model
 
     fake = tmp_path / "fake-export"
     fake.mkdir()
@@ -180,7 +180,7 @@ def test_a_folder_with_export_info_but_no_model_signatures_is_refused(tiny, tmp_
 
 
 def test_predict_texts_batches_by_length_and_keeps_the_given_order(capsys):
-    from pipeline.predict import predict_texts
+    from pipeline.commands.predict import predict_texts
 
     model = FakeModel()
     texts = ["a much longer text than the others", "", "mid length", "tiny"]
@@ -193,7 +193,7 @@ def test_predict_texts_batches_by_length_and_keeps_the_given_order(capsys):
 
 
 def test_progress_bar_counts_texts_per_second_unless_hidden(capsys):
-    from pipeline.predict import predict_texts
+    from pipeline.commands.predict import predict_texts
 
     predict_texts(FakeModel(), ["one", "two", "three"], show_progress=True)
     shown = capsys.readouterr().err
@@ -203,7 +203,7 @@ def test_progress_bar_counts_texts_per_second_unless_hidden(capsys):
 
 
 def test_printed_lines_are_aligned_and_long_texts_shortened():
-    from pipeline.predict import PRINTED_TEXT_WIDTH, format_predictions
+    from pipeline.commands.predict import PRINTED_TEXT_WIDTH, format_predictions
 
     texts = ("a fine film", "dull\nand   long " * 20, "")
     lines = format_predictions(fake_predictions(texts)).split("\n")
@@ -214,7 +214,7 @@ def test_printed_lines_are_aligned_and_long_texts_shortened():
 
 
 def test_tsv_and_jsonl_tables_keep_unicode_and_columns(tmp_path):
-    from pipeline.predict import write_predictions
+    from pipeline.commands.predict import write_predictions
 
     predictions = fake_predictions(("Café, \"crème\"", "dull", ""))
     write_predictions(predictions, tmp_path / "out.tsv")

@@ -1,4 +1,4 @@
-"""Presets on small fixtures with the real files' exact columns (pipeline/presets.py)."""
+"""Presets on small fixtures with the real files' exact columns (pipeline/data/presets.py)."""
 
 import importlib.util
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import presets
-from pipeline.data import PRESETS, embedded_demo_path, load_labeled_texts, split_labeled_texts
-from pipeline.errors import UserError
-from pipeline.presets import prepare_amazon_fine_food
+from pipeline.base.errors import UserError
+from pipeline.data import presets
+from pipeline.data.presets import prepare_amazon_fine_food
+from pipeline.data.tables import PRESETS, embedded_demo_path, load_labeled_texts, split_labeled_texts
 
 AMAZON_COLUMNS = [
     "Id", "ProductId", "UserId", "ProfileName", "HelpfulnessNumerator",

@@ -91,7 +91,7 @@ def warning_lines(stderr: str) -> list[str]:
 
 def assert_entry_equals_reference(entry_dir: Path, reference_dir: Path) -> None:
     """Bit-identical: every shard's and the digests' SHA-256 match, and the arrays read back equal."""
-    from pipeline.cache import read_cache_entry
+    from pipeline.features.cache import read_cache_entry
 
     manifest = json.loads((entry_dir / "manifest.json").read_text())
     reference = json.loads((reference_dir / "manifest.json").read_text())
@@ -117,9 +117,9 @@ def big_table(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference_entry(big_table, tiny_encoder_dir, tmp_path_factory) -> Path:
     """An uninterrupted extraction of the big table, in this process, with the same shard size."""
-    from pipeline import cache as cache_module
-    from pipeline.config import RunConfig
-    from pipeline.run import extract, prepare
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import extract, prepare
+    from pipeline.features import cache as cache_module
 
     cache_dir = tmp_path_factory.mktemp("reference-cache")
     patch = pytest.MonkeyPatch()
@@ -251,7 +251,7 @@ DAMAGE["python objects behind a forged hash"] = (
 
 def _store_python_objects(entry_dir: Path, shard_index: int) -> None:
     """An object array (loading it would need pickle), with the manifest's hash forged to match."""
-    from pipeline.files import bytes_sha256
+    from pipeline.base.files import bytes_sha256
 
     shard = entry_dir / f"shard-{shard_index:05d}.npy"
     np.save(shard, np.array([{"python": "object"}] * SHARD_ROWS, dtype=object), allow_pickle=True)
@@ -263,9 +263,9 @@ def _store_python_objects(entry_dir: Path, shard_index: int) -> None:
 def test_each_kind_of_damage_is_one_warning_and_is_recomputed(
     damage, big_table, tiny_encoder_dir, reference_entry, tmp_path, monkeypatch, capsys, caplog
 ):
-    """Through pipeline.cli.main in this process (the subprocess tests below cover the real entry point)."""
-    from pipeline import cache as cache_module
-    from pipeline.cli import main
+    """Through pipeline.commands.cli.main in this process (the subprocess tests below cover the real entry point)."""
+    from pipeline.commands.cli import main
+    from pipeline.features import cache as cache_module
 
     monkeypatch.setattr(cache_module, "SHARD_ROWS", SHARD_ROWS)
     cache_dir = tmp_path / "cache"
@@ -335,8 +335,8 @@ def test_an_extraction_waits_while_another_process_holds_the_key(tiny_encoder_di
     """The lock is per key and file-based; while it is held, nothing of the entry is written."""
     from filelock import FileLock
 
-    from pipeline import features as features_module
-    from pipeline.encoder import load_encoder
+    from pipeline.encoders.encoder import load_encoder
+    from pipeline.features import extraction as features_module
 
     encoder = load_encoder(str(tiny_encoder_dir))
     texts = [text for text, _ in generated_rows(50, seed=4)]
@@ -350,7 +350,7 @@ def test_an_extraction_waits_while_another_process_holds_the_key(tiny_encoder_di
     worker = threading.Thread(target=lambda: outcome.update(result=features_module.extract_features(
         texts, encoder, pooling="mean", max_seq_length=32, cache_dir=cache_dir, show_progress=False)))
     try:
-        with caplog.at_level(logging.INFO, logger="pipeline.cache"):
+        with caplog.at_level(logging.INFO, logger="pipeline.features.cache"):
             worker.start()
             time.sleep(2)
             assert worker.is_alive() and not (cache_dir / probe.entry_dir.name).exists()
@@ -366,8 +366,8 @@ def test_an_extraction_waits_while_another_process_holds_the_key(tiny_encoder_di
 
 
 def _entry_for(table: Path, encoder_dir: Path, cache_dir: Path, **overrides) -> tuple[Path, bool]:
-    from pipeline.config import RunConfig
-    from pipeline.run import extract, prepare
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import extract, prepare
 
     settings = {"pooling": "mean", "max_seq_length": 32, **overrides}
     config = RunConfig(data=str(table), encoder=str(encoder_dir), cache_dir=str(cache_dir), **settings)
@@ -379,7 +379,7 @@ def test_every_input_of_the_features_gives_its_own_cache_entry(tiny_encoder_dir,
     """End to end through prepare + extract: an encoder file, the vocabulary, lower-casing, length, pooling, a text."""
     from tiny_bert import write_tiny_checkpoint
 
-    from pipeline.convert import convert_checkpoint
+    from pipeline.encoders.convert import convert_checkpoint
 
     rows = generated_rows(120, seed=3)
     table = write_csv(tmp_path / "reviews.csv", ["text", "label"], rows)
@@ -424,7 +424,7 @@ def test_every_input_of_the_features_gives_its_own_cache_entry(tiny_encoder_dir,
 
 
 def test_the_converted_model_records_the_hash_of_the_weights_it_came_from(tiny_encoder_dir):
-    from pipeline.files import file_sha256
+    from pipeline.base.files import file_sha256
 
     info = json.loads((tiny_encoder_dir / "pipeline_model.json").read_text())
     assert info["source"]["sha256"] == file_sha256(tiny_encoder_dir.parent / "checkpoint" / "model.safetensors")
@@ -487,7 +487,7 @@ def test_a_run_killed_in_training_reruns_to_the_metrics_of_an_uninterrupted_run(
 
 def _disk_fills_after(monkeypatch, successful_writes: int) -> None:
     """Every atomic write ends in fsync; after `successful_writes` of them the disk is 'full'."""
-    from pipeline import files
+    from pipeline.base import files
 
     calls = {"count": 0}
     real_fsync = os.fsync
@@ -508,8 +508,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_full_disk_during_extraction_is_one_error_line_and_leaves_the_cache_resumable(
     tiny_encoder_dir, tmp_path, monkeypatch, capsys
 ):
-    from pipeline import cache as cache_module
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
+    from pipeline.features import cache as cache_module
 
     monkeypatch.setattr(cache_module, "SHARD_ROWS", 20)
     table = write_csv(tmp_path / "reviews.csv", ["text", "label"], generated_rows(200, seed=8))  # 10 shards
@@ -541,8 +541,8 @@ def test_a_full_disk_during_extraction_is_one_error_line_and_leaves_the_cache_re
 def test_a_full_disk_while_writing_the_run_folder_is_one_error_and_leaves_no_run_folder(
     tiny_encoder_dir, tmp_path, monkeypatch, capsys
 ):
-    from pipeline import run as run_module
-    from pipeline.cli import main
+    from pipeline.commands import run as run_module
+    from pipeline.commands.cli import main
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

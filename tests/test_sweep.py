@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from helpers import write_csv, write_tiny_csv
 
-from pipeline.config import RunConfig
-from pipeline.errors import UserError
-from pipeline.sweep import PROBE_STRENGTHS, Trial, default_trials, probe_as_keras, sweep
+from pipeline.base.config import RunConfig
+from pipeline.base.errors import UserError
+from pipeline.commands.sweep import PROBE_STRENGTHS, Trial, default_trials, probe_as_keras, sweep
 
 
 @pytest.mark.parametrize("classes", [2, 3])
@@ -18,7 +18,7 @@ def test_a_probe_becomes_a_keras_model_with_the_same_probabilities(classes):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from pipeline.head import predict_probabilities
+    from pipeline.training.head import predict_probabilities
 
     generator = np.random.default_rng(0)
     labels = np.arange(300) % classes
@@ -46,7 +46,7 @@ def test_a_sweep_with_no_trials_is_refused(tmp_path):
 
 
 def test_a_sweep_of_the_paperspace_head_is_one_error_line_and_writes_nothing(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 60)
     status = main(["sweep", "--data", str(data), "--head", "paperspace", "--output-dir", str(tmp_path / "run"),
@@ -58,7 +58,7 @@ def test_a_sweep_of_the_paperspace_head_is_one_error_line_and_writes_nothing(tmp
 
 
 def test_a_sweep_of_ensembles_is_one_error_line_and_writes_nothing(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.commands.cli import main
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 60)
     status = main(["sweep", "--data", str(data), "--ensemble", "3", "--output-dir", str(tmp_path / "run"),
@@ -71,7 +71,7 @@ def test_a_sweep_of_ensembles_is_one_error_line_and_writes_nothing(tmp_path, cap
 
 @pytest.mark.parametrize("classes", [2, 3])
 def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_path, tiny_encoder_dir, classes):
-    from pipeline.run_folder import read_run_folder
+    from pipeline.runs.run_folder import read_run_folder
 
     if classes == 2:
         data = write_tiny_csv(tmp_path / "reviews.csv", 120)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from helpers import write_tiny_csv
 
-from pipeline import tensorboard_logging as tb
+from pipeline.evaluation import tensorboard_logging as tb
 
 SERVER_START_SECONDS = 60
 TINY_ROWS = 60
@@ -117,9 +117,9 @@ def test_preformatted_text_is_indented_markdown():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_encoder_dir):
-    """A run of pipeline.run.run on the 60-row CSV with the tiny encoder; every path it writes is in tmp."""
-    from pipeline.config import RunConfig
-    from pipeline.run import run
+    """A run of pipeline.commands.run.run on the 60-row CSV with the tiny encoder; every path it writes is in tmp."""
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.run import run
 
     folder = tmp_path_factory.mktemp("tensorboard-run")
     config = RunConfig(

@@ -271,7 +271,7 @@ def _save_wrapped_model(new_model_dir, output_dir, *, name, trainable, call, inp
 def make_tiny_encoder(folder, **checkpoint_options) -> Path:
     """Writes a tiny checkpoint into folder/checkpoint, converts it into folder/encoder, returns
     the SavedModel folder (a TF-Hub handle with pipeline_model.json)."""
-    from pipeline.convert import convert_checkpoint
+    from pipeline.encoders.convert import convert_checkpoint
 
     folder = Path(folder)
     checkpoint = write_tiny_checkpoint(folder / "checkpoint", **checkpoint_options)

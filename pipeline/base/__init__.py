@@ -1,0 +1,5 @@
+"""The shared base every stage may use: what the user can fix (`errors`), atomic files and hashes (`files`),
+the run configuration and its validation (`config`), TensorFlow start-up and the encoder's precision (`devices`).
+
+May import: nothing of pipeline.
+"""

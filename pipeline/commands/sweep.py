@@ -1,0 +1,246 @@
+"""The sweep command: many heads on the cached features; the best by validation AUROC becomes the run's head.
+
+Trials are a small grid of `mlp` heads (hidden units x dropout x weight decay x learning rate) and the
+logistic-regression probe at a few strengths C. Each trial is fitted on the training split and scored on
+the validation split only; every trial is logged to one TensorBoard HParams view (`logs/sweep/`). The
+best trial is then scored on the test split, alone, and written as an ordinary run folder, so `export`,
+`predict` and the notebooks take it like any run. A winning probe is written as an equivalent Keras model
+(standardisation + one dense layer with the probe's weights).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.base.config import RunConfig, artifacts_dir, validate
+from pipeline.base.errors import UserError
+from pipeline.commands.run import (
+    Prepared,
+    RunResult,
+    class_weights_for,
+    evaluate_and_finish,
+    extract,
+    prepare,
+    run_name,
+    split_features,
+    write_config,
+    write_run_folder,
+)
+from pipeline.runs import run_folder
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOGS = "sweep"
+# Trials train fast: bigger batches, fewer epochs, an early stop after 3 epochs without a better val AUROC.
+MLP_GRID: dict[str, list[Any]] = {"hidden_units": [(256,), (64,)], "dropout_rate": [0.3, 0.5], "weight_decay": [1e-3, 1e-2],
+            "learning_rate": [1e-3, 3e-3]}
+MLP_TRIAL_SETTINGS = {"epochs": 10, "batch_size": 256, "patience": 3}
+# Strong regularisation suits a few thousand rows of thousands of standardised features (C=1 overfits the
+# demo's 2,304 features); weaker ones also converge more slowly.
+PROBE_STRENGTHS = [0.001, 0.003, 0.01, 0.1]
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    model: str  # "mlp" or "probe"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def hparams(self) -> dict[str, bool | int | float | str]:
+        values: dict[str, bool | int | float | str] = {"model": self.model}
+        for key, value in self.options.items():
+            values[key] = ",".join(str(item) for item in value) if isinstance(value, tuple) else value
+        return values
+
+
+def default_trials(config: RunConfig | None = None) -> list[Trial]:
+    """The grid, with every head option the user set pinned to that value, and the probe at each strength."""
+    grid = dict(MLP_GRID)
+    for name in grid:
+        value = getattr(config, name) if config is not None else None
+        if value is not None:
+            grid[name] = [value]
+    trials = []
+    for hidden_units, dropout_rate, weight_decay, learning_rate in itertools.product(
+            grid["hidden_units"], grid["dropout_rate"], grid["weight_decay"], grid["learning_rate"]):
+        options = {"hidden_units": hidden_units, "dropout_rate": dropout_rate, "weight_decay": weight_decay,
+                   "learning_rate": learning_rate}
+        name = (f"mlp-{'x'.join(map(str, hidden_units))}-dropout{dropout_rate:g}-wd{weight_decay:g}"
+                f"-lr{learning_rate:g}")
+        trials.append(Trial(name, "mlp", options))
+    trials += [Trial(f"probe-C{strength:g}", "probe", {"C": strength}) for strength in PROBE_STRENGTHS]
+    return trials
+
+
+@dataclass
+class TrialResult:
+    trial: Trial
+    val_auroc: float
+    seconds: float
+    epochs_run: int | None
+    model: Any  # the fitted Keras model, kept only while it is the best so far
+
+
+def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress: bool = True) -> RunResult:
+    """Fits every trial, keeps the best by validation AUROC as the run's head, scores only it on the test split."""
+    validate(config)
+    if config.fine_tune:
+        raise UserError("--fine-tune cannot be swept: a sweep trains many heads on cached frozen features; "
+                        "use `python -m pipeline run --fine-tune` (with --learning-rate or --epochs to try others)")
+    if config.ensemble not in (None, 1):
+        raise UserError(f"--ensemble {config.ensemble} cannot be swept: each trial is one head, so trials compare fairly "
+                        f"and 20 fit in two minutes; pass the sweep's pick to `python -m pipeline run --ensemble N`")
+    if trials is None:
+        trials = default_trials(config) if config.head == "mlp" else []
+    if not trials:
+        raise UserError(f"the sweep has no trials left: its grid holds mlp heads and the probe, and --head {config.head} "
+                        f"leaves none; drop --head (or use `run --head {config.head}` for that head alone)")
+    run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs",
+                                        name=f"{run_name(config)}-sweep")
+    prepared = prepare(config)
+    feature_result = extract(prepared, show_progress=show_progress)
+    parts = split_features(prepared, feature_result.features)
+
+    def work() -> dict[str, Any]:
+        results = _fit_trials(prepared, parts, trials, run_dir / run_folder.LOGS_DIR / SWEEP_LOGS, show_progress)
+        best = max(results, key=lambda result: result.val_auroc)
+        table = [{"trial": result.trial.name, "model": result.trial.model, "val_auroc": round(result.val_auroc, 6),
+                  "seconds": round(result.seconds, 2), **{key: list(value) if isinstance(value, tuple) else value
+                                                          for key, value in result.trial.options.items()}}
+                 for result in results]
+        summary = {"trials": table, "best": best.trial.name,
+                   "test_split": f"only the best trial ({best.trial.name}) was scored on the test split"}
+        chosen = _as_trained(prepared, best.trial)
+        write_config(chosen, run_dir)
+        training = {"epochs_run": best.epochs_run, "seconds": round(best.seconds, 3), "trial": best.trial.name}
+        return evaluate_and_finish(chosen, run_dir, best.model, parts, feature_result.summary(), training,
+                                   extra_metrics={"sweep": summary})
+
+    metrics = write_run_folder(run_dir, work)
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
+def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
+    """The prepared run as the winning trial trained it, so config.json records what the head is."""
+    from dataclasses import replace
+
+    if trial.model == "probe":  # none of the mlp options apply; the strength C is in metrics.json's sweep record
+        options = {name: None for name in ("epochs", "batch_size", "learning_rate", "dropout_rate", "hidden_units",
+                                           "weight_decay", "ensemble")}
+        return replace(prepared, config=prepared.config.replace(head="probe", **options))
+    head = replace(prepared.head, head="mlp", epochs=MLP_TRIAL_SETTINGS["epochs"],
+                   batch_size=MLP_TRIAL_SETTINGS["batch_size"], ensemble=1, **trial.options)
+    return replace(prepared, head=head, config=prepared.config.replace(**head.as_options()))
+
+
+def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
+                show_progress: bool) -> list[TrialResult]:
+    labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
+    class_weight = class_weights_for(prepared)
+    results: list[TrialResult] = []
+    best: TrialResult | None = None
+    with tqdm(trials, unit="trial", desc="sweep", disable=not show_progress) as progress:
+        for trial in progress:
+            started = time.perf_counter()
+            if trial.model == "probe":
+                model, epochs_run = _fit_probe(parts, labels, trial, prepared, class_weight), None
+            else:
+                model, epochs_run = _fit_mlp(parts, labels, trial, prepared, class_weight, logs_dir / trial.name)
+            val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
+            result = TrialResult(trial, val_auroc, time.perf_counter() - started, epochs_run, model)
+            _log_trial(logs_dir / trial.name, trial, val_auroc)
+            if best is None or val_auroc > best.val_auroc:
+                if best is not None:
+                    best.model = None  # only the best model is kept in memory
+                best = result
+            else:
+                result.model = None
+            results.append(result)
+            progress.set_postfix(best=f"{best.val_auroc:.4f}")
+    return results
+
+
+def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    from pipeline.evaluation.metrics import macro_auroc
+    from pipeline.training.head import predict_probabilities
+
+    value = macro_auroc(labels, predict_probabilities(model, features), num_classes)
+    return value if np.isfinite(value) else float("-inf")
+
+
+def _fit_mlp(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
+             class_weight: dict[int, float] | None, trial_dir: Path) -> tuple[Any, int]:
+    from pipeline.training.head import build_mlp_head, compile_head
+    from pipeline.training.train import make_deterministic, train_head
+
+    num_classes = len(prepared.label_names)
+    make_deterministic(prepared.config.seed)
+    model = build_mlp_head(parts["train"], num_classes, hidden_units=trial.options["hidden_units"],
+                           dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed)
+    compile_head(model, num_classes, learning_rate=trial.options["learning_rate"],
+                 weight_decay=trial.options["weight_decay"])
+    history = train_head(model, train_features=parts["train"], train_labels=labels["train"],
+                         val_features=parts["validation"], val_labels=labels["validation"], num_classes=num_classes,
+                         best_weights_path=None, tensorboard_dir=trial_dir,
+                         csv_log_path=trial_dir / "training_log.csv", epochs=MLP_TRIAL_SETTINGS["epochs"],
+                         batch_size=MLP_TRIAL_SETTINGS["batch_size"], class_weight=class_weight,
+                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False, verbose=0)
+    return model, len(history.epoch)
+
+
+def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
+               class_weight: dict[int, float] | None) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(parts["train"])
+    probe = LogisticRegression(max_iter=2000, C=trial.options["C"], random_state=prepared.config.seed,
+                               class_weight=class_weight)
+    probe.fit(scaler.transform(parts["train"]), labels["train"])
+    return probe_as_keras(scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+
+
+def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray) -> Any:
+    """The fitted probe as a Keras model giving the same probabilities: standardise, then one dense layer
+    (sigmoid for two classes, softmax for more), so a winning probe exports and predicts like any head."""
+    import tf_keras as keras
+
+    width, classes = coefficients.shape[1], coefficients.shape[0]
+    inputs = keras.Input(shape=(width,), name="features")
+    # StandardScaler leaves a constant feature's scale at 1 (variance 0); Normalization would divide by ~0.
+    standardise = keras.layers.Normalization(mean=mean, variance=np.where(variance > 0, variance, 1.0),
+                                             name="standardise")
+    output = keras.layers.Dense(classes, activation="sigmoid" if classes == 1 else "softmax", name="probabilities")
+    model = keras.Model(inputs, output(standardise(inputs)), name="head")
+    output.set_weights([coefficients.T.astype(np.float32), intercepts.astype(np.float32)])
+    return model
+
+
+def _log_trial(trial_dir: Path, trial: Trial, val_auroc: float) -> None:
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    writer = tf.summary.create_file_writer(str(trial_dir))
+    with writer.as_default():
+        hparams_api.hparams(trial.hparams(), trial_id=trial.name)
+        tf.summary.scalar("val/auroc", val_auroc, step=0)
+    writer.close()
+
+
+def summary_lines(result: RunResult) -> str:
+    """The trials by validation AUROC, and the one test score, for the end of the command's output."""
+    sweep_record = result.metrics["sweep"]
+    rows = sorted(sweep_record["trials"], key=lambda row: -row["val_auroc"])
+    width = max(len(row["trial"]) for row in rows)
+    lines = [f"Sweep: {len(rows)} trials, by validation AUROC:"]
+    lines += [f"  {row['trial'].ljust(width)}  {row['val_auroc']:.4f}  ({row['seconds']:.1f} s)" for row in rows]
+    lines.append(f"Best: {sweep_record['best']}; {sweep_record['test_split']}.")
+    return "\n".join(lines)

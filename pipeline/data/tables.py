@@ -1,0 +1,586 @@
+"""Tables of texts and labels: reading, label mapping, stratified splits and class weights.
+
+Every table goes through the same steps: read the file (format from its extension), keep the
+text and label columns as strings, drop rows without a label or text, apply the preset's
+cleaning, map labels to class ids 0..K-1. Preset specifics live in `presets.py`.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from pipeline.base.errors import UserError
+from pipeline.data.presets import (
+    DEFAULT_PRESET,
+    LABEL,
+    PRESETS,
+    TEXT,
+    Preset,
+    embedded_demo_path,
+    unknown_labels,
+)
+
+__all__ = [
+    "LabeledTexts",
+    "PRESETS",
+    "Preset",
+    "Splits",
+    "align_labels",
+    "compute_class_weights",
+    "embedded_demo_path",
+    "load_labeled_texts",
+    "read_table",
+    "split_labeled_texts",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEXT_COLUMN = "text"
+DEFAULT_LABEL_COLUMN = "label"
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays field by field is ambiguous
+class LabeledTexts:
+    """Texts with class ids; class i is `label_names[i]`."""
+
+    texts: list[str]
+    labels: np.ndarray  # int64, values 0..K-1
+    label_names: list[str]
+    dropped_rows: int = 0  # rows dropped while loading (missing labels, preset filters)
+    class_weighting: str | None = None  # "balanced" when the preset asks for it
+
+    def __post_init__(self) -> None:
+        # These are programming errors, not user input: the loaders always build valid objects.
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.labels.dtype != np.int64 or self.labels.ndim != 1:
+            raise ValueError(f"labels must be a 1-D int64 array, got {self.labels.dtype}")
+        if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(self.label_names):
+            raise ValueError(f"labels must lie in 0..{len(self.label_names) - 1}")
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: LabeledTexts
+    validation: LabeledTexts
+    test: LabeledTexts
+
+
+# ============================================================================ reading tables
+
+COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2"}
+FORMAT_BY_SUFFIX = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # JSON lines, or one JSON array of records (detected from the first character)
+    ".parquet": "parquet",
+    "": "csv",  # a bare `reviews.gz` is taken to be a compressed CSV
+}
+SUPPORTED_FORMATS = (
+    ".csv, .tsv, .txt (tab-separated), .jsonl, .json, .parquet; CSV, TSV and JSON may end in .gz or .bz2"
+)
+T = TypeVar("T")
+
+
+def table_format(path: Path) -> tuple[str, str | None]:
+    """(format, compression) from the file name: `reviews.csv.bz2` -> ("csv", "bz2")."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    compression = COMPRESSION_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    inner_suffix = suffixes[-1] if suffixes else ""
+    table_kind = FORMAT_BY_SUFFIX.get(inner_suffix)
+    if table_kind is None or (table_kind == "parquet" and compression):
+        raise UserError(
+            f"cannot tell the format of {path} from its extension; use one of: {SUPPORTED_FORMATS}"
+        )
+    return table_kind, compression
+
+
+def one_line(error: Exception) -> str:
+    """Library messages may span lines; the CLI prints exactly one."""
+    return " ".join(str(error).split())
+
+
+def with_encoding_fallback(read: Callable[[str], T], path: Path) -> T:
+    """UTF-8 (a byte-order mark is skipped); latin-1 otherwise, which decodes any bytes."""
+    try:
+        return read("utf-8-sig")
+    except UnicodeDecodeError:
+        logger.warning("%s is not valid UTF-8; reading it as latin-1, check accented characters", path)
+        return read("latin-1")
+
+
+def check_readable_file(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"data file not found: {path}; check the path given with --data or --test-data")
+    if not path.is_file():
+        raise UserError(f"{path} is a directory, not a data file; pass the table file itself")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty; it needs a header row and at least one row of data")
+
+
+def read_first_row(path: Path, options: dict) -> list[str]:
+    first = pd.read_csv(path, header=None, nrows=1, **options)
+    return ["" if pd.isna(field) else str(field).strip() for field in first.iloc[0]]
+
+
+def read_delimited(
+    path: Path, *, separator: str, compression: str | None, encoding: str,
+    headerless_columns: Sequence[str] | None,
+) -> pd.DataFrame:
+    """CSV with standard quoting (fields may hold commas and newlines); TSV without quoting.
+
+    TSV is read as GLUE writes it: a quote character is an ordinary character, so a sentence
+    that starts with `"` is not swallowed into one huge field. Every cell is read as a string
+    and only empty cells count as missing (a review saying "NA" is text, not a gap).
+    """
+    options: dict = {
+        "sep": separator, "dtype": str, "keep_default_na": False,
+        "encoding": encoding, "compression": compression,
+    }
+    if separator == "\t":
+        options["quoting"] = csv.QUOTE_NONE
+    if headerless_columns:
+        first_row = read_first_row(path, options)
+        if not set(first_row) & set(headerless_columns):
+            if len(first_row) != len(headerless_columns):
+                raise UserError(
+                    f"{path} has no header and {len(first_row)} fields per row; expected "
+                    f"{len(headerless_columns)} ({', '.join(headerless_columns)})"
+                )
+            options.update(header=None, names=list(headerless_columns))
+    return pd.read_csv(path, **options)
+
+
+def read_text_file(path: Path, *, compression: str | None, encoding: str) -> str:
+    if compression == "gzip":
+        with gzip.open(path, "rb") as handle:
+            return handle.read().decode(encoding)
+    if compression == "bz2":
+        with bz2.open(path, "rb") as handle:
+            return handle.read().decode(encoding)
+    return path.read_bytes().decode(encoding)
+
+
+def read_json_table(path: Path, *, compression: str | None, encoding: str) -> pd.DataFrame:
+    """JSON lines (one object per line), or one JSON array of objects, read by pandas as they are."""
+    text = read_text_file(path, compression=compression, encoding=encoding)
+    if not text.strip():
+        raise pd.errors.EmptyDataError("no records")
+    is_array = text.lstrip().startswith("[")
+    try:
+        return pd.read_json(io.StringIO(text), lines=not is_array, orient="records", dtype=False,
+                            convert_dates=False, keep_default_dates=False)
+    except (ValueError, TypeError) as error:
+        raise UserError(json_problem(text, path, is_array=is_array, error=error)) from None
+
+
+def json_problem(text: str, path: Path, *, is_array: bool, error: Exception) -> str:
+    """pandas says what is wrong but not where; for JSON lines, name the first line that is no object."""
+    if not is_array:
+        for line_number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as line_error:
+                return f"line {line_number} of {path} is not valid JSON ({line_error}); write one object per line"
+            if not isinstance(record, dict):
+                return (f"line {line_number} of {path} is not a JSON object; "
+                        f'write one {{"column": value}} object per line')
+    return f"{path} is not valid JSON ({one_line(error)}); write one object per line (JSON lines)"
+
+
+def read_parquet_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(
+            f"could not read {path} as Parquet ({one_line(error)}); check the file is a Parquet table"
+        ) from None
+
+
+def read_table(path: Path, *, headerless_columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a table by extension; UserError for a missing, empty, unparsable or row-less file.
+
+    `headerless_columns` names the columns of a delimited file whose first row is data, which
+    is detected by none of its fields being one of those names.
+    """
+    check_readable_file(path)
+    table_kind, compression = table_format(path)
+    try:
+        if table_kind == "parquet":
+            frame = read_parquet_table(path)
+        elif table_kind in ("csv", "tsv"):
+            separator = "," if table_kind == "csv" else "\t"
+            frame = with_encoding_fallback(
+                lambda encoding: read_delimited(
+                    path, separator=separator, compression=compression, encoding=encoding,
+                    headerless_columns=headerless_columns,
+                ),
+                path,
+            )
+        else:
+            frame = with_encoding_fallback(
+                lambda encoding: read_json_table(path, compression=compression, encoding=encoding), path
+            )
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; it needs a header row and at least one row of data") from None
+    except pd.errors.ParserError as error:
+        raise UserError(
+            f"could not parse {path} as {table_kind.upper()} ({one_line(error)}); "
+            f"check that every row has as many fields as the header"
+        ) from None
+    except (OSError, EOFError) as error:  # a damaged .gz or .bz2
+        raise UserError(f"could not read {path} ({one_line(error)}); check the file is complete") from None
+    if len(frame) == 0:
+        header = f" (only a header: {describe_columns(frame)})" if len(frame.columns) else ""
+        raise UserError(f"{path} has no data rows{header}; add at least one row of text and label")
+    return frame
+
+
+# ============================================================================ columns and labels
+
+
+def value_to_text(value: Any) -> str | None:  # a table cell, of whatever type the reader gave
+    """A cell as stripped text; None when missing or blank. Whole floats lose their `.0`.
+
+    Numbers are text too (a numeric text column is read as its digits), and a label 1.0 that
+    JSON or Parquet upcast because of a missing value still reads as "1".
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def column_to_text(column: pd.Series) -> pd.Series:
+    """A column as stripped Python strings (object dtype) with None for missing or blank cells."""
+    if isinstance(column.dtype, pd.StringDtype):  # every CSV/TSV column: vectorised, no per-cell calls
+        stripped = column.str.strip()
+        usable = stripped.notna() & (stripped != "")
+        return stripped.astype(object).where(usable, None)
+    return column.map(value_to_text).astype(object)
+
+
+def describe_columns(frame: pd.DataFrame, limit: int = 30) -> str:
+    names = [str(name) for name in frame.columns]
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def select_text_and_label(
+    frame: pd.DataFrame, *, path: Path, text_column: str, label_column: str
+) -> pd.DataFrame:
+    """The two columns, renamed to `text`/`label`, as stripped strings with None for gaps."""
+    wanted = (("text", text_column, "--text-column"), ("label", label_column, "--label-column"))
+    for role, column, flag in wanted:
+        if column not in frame.columns:
+            raise UserError(
+                f"{role} column {column!r} not found in {path}; columns found: {describe_columns(frame)}; "
+                f"pass {flag} NAME"
+            )
+    rows = pd.DataFrame(
+        {
+            TEXT: column_to_text(frame[text_column]),
+            LABEL: column_to_text(frame[label_column]),
+        }
+    )
+    if rows[TEXT].isna().all():
+        raise UserError(
+            f"text column {text_column!r} in {path} has no text on any row; "
+            f"pass --text-column with the column that holds the texts"
+        )
+    if rows[LABEL].isna().all():
+        raise UserError(
+            f"label column {label_column!r} in {path} is empty on every row; "
+            f"fill in the labels or pass --label-column NAME"
+        )
+    return rows
+
+
+def drop_incomplete_rows(rows: pd.DataFrame, *, path: Path, label_column: str) -> pd.DataFrame:
+    """Rows without a label cannot be trained on, nor rows without text; both are reported."""
+    missing_label = rows[LABEL].isna()
+    missing_text = rows[TEXT].isna() & ~missing_label
+    if missing_label.any():
+        logger.warning(
+            "dropped %d rows of %s with no value in label column %r", int(missing_label.sum()), path, label_column
+        )
+    if missing_text.any():
+        logger.info("dropped %d rows of %s with empty text", int(missing_text.sum()), path)
+    return rows.loc[~(missing_label | missing_text)]
+
+
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def sorted_label_names(labels: Sequence[str]) -> list[str]:
+    """Distinct labels in a stable order: by value when all are numbers (2 before 10), else by text."""
+    distinct = set(labels)
+    if all(NUMBER.fullmatch(label) for label in distinct):
+        return sorted(distinct, key=lambda label: (float(label), label))
+    return sorted(distinct)
+
+
+def labels_to_ids(labels: Sequence[str], label_names: Sequence[str], *, source: str) -> np.ndarray:
+    """Class ids for label strings; a label outside `label_names` is a UserError naming it."""
+    id_by_name = {name: index for index, name in enumerate(label_names)}
+    shown = unknown_labels(labels, id_by_name)
+    if shown:
+        raise UserError(
+            f"{source} has label {shown} not among the training labels ({', '.join(label_names)}); "
+            f"use the same label values in both files"
+        )
+    return np.array([id_by_name[label] for label in labels], dtype=np.int64)
+
+
+def classes_present(class_names: list[str], label_values: Sequence[str], *, preset_name: str, path: Path) -> list[str]:
+    """A preset's fixed classes, less those with no row in this file (with a warning naming them).
+
+    A user may well hold a copy with a class filtered out; training on the classes present is what
+    they can use, where refusing would leave them nothing to do but add rows they do not have.
+    """
+    present = set(label_values)
+    missing = [name for name in class_names if name not in present]
+    if missing:
+        kept = [name for name in class_names if name in present]
+        logger.warning("%s: class %s has no rows in %s; training on the %d classes present (%s)", preset_name,
+                       ", ".join(repr(name) for name in missing), path, len(kept), ", ".join(kept))
+        return kept
+    return class_names
+
+
+def require_two_classes(labels: np.ndarray, label_names: Sequence[str], *, path: Path) -> None:
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = label_names[present[0]] if len(present) else "none"
+        raise UserError(
+            f"{path} has only one class ({only!r}, {len(labels)} rows) after cleaning; a classifier needs at "
+            f"least two, check --label-column"
+        )
+
+
+def align_labels(
+    data: LabeledTexts, label_names: Sequence[str], *, source: str = "the test data"
+) -> LabeledTexts:
+    """Re-express `data` in another class order, e.g. a test file in the training file's classes."""
+    original_names = [data.label_names[class_id] for class_id in data.labels]
+    return LabeledTexts(
+        texts=list(data.texts),
+        labels=labels_to_ids(original_names, label_names, source=source),
+        label_names=list(label_names),
+        dropped_rows=data.dropped_rows,
+        class_weighting=data.class_weighting,
+    )
+
+
+# ============================================================================ loading
+
+
+def resolve_preset(name: str | None, presets: Mapping[str, Preset]) -> Preset | None:
+    if name is None:
+        return None
+    if name not in presets:
+        raise UserError(f"unknown preset {name!r}; known presets: {', '.join(sorted(presets))}")
+    return presets[name]
+
+
+def resolve_data_path(path: str | Path | None, preset: Preset | None) -> Path:
+    if path is not None:
+        return Path(path).expanduser()
+    if preset is None or preset.bundled_path is None:
+        name = preset.name if preset else "(none)"
+        source = f" (get it from: {preset.source})" if preset else ""
+        raise UserError(f"preset {name} needs a data file; pass --data PATH{source}")
+    return preset.bundled_path()
+
+
+def load_labeled_texts(
+    path: str | Path | None,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    preset: str | None = None,
+    seed: int = 42,
+    label_names: Sequence[str] | None = None,
+    presets: Mapping[str, Preset] = PRESETS,
+) -> LabeledTexts:
+    """Read a table into texts and class ids.
+
+    With no path and no preset this is the embedded demo (the rotten-tomatoes preset).
+    `text_column`/`label_column` override the preset's columns; without a preset they default
+    to `text` and `label`. Class order: `label_names` when given (a test file read in the
+    training file's classes; another label is a UserError), else the preset's, else sorted
+    labels (numerically if all are numbers). `seed` drives presets that sample rows.
+    """
+    if path is None and preset is None:
+        preset = DEFAULT_PRESET
+    chosen = resolve_preset(preset, presets)
+    data_path = resolve_data_path(path, chosen)
+    text_column = text_column or (chosen.text_column if chosen else DEFAULT_TEXT_COLUMN)
+    label_column = label_column or (chosen.label_column if chosen else DEFAULT_LABEL_COLUMN)
+
+    frame = read_table(data_path, headerless_columns=chosen.headerless_columns if chosen else None)
+    rows = select_text_and_label(frame, path=data_path, text_column=text_column, label_column=label_column)
+    rows = drop_incomplete_rows(rows, path=data_path, label_column=label_column)
+    if len(rows) == 0:
+        raise UserError(
+            f"no row of {data_path} has both a text and a label; check --text-column and --label-column"
+        )
+    if chosen is not None:
+        rows = chosen.prepare(rows, seed)
+        if len(rows) == 0:
+            raise UserError(
+                f"no rows of {data_path} are left after the {chosen.name} preset's filters; "
+                f"check the file and --preset"
+            )
+
+    label_values = rows[LABEL].tolist()
+    fixed_order = label_names or (chosen.label_names if chosen else None)
+    class_names = list(fixed_order) if fixed_order else sorted_label_names(label_values)
+    if not label_names and chosen is not None:
+        class_names = classes_present(class_names, label_values, preset_name=chosen.name, path=data_path)
+    labels = labels_to_ids(label_values, class_names, source=str(data_path))
+    require_two_classes(labels, class_names, path=data_path)
+    return LabeledTexts(
+        texts=[str(text) for text in rows[TEXT]],
+        labels=labels,
+        label_names=class_names,
+        dropped_rows=len(frame) - len(rows),
+        class_weighting=chosen.class_weighting if chosen else None,
+    )
+
+
+# ============================================================================ splits and weights
+
+
+def subset(data: LabeledTexts, indices: np.ndarray, *, dropped_rows: int) -> LabeledTexts:
+    return LabeledTexts(
+        texts=[data.texts[index] for index in indices],
+        labels=data.labels[indices],
+        label_names=list(data.label_names),
+        dropped_rows=dropped_rows,
+        class_weighting=data.class_weighting,
+    )
+
+
+def smallest_class_needed(fraction: float) -> int:
+    """Rows a class needs so that a stratified `fraction` of it is at least one row."""
+    return max(2, math.ceil(1.0 / fraction - 1e-9))
+
+
+def require_stratifiable(data: LabeledTexts, *, minimum_rows: int, reason: str) -> None:
+    counts = np.bincount(data.labels, minlength=len(data.label_names))
+    for class_id, count in enumerate(counts):
+        if count < minimum_rows:
+            raise UserError(
+                f"class {data.label_names[class_id]!r} has {count} row{'' if count == 1 else 's'}, too few for a stratified split: "
+                f"each class needs at least {minimum_rows} so {reason}; add rows or remove that class"
+            )
+
+
+def check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    each_in_range = 0 < validation_fraction < 1 and 0 < test_fraction < 1
+    if not (each_in_range and validation_fraction + test_fraction < 1):
+        raise UserError(
+            f"validation fraction {validation_fraction} and test fraction {test_fraction} must each be "
+            f"between 0 and 1 and sum to less than 1"
+        )
+
+
+def stratified_split(
+    labels: np.ndarray, indices: np.ndarray, *, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, split_off) positions; sklearn's own refusals become UserErrors."""
+    from sklearn.model_selection import train_test_split  # imported here: bad input fails before it loads
+
+    try:
+        kept, split_off = train_test_split(
+            indices, test_size=fraction, random_state=seed, shuffle=True, stratify=labels[indices]
+        )
+    except ValueError as error:
+        raise UserError(
+            f"cannot make a stratified split ({one_line(error)}); add rows or remove small classes"
+        ) from None
+    return kept, split_off
+
+
+def split_labeled_texts(
+    data: LabeledTexts,
+    *,
+    seed: int,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    test_data: LabeledTexts | None = None,
+) -> Splits:
+    """Stratified, seeded train/validation/test splits.
+
+    Without `test_data`: test gets `test_fraction` of `data`, validation `validation_fraction`,
+    train the rest. With `test_data`: it is the test set (re-mapped to `data`'s classes; an
+    unknown label is a UserError) and `data` is split train/validation in the same ratio as
+    without it, i.e. validation gets validation_fraction / (1 - test_fraction) of `data`
+    (1/9 for 0.1/0.1, keeping 8:1). `dropped_rows` rides on the split the file mostly went to:
+    train for `data`, test for `test_data`.
+    """
+    check_fractions(validation_fraction, test_fraction)
+    relative_validation = validation_fraction / (1 - test_fraction)
+    all_indices = np.arange(len(data.labels))
+    if test_data is None:
+        require_stratifiable(
+            data,
+            minimum_rows=smallest_class_needed(min(validation_fraction, test_fraction)),
+            reason=f"the {validation_fraction:.0%} validation and {test_fraction:.0%} test sets each get one",
+        )
+        rest, test_indices = stratified_split(data.labels, all_indices, fraction=test_fraction, seed=seed)
+        test = subset(data, test_indices, dropped_rows=0)
+    else:
+        require_stratifiable(
+            data,
+            minimum_rows=smallest_class_needed(relative_validation),
+            reason=f"the {relative_validation:.0%} validation set gets one",
+        )
+        rest = all_indices
+        test = align_labels(test_data, data.label_names)
+    train_indices, validation_indices = stratified_split(
+        data.labels, rest, fraction=relative_validation, seed=seed
+    )
+    return Splits(
+        train=subset(data, train_indices, dropped_rows=data.dropped_rows),
+        validation=subset(data, validation_indices, dropped_rows=0),
+        test=test,
+    )
+
+
+def compute_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """scikit-learn's balanced weights n / (K * count_k), so each class contributes equally to the loss."""
+    from sklearn.utils.class_weight import compute_class_weight  # imported here: bad input fails before it loads
+
+    absent = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
+    if absent:
+        raise ValueError(f"class {absent[0]} has no rows; weights are only defined for present classes")
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return {class_id: float(weight) for class_id, weight in enumerate(weights)}

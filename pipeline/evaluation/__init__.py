@@ -1,0 +1,7 @@
+"""How good a classifier is: metrics (`metrics`), the logistic-regression probe (`probe`), pictures (`plots`)
+and what a run writes for TensorBoard beyond Keras's callback (`tensorboard_logging`).
+
+It sits below training because the head's epoch callback and fine-tuning score with these same metrics.
+
+May import: base, data.
+"""

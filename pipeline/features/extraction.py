@@ -1,0 +1,222 @@
+"""Texts -> pooled encoder vectors on this machine: tokenize, sort by length, encode in batches.
+
+The results go into the feature cache (`pipeline.features.cache`, which owns the on-disk format); this module
+is the single-machine extraction runner, and encodes each shard for the Beam runner too. Token ids and
+pooling come from `pipeline.features.encoder_io`, which fine-tuning and the exported model share.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from pipeline.base.devices import graph_rewrite
+from pipeline.features import cache
+from pipeline.features.encoder_io import feature_size, pool, token_ids, tokenize_all
+from tokenization.packing import pack_inputs
+
+if TYPE_CHECKING:
+    from pipeline.encoders.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+# Padded tokens per encoder call (rows are also capped by the batch size). Against 64 rows per call it
+# pads less (+4% instead of +7% on snippets, +1% instead of +5% on reviews) and costs no more CPU per
+# token; bigger calls cost more (docs/benchmarks.md, "What was tried").
+TOKEN_BUDGET = 1024
+FeatureFunction = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+@dataclass
+class FeatureResult:
+    """Features aligned with the texts asked for, and how they were obtained."""
+
+    features: np.ndarray  # float32 [len(texts), hidden]
+    cache_hit: bool
+    seconds: float
+    texts: int  # unique texts behind the features
+    texts_per_second: float
+    entry_dir: Path
+    reused_shards: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "cache_hit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+            "texts": self.texts,
+            "texts_per_second": round(self.texts_per_second, 1),
+            "cache_entry": str(self.entry_dir),
+            "reused_shards": self.reused_shards,
+        }
+
+
+def extract_features(
+    texts: list[str],
+    encoder: Encoder,
+    *,
+    pooling: str,
+    layers: tuple[int, ...] = (-1,),
+    combine: str = "concat",
+    max_seq_length: int,
+    cache_dir: Path,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> FeatureResult:
+    """Features for `texts` (duplicates allowed), from the cache when it holds them, else computed and cached."""
+    started = time.perf_counter()
+    unique_texts = list(dict.fromkeys(texts))
+    digest_of = {text: cache.text_digest(text) for text in unique_texts}
+    description = encoder.describe()
+    key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
+                          sorted_digests=sorted(digest_of.values()))
+    with cache.locked_entry(cache_dir, key) as entry:
+        stored = entry.read(expected=cache.expected_manifest_fields(
+            description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
+            texts=len(unique_texts), feature_size=feature_size(encoder.hidden_size, layers, combine)))
+        cache_hit = stored is not None
+        if stored is None:
+            stored = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers, combine=combine,
+                                    max_seq_length=max_seq_length, entry=entry, batch_size=batch_size,
+                                    show_progress=show_progress)
+    storage_digests, storage_features = stored
+    row_of = {text_hash: row for row, text_hash in enumerate(cache.digests_from_array(storage_digests))}
+    rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
+    seconds = time.perf_counter() - started
+    return FeatureResult(
+        features=storage_features[rows],
+        cache_hit=cache_hit,
+        seconds=seconds,
+        texts=len(unique_texts),
+        texts_per_second=len(unique_texts) / max(seconds, 1e-9),
+        entry_dir=entry.directory,
+        reused_shards=entry.reused_shards,
+    )
+
+
+def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder: Encoder, *, pooling: str,
+                   layers: tuple[int, ...], combine: str, max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
+                   show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
+    token_ids = tokenize_all(unique_texts, encoder.tokenizer, max_seq_length, show_progress=show_progress)
+    order = cache.storage_order([len(ids) for ids in token_ids], [digest_of[text] for text in unique_texts])
+    storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
+    entry.begin_writing()
+    shard_arrays = []
+    extraction_started = time.perf_counter()
+    with tqdm(total=len(order), unit="text", desc="features", disable=not show_progress, smoothing=0.1) as progress:
+        for shard_index, start in enumerate(range(0, len(order), cache.SHARD_ROWS)):
+            shard_order = order[start : start + cache.SHARD_ROWS]
+            array = entry.reuse_shard(shard_index, len(shard_order))
+            if array is not None:
+                progress.update(len(shard_order))
+            else:
+                array = encode_sorted_rows([token_ids[index] for index in shard_order], encoder, pooling=pooling,
+                                           layers=layers, combine=combine, max_seq_length=max_seq_length,
+                                           batch_size=batch_size, progress=progress)
+                entry.write_shard(shard_index, array)
+            shard_arrays.append(array)
+    seconds = time.perf_counter() - extraction_started
+    width = feature_size(encoder.hidden_size, layers, combine)
+    features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, width), np.float32)
+    entry.finish(storage_digests, cache.manifest_description(
+        encoder.describe(), pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
+        texts=len(unique_texts), feature_size=width, extraction_seconds=seconds))
+    return storage_digests, features
+
+
+# Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or
+# two, so a process that extracts several times (predict, notebooks, the benchmark) pays them once.
+_FEATURE_FUNCTIONS: dict[tuple[int, str, tuple[int, ...], str], tuple[Any, FeatureFunction]] = {}
+
+
+def make_feature_function(encoder: Encoder, pooling: str, layers: tuple[int, ...] = (-1,),
+                          combine: str = "concat") -> FeatureFunction:
+    """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back.
+
+    The sequence output never leaves the graph, so at most one batch of it exists at a time. Input
+    shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
+    measured and left out: 0-10% less CPU per token, but 1-2 s of compilation per new shape.
+    """
+    layer = encoder.forward_layer
+    key = (id(layer), pooling, layers, combine)
+    cached = _FEATURE_FUNCTIONS.get(key)
+    if cached is not None and cached[0] is layer:
+        return cached[1]
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def features(input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> tf.Tensor:
+        outputs = encoder(input_word_ids, input_mask, input_type_ids)
+        return tf.cast(pool(outputs, input_mask, pooling, layers, combine), tf.float32)
+
+    _FEATURE_FUNCTIONS[key] = (layer, features)
+    return features
+
+
+def _batch_bounds(lengths: list[int], max_rows: int, token_budget: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch over rows sorted by length (shortest first): at most `max_rows` rows,
+    and more than one row only while rows x (longest row + [CLS] and [SEP]) stays within `token_budget`."""
+    bounds, start = [], 0
+    while start < len(lengths):
+        end = start + 1
+        while end < len(lengths) and end - start < max_rows and (end + 1 - start) * (lengths[end] + 2) <= token_budget:
+            end += 1
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _encode_rows(rows_token_ids: Sequence[Sequence[int]], feature_fn: FeatureFunction, batch_size: int,
+                 max_seq_length: int, cls_id: int, sep_id: int, progress: tqdm | None = None) -> np.ndarray:
+    """Encodes rows already sorted by length, each batch padded only to its own longest row.
+
+    A batch holds at most `batch_size` rows and TOKEN_BUDGET padded tokens, so short texts go many
+    to a call and long ones few. Only the pooled [batch, hidden] rows come back from the graph; they
+    go straight into one preallocated array: a shard's features plus one batch in flight.
+    """
+    output: np.ndarray | None = None
+    for start, end in _batch_bounds([len(row) for row in rows_token_ids], batch_size, TOKEN_BUDGET):
+        batch = pack_inputs(rows_token_ids[start:end], max_seq_length=max_seq_length, cls_id=cls_id, sep_id=sep_id)
+        vectors = feature_fn(tf.constant(batch["input_word_ids"]), tf.constant(batch["input_mask"]),
+                             tf.constant(batch["input_type_ids"])).numpy()
+        if output is None:
+            output = np.empty((len(rows_token_ids), vectors.shape[1]), dtype=np.float32)
+        output[start : start + len(vectors)] = vectors
+        if progress is not None:
+            progress.update(len(vectors))
+    return output if output is not None else np.zeros((0, 0), np.float32)
+
+
+def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder, *, pooling: str,
+                       layers: tuple[int, ...], combine: str, max_seq_length: int, batch_size: int,
+                       progress: tqdm | None = None) -> np.ndarray:
+    """float32 [rows, feature size] for token ids already sorted by length (the cache's storage order):
+    what every extraction runner calls for one shard."""
+    if not rows_token_ids:
+        return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
+    cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
+    with graph_rewrite(encoder.graph_rewrite):
+        return _encode_rows(rows_token_ids, make_feature_function(encoder, pooling, layers, combine), batch_size,
+                            max_seq_length, cls_id, sep_id, progress=progress)
+
+
+def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, layers: tuple[int, ...] = (-1,),
+                 combine: str = "concat", max_seq_length: int, batch_size: int = 64) -> np.ndarray:
+    """Features without the cache, in the order given (for predict and small checks)."""
+    ids = [token_ids(encoder.tokenizer, text, max_seq_length) for text in texts]
+    order = sorted(range(len(texts)), key=lambda index: len(ids[index]))
+    if not texts:
+        return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
+    ordered = encode_sorted_rows([ids[index] for index in order], encoder, pooling=pooling, layers=layers,
+                                 combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
+    result = np.empty_like(ordered)
+    result[np.array(order)] = ordered
+    return result
