@@ -8,7 +8,7 @@ One run measures, on the same texts and the same embedded encoder (all-MiniLM-L6
   b  pipeline  pipeline.features.extraction.extract_features exactly as `python -m pipeline run` calls it, into a
                fresh temporary cache folder each time (tokenization, batching, shards, manifest), in
                float32 and in bfloat16 (--precision bfloat16); `auto` is whichever of the two
-               pipeline.base.devices.choose_precision picks on this CPU (bfloat16 only with AMX)
+               pipeline.base.devices.choose_precision picks on this CPU (bfloat16 with AMX or AVX512_BF16)
   c  pytorch   transformers BertModel on the same checkpoint, sentence-transformers style (sorted by
                length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing;
                in float32 and under torch.autocast("cpu", dtype=torch.bfloat16)

@@ -10,7 +10,7 @@
    square), through the same `run`: how far the head's test AUROC moves for any change of that size.
 
 On a CPU without bfloat16 units the bfloat16 products are emulated: slower, but the same rounding as on
-AMX (the products accumulate in float32 either way), so the quality figures hold for both.
+AMX or AVX512_BF16 (the products accumulate in float32 either way), so the quality figures hold for both.
 
     .venv/bin/python benchmarks/precision_quality.py [--seeds 42,0,1,2,3,4] [--output results.json]
 """

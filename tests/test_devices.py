@@ -35,9 +35,12 @@ class FakeTensorFlow:
         self.option_history.append(dict(options))
 
 
-AMX = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-AVX512_BF16 = frozenset({"avx512f", "avx512_bf16"})
-ZEN3 = frozenset({"avx2", "fma", "f16c"})
+# /proc/cpuinfo flags of the CPUs the pipeline meets: the ones choose_precision reads, and neighbours it must ignore.
+ZEN3 = frozenset({"avx2", "fma", "f16c", "sha_ni", "vaes"})  # AMD EPYC Milan: no AVX-512, no bfloat16 units
+ZEN4 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512vbmi"})  # AMD EPYC Genoa: no AMX
+SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                             "amx_bf16", "amx_tile", "amx_int8"})
+NO_BFLOAT16_UNITS = "auto: no GPU, and neither amx_bf16 nor avx512_bf16 on this CPU"
 
 
 def test_every_gpu_gets_memory_growth():
@@ -54,44 +57,64 @@ def test_no_gpu_means_no_memory_settings():
 
 
 @pytest.mark.parametrize("gpus, flags, expected", [
-    (1, ZEN3, "float16"),
-    (1, AMX, "float16"),
-    (0, AMX, "bfloat16"),
-    (0, AVX512_BF16, "float32"),  # AMX is what makes bfloat16 fast; AVX-512 BF16 alone has not been measured
-    (0, ZEN3, "float32"),
-    (0, frozenset(), "float32"),
+    (0, ZEN3, ("float32", NO_BFLOAT16_UNITS)),
+    (0, frozenset(), ("float32", NO_BFLOAT16_UNITS)),  # no /proc/cpuinfo: no units known
+    (0, ZEN4, ("bfloat16", "auto: this CPU has AVX512_BF16 (avx512_bf16)")),
+    (0, SAPPHIRE_RAPIDS, ("bfloat16", "auto: this CPU has AMX (amx_bf16)")),  # both flags: AMX, the faster, is named
+    (1, ZEN3, ("float16", "auto: a GPU")),
+    (1, ZEN4, ("float16", "auto: a GPU")),
+    (1, SAPPHIRE_RAPIDS, ("float16", "auto: a GPU")),
 ])
-def test_auto_picks_float16_on_a_gpu_bfloat16_with_amx_else_float32(gpus, flags, expected):
-    precision, why = devices.choose_precision("auto", gpus=gpus, flags=flags)
-    assert precision == expected and why.startswith("auto:")
+def test_auto_picks_float16_on_a_gpu_bfloat16_with_amx_or_avx512_bf16_else_float32_and_says_why(gpus, flags, expected):
+    assert devices.choose_precision("auto", gpus=gpus, flags=flags) == expected
+
+
+def test_a_zen4_cpuinfo_is_read_as_a_cpu_with_avx512_bf16(tmp_path):
+    """The flags line as Linux writes it on a Zen 4 EPYC (cpu family 25, model 17), read the way `run` reads it."""
+    cpuinfo = tmp_path / "cpuinfo"
+    processor = ("processor\t: {0}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                 "flags\t\t: fpu sse2 avx2 avx512f avx512dq avx512_bf16 avx512vbmi avx512_vnni vaes\n\n")
+    cpuinfo.write_text(processor.format(0) + processor.format(1))
+    flags = devices.cpu_flags(cpuinfo)
+    assert devices.choose_precision("auto", gpus=0, flags=flags) == (
+        "bfloat16", "auto: this CPU has AVX512_BF16 (avx512_bf16)")
 
 
 @pytest.mark.parametrize("requested", ["float32", "bfloat16", "float16"])
 def test_an_explicit_precision_is_kept_where_the_hardware_has_it(requested, caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
-        assert devices.choose_precision(requested, gpus=1, flags=AMX) == (requested, "asked for")
+        assert devices.choose_precision(requested, gpus=1, flags=SAPPHIRE_RAPIDS) == (requested, "asked for")
     assert not caplog.records
 
 
 def test_float16_without_a_gpu_is_refused_with_what_to_do_instead():
-    with pytest.raises(UserError, match="float16 needs a GPU.*--precision auto"):
-        devices.choose_precision("float16", gpus=0, flags=AMX)
+    with pytest.raises(UserError, match="float16 needs a GPU.*--precision auto.*AMX or AVX512_BF16"):
+        devices.choose_precision("float16", gpus=0, flags=ZEN4)
 
 
-def test_bfloat16_on_a_cpu_without_bfloat16_units_runs_with_a_warning_that_says_how_slow(caplog):
+@pytest.mark.parametrize("gpus, flags, emulated", [
+    (0, ZEN3, True),
+    (0, frozenset(), True),
+    (0, ZEN4, False),
+    (0, SAPPHIRE_RAPIDS, False),
+    (1, ZEN3, False),
+])
+def test_the_emulation_warning_appears_only_on_a_cpu_with_neither_bfloat16_flag(gpus, flags, emulated, caplog):
+    """bfloat16 runs everywhere it is asked for; only where it is emulated is the user told it is slower. `auto`
+    never warns: it picks bfloat16 only where the units are."""
     with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
-        assert devices.choose_precision("bfloat16", gpus=0, flags=ZEN3)[0] == "bfloat16"
-    message = " ".join(record.getMessage() for record in caplog.records)
-    assert "no bfloat16 units" in message and f"{devices.EMULATED_BFLOAT16_SLOWDOWN}x slower" in message
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pipeline.base.devices"):
-        devices.choose_precision("bfloat16", gpus=0, flags=AVX512_BF16)
-    assert not caplog.records
+        assert devices.choose_precision("bfloat16", gpus=gpus, flags=flags) == ("bfloat16", "asked for")
+        devices.choose_precision("auto", gpus=gpus, flags=flags)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == (1 if emulated else 0), messages
+    if emulated:
+        assert "no bfloat16 units (no amx_bf16 or avx512_bf16)" in messages[0]
+        assert f"about {devices.EMULATED_BFLOAT16_SLOWDOWN}x slower than float32" in messages[0]
 
 
 def test_an_unknown_precision_is_refused():
     with pytest.raises(UserError, match="--precision 'float8' is unknown; choose one of auto, float32"):
-        devices.choose_precision("float8", gpus=0, flags=AMX)
+        devices.choose_precision("float8", gpus=0, flags=SAPPHIRE_RAPIDS)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import assert_run_and_export_predict_the_runs_test_probabilities, tiny_review_rows, write_tiny_csv
+from test_devices import NO_BFLOAT16_UNITS, SAPPHIRE_RAPIDS, ZEN3, ZEN4
 
 from pipeline.encoders.encoder import load_encoder
 from pipeline.features import cache
@@ -154,23 +155,95 @@ def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_b
     assert status == 0 and ", bfloat16), cache hit" in stdout, logged
 
 
-@pytest.mark.parametrize("foreign", [False, True])
-def test_auto_on_an_amx_cpu_is_bfloat16_for_our_encoders_and_float32_for_others(tmp_path, tiny_encoder_dir,
-                                                                                 monkeypatch, foreign):
+def _on_machine(monkeypatch, *, gpus: int, flags: frozenset[str]) -> None:
+    """Makes `run` see another machine: TensorFlow's start-up reports `gpus` GPUs, /proc/cpuinfo lists `flags`
+    (the real work still runs on this CPU, emulating bfloat16 where it has no units)."""
+    from pipeline.base import devices
+
+    monkeypatch.setattr(devices, "_STARTED", {"device": "GPU" if gpus else "CPU", "gpus": gpus})
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+
+
+def _says_why(summary: str, precision: str, reason: str) -> bool:
+    """True when one line of the run's summary names the precision used and why it was chosen."""
+    return any(precision in line and reason in line for line in summary.splitlines())
+
+
+@pytest.mark.parametrize("flags, reason", [
+    (SAPPHIRE_RAPIDS, "auto: this CPU has AMX (amx_bf16)"),
+    (ZEN4, "auto: this CPU has AVX512_BF16 (avx512_bf16)"),
+], ids=["sapphire-rapids", "zen4"])
+@pytest.mark.parametrize("foreign", [False, True], ids=["ours", "foreign"])
+def test_auto_on_a_cpu_with_bfloat16_units_is_bfloat16_for_our_encoders_and_float32_for_others(
+        tmp_path, tiny_encoder_dir, monkeypatch, flags, reason, foreign):
+    """An encoder the pipeline cannot rebuild would get grappler's bfloat16 rewrite, slower than float32 on
+    AMX and on Zen 4 (docs/benchmarks.md), so `auto` keeps it in float32 on both."""
     from tiny_bert import save_old_signature_model
 
-    from pipeline.base import devices
     from pipeline.base.config import RunConfig
     from pipeline.commands.run import prepare
 
-    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16", "amx_tile"}))
+    _on_machine(monkeypatch, gpus=0, flags=flags)
     encoder_dir = save_old_signature_model(tiny_encoder_dir, tmp_path / "old-hub-bert") if foreign else tiny_encoder_dir
     data = write_tiny_csv(tmp_path / "reviews.csv", 40)
     prepared = prepare(RunConfig(data=str(data), encoder=str(encoder_dir), max_seq_length=32, pooling="pooled"))
-    assert prepared.precision == ("float32" if foreign else "bfloat16")
+    if foreign:
+        assert (prepared.precision, prepared.encoder.precision_method) == ("float32", None)
+        assert prepared.precision_reason.startswith("auto: TensorFlow's bfloat16 rewrite")
+        assert prepared.precision_reason.endswith("is slower than float32")
+    else:
+        assert (prepared.precision, prepared.encoder.precision_method) == ("bfloat16", "rebuilt")
+        assert prepared.precision_reason == reason
     assert prepared.encoder.precision == prepared.precision and prepared.config.precision == prepared.precision
-    assert prepared.precision_reason.startswith("auto:")
-    assert ("slower than float32" in prepared.precision_reason) == foreign
+
+
+def test_auto_on_a_zen4_computes_bfloat16_features_of_its_own_and_leaves_the_float32_ones_to_float32(
+        tmp_path, tiny_encoder_dir, monkeypatch, capsys, caplog):
+    """A cache filled by `auto` on a Zen 3 (or on a Zen 4 before `auto` chose bfloat16 there) holds float32
+    features: `auto` on a Zen 4 must not read them as bfloat16, and they must still serve float32 afterwards.
+    Each run's summary says which precision `auto` chose and why."""
+    data = write_tiny_csv(tmp_path / "reviews.csv", 80)
+    common = ["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length", "32", "--epochs", "2",
+              "--ensemble", "1", "--cache-dir", tmp_path / "cache"]
+    zen4_reason = "auto: this CPU has AVX512_BF16 (avx512_bf16)"
+    runs = {}
+    for name, flags, precision, reason, cache_state in [
+        ("zen3", ZEN3, "float32", NO_BFLOAT16_UNITS, "miss"),
+        ("zen4", ZEN4, "bfloat16", zen4_reason, "miss"),
+        ("zen3-again", ZEN3, "float32", NO_BFLOAT16_UNITS, "hit"),
+    ]:
+        _on_machine(monkeypatch, gpus=0, flags=flags)
+        status, stdout, logged = _run_in_process([*common, "--output-dir", tmp_path / name], capsys, caplog)
+        assert status == 0, logged
+        assert f"precision: {precision} ({reason})" in logged
+        assert f", {precision}), cache {cache_state}" in stdout, stdout
+        assert _says_why(stdout, precision, reason), stdout
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+
+    zen4 = runs["zen4"]
+    assert zen4["precision"] == {"used": "bfloat16", "why": zen4_reason, "method": "rebuilt"}
+    assert json.loads((tmp_path / "zen4" / "config.json").read_text())["precision"] == "bfloat16"
+    entries = {name: metrics["features"]["cache_entry"] for name, metrics in runs.items()}
+    assert entries["zen4"] != entries["zen3"] and entries["zen3-again"] == entries["zen3"]
+    manifest = json.loads((tmp_path / "cache" / entries["zen4"].rsplit("/", 1)[-1] / "manifest.json").read_text())
+    assert manifest["encoder"]["precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize("gpus, flags, precision, reason", [
+    (0, SAPPHIRE_RAPIDS, "bfloat16", "auto: this CPU has AMX (amx_bf16)"),
+    (1, ZEN4, "float16", "auto: a GPU"),
+], ids=["sapphire-rapids", "gpu"])
+def test_the_run_summary_says_why_auto_chose_its_precision(tmp_path, tiny_encoder_dir, monkeypatch, capsys, caplog,
+                                                           gpus, flags, precision, reason):
+    """The other two machines of the issue (Zen 3 and Zen 4 are in the cache test above)."""
+    _on_machine(monkeypatch, gpus=gpus, flags=flags)
+    data = write_tiny_csv(tmp_path / "reviews.csv", 40)
+    status, stdout, logged = _run_in_process(["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length",
+                                              "32", "--epochs", "1", "--ensemble", "1", "--cache-dir", tmp_path / "cache",
+                                              "--output-dir", tmp_path / "run"], capsys, caplog)
+    assert status == 0, logged
+    assert _says_why(stdout, precision, reason), stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"]["why"] == reason
 
 
 def test_a_bfloat16_run_exports_and_predicts_in_bfloat16_as_the_run_did(tmp_path, tiny_encoder_dir):

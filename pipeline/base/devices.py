@@ -22,8 +22,11 @@ from pipeline.base.errors import UserError
 
 log = logging.getLogger(__name__)
 _STARTED: dict[str, Any] | None = None
-# CPU flags (Linux /proc/cpuinfo) of hardware bfloat16: AMX tiles (Sapphire Rapids and later) and AVX-512 BF16.
+# CPU flags (Linux /proc/cpuinfo) of hardware bfloat16: AMX tiles (Intel Sapphire Rapids and later) and AVX-512 BF16
+# (AMD Zen 4 and later, Intel Cooper Lake). Either makes bfloat16 extraction faster than float32 (docs/precision.md).
 AMX_FLAG, AVX512_BF16_FLAG = "amx_bf16", "avx512_bf16"
+# The units `auto` names when it picks bfloat16, by flag, AMX first: a CPU with both says AMX, the faster of the two.
+BFLOAT16_UNITS = {AMX_FLAG: "AMX", AVX512_BF16_FLAG: "AVX512_BF16"}
 # Measured on a 2-core AMD EPYC Zen 3 (no bfloat16 units), the demo's snippets: see docs/benchmarks.md.
 EMULATED_BFLOAT16_SLOWDOWN = "1.4"
 # Grappler's rewrites, for encoders the pipeline cannot rebuild in reduced precision (pipeline.encoders.reduced_precision).
@@ -92,27 +95,32 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tuple[str, str]:
-    """(precision, why) for the encoder: `auto` is float16 on a GPU, bfloat16 on a CPU with AMX, else float32.
+    """(precision, why) for the encoder: `auto` is float16 on a GPU, bfloat16 on a CPU with bfloat16 units (AMX or
+    AVX512_BF16), else float32.
 
     float16 without a GPU is refused: CPUs have no float16 matrix units, so it would be slower and less exact
     than float32 for nothing. bfloat16 on a CPU without bfloat16 units runs (emulated) with a warning: it is
-    the way to preview, on any machine, the features an AMX machine will compute.
+    the way to preview, on any machine, the features such a CPU will compute (the same rounding). Whether the
+    encoder can have bfloat16 at all is the caller's to check (pipeline.commands.run.prepare keeps float32 for
+    encoders the pipeline cannot rebuild).
     """
     if requested not in PRECISIONS:
         raise UserError(f"--precision {requested!r} is unknown; choose one of {', '.join(PRECISIONS)}")
     if requested == "auto":
         if gpus:
             return "float16", "auto: a GPU"
-        if AMX_FLAG in flags:
-            return "bfloat16", f"auto: this CPU has AMX ({AMX_FLAG})"
-        return "float32", "auto: no GPU and no AMX on this CPU"
+        for flag, units in BFLOAT16_UNITS.items():
+            if flag in flags:
+                return "bfloat16", f"auto: this CPU has {units} ({flag})"
+        return "float32", f"auto: no GPU, and neither {AMX_FLAG} nor {AVX512_BF16_FLAG} on this CPU"
     if requested == "float16" and not gpus:
         raise UserError("--precision float16 needs a GPU and TensorFlow sees none (a CPU has no float16 units, it "
-                        "would be slower than float32); use --precision auto or float32, or bfloat16 on a CPU with AMX")
-    if requested == "bfloat16" and not gpus and not flags & {AMX_FLAG, AVX512_BF16_FLAG}:
+                        "would be slower than float32); use --precision auto or float32, or bfloat16 on a CPU with "
+                        "AMX or AVX512_BF16")
+    if requested == "bfloat16" and not gpus and flags.isdisjoint(BFLOAT16_UNITS):
         log.warning("--precision bfloat16: this CPU has no bfloat16 units (no %s or %s), so bfloat16 is emulated and "
-                    "about %sx slower than float32 here (a 2-core Zen 3 measured); the features are those an AMX "
-                    "machine computes. For speed use --precision auto", AMX_FLAG, AVX512_BF16_FLAG,
+                    "about %sx slower than float32 here (a 2-core Zen 3 measured); the features are those a CPU "
+                    "with AMX or AVX512_BF16 computes. For speed use --precision auto", AMX_FLAG, AVX512_BF16_FLAG,
                     EMULATED_BFLOAT16_SLOWDOWN)
     return requested, "asked for"
 
