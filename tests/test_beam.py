@@ -22,7 +22,7 @@ from pipeline.features import beam_storage, cache  # noqa: E402  (both import Ap
 
 MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 SHARD_ROWS = 7  # the tiny table's 40 distinct texts make 6 shards, the last one short
-# Largest difference allowed between the two runners' features. Both call features.encode_sorted_rows on the
+# Largest difference allowed between the two runners' features. Both call extraction.encode_sorted_texts on the
 # same rows in the same batches, so on one machine they agree bit for bit (the tests print the largest
 # difference); 1e-5 leaves room for float32 round-off should a runner ever batch differently.
 ROUND_OFF = 1e-5
@@ -118,6 +118,20 @@ def test_the_command_line_writes_the_local_entry(local_tiny_entry, tiny_table, t
     assert_same_entry(local_tiny_entry, entry_of(tmp_path / "cache"))
     hit = extract_with_beam(tiny_config(tiny_table, tiny_encoder_dir, tmp_path / "cache"), [])
     assert hit.cache_hit is True  # found and verified by streaming, before any worker starts
+
+
+@pytest.mark.parametrize("reading", [{"long_texts": "windows", "window_overlap": 2, "max_windows": 3},
+                                     {"long_texts": "head-tail", "head_tokens": 3}])
+def test_long_texts_read_in_windows_or_head_and_tail_give_the_local_entry(reading, tiny_encoder_dir, tmp_path,
+                                                                          small_shards):
+    rows = [(" ".join(["the movie is good and the story"] * (index % 8)) + f" {word}", label)
+            for index, (word, label) in enumerate([("good", "pos"), ("bad", "neg")] * 12)]
+    table = write_csv(tmp_path / "long.csv", ["text", "label"], rows)
+    config = tiny_config(table, tiny_encoder_dir, tmp_path / "local").replace(**reading)
+    local = extract_locally(config)
+    assert local.long_texts["texts_cut"] > 0 and local.long_texts["strategy"] == reading["long_texts"]
+    assert extract_with_beam(config.replace(cache_dir=str(tmp_path / "beam")), []).cache_hit is False
+    assert_same_entry(local.entry_dir, entry_of(tmp_path / "beam"))
 
 
 @needs_embedded_assets

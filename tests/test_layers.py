@@ -19,13 +19,13 @@ FOLDERS: dict[str, list[str]] = {
     "base": ["errors", "files", "config", "devices"],
     "data": ["presets", "tables"],
     "encoders": ["model_info", "modeling", "reduced_precision", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
-    "features": ["cache", "encoder_io", "extraction", "beam_storage", "beam_pipeline"],
+    "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
     "evaluation": ["metrics", "probe", "plots", "tensorboard_logging"],
     "training": ["head", "train", "token_batches", "fine_tune"],
     "runs": ["run_folder", "run_model", "exported_model"],
     "commands": ["run", "beam_extract", "sweep", "export", "predict", "explore", "cli"],
 }
-WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "runs.run_folder", "evaluation.metrics", "evaluation.probe",
+WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder", "evaluation.metrics", "evaluation.probe",
                       "evaluation.plots", "encoders.checkpoint", "encoders.model_info", "data.tables", "base.config",
                       "training.token_batches"]
 

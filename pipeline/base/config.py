@@ -14,6 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 POOLINGS = ("pooled", "cls", "mean")
 LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative ones counting from the end
 COMBINES = ("concat", "mean")
+# What the encoder reads of a text longer than --max-seq-length (pipeline.features.long_texts).
+LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "windows")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # of the encoder's matrix products (pipeline.base.devices)
 # The defaults were chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
@@ -65,6 +67,16 @@ class RunConfig:
     combine: str = field(default="concat", metadata={
         "help": "how the chosen layers' vectors become one: concat (side by side) or mean", "choices": COMBINES})
     max_seq_length: int | None = field(default=None, metadata={"help": "WordPiece tokens per text including [CLS] and [SEP] (default: the preset's, else 128)"})
+    long_texts: str = field(default="truncate", metadata={
+        "help": "texts longer than --max-seq-length: truncate (read the start), head-tail (the start and the end), "
+                "or windows (all of it, in overlapping windows whose vectors are averaged)",
+        "choices": LONG_TEXT_STRATEGIES})
+    head_tokens: int | None = field(default=None, metadata={
+        "help": "--long-texts head-tail: tokens kept from the start, the rest from the end (default: a quarter)"})
+    window_overlap: int | None = field(default=None, metadata={
+        "help": "--long-texts windows: tokens shared by consecutive windows (default: a quarter of a window)"})
+    max_windows: int | None = field(default=None, metadata={
+        "help": "--long-texts windows: most windows per text; tokens past them are cut and counted (default: 8)"})
     head: str = field(default=DEFAULT_HEAD, metadata={
         "help": "the head: paperspace (the tutorial's dense/batch-norm stack) or mlp (standardised inputs, dropout, "
                 "weight decay)", "choices": HEADS})
@@ -85,7 +97,7 @@ class RunConfig:
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: artifacts/features)"})
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
     precision: str = field(default="auto", metadata={
-        "help": "the encoder's compute precision: auto (bfloat16 on a CPU with AMX, float16 on a GPU, else float32), "
+        "help": "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, else float32), "
                 "float32, bfloat16 or float16", "choices": PRECISIONS})
     mixed_precision: bool = field(default=False, metadata={
         "help": "the old name of --precision float16 (on a machine without a GPU it now means --precision auto)"})
@@ -175,6 +187,16 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--hidden-units must be positive widths such as 50,30,30, got {config.hidden_units}")
     if config.class_weights not in (None, "balanced", "none"):
         raise UserError(f"--class-weights must be 'balanced' or 'none', got {config.class_weights!r}")
+    if config.long_texts not in LONG_TEXT_STRATEGIES:
+        raise UserError(f"--long-texts {config.long_texts!r} is unknown; choose one of {', '.join(LONG_TEXT_STRATEGIES)}")
+    for name, strategy in (("head_tokens", "head-tail"), ("window_overlap", "windows"), ("max_windows", "windows")):
+        if getattr(config, name) is not None and config.long_texts != strategy:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} is a setting of --long-texts {strategy}, and --long-texts is {config.long_texts}; "
+                            f"add --long-texts {strategy} or drop {flag}")
+    if config.fine_tune and config.long_texts == "windows":
+        raise UserError("--long-texts windows pools several encoder calls per text, which fine-tuning does not train "
+                        "through; use --long-texts head-tail or truncate with --fine-tune")
     if config.combine not in COMBINES:
         raise UserError(f"--combine {config.combine!r} is unknown; choose one of {', '.join(COMBINES)}")
     if config.layers is not None:

@@ -143,14 +143,15 @@ def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes])
 
     encoder, config = prepared.encoder, prepared.config
     key = cache.cache_key(encoder.describe(), pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
-                          max_seq_length=prepared.max_seq_length, sorted_digests=sorted_digests)
+                          max_seq_length=prepared.max_seq_length, sorted_digests=sorted_digests,
+                          long_texts=prepared.long_texts.record())
     return ShardJob(
         entry_path=beam_storage.join(cache_path, cache.entry_dir_name(key)), key=key, writer_tag=uuid.uuid4().hex[:8],
         texts=len(sorted_digests), shard_rows=cache.SHARD_ROWS, encoder_folder=str(encoder.model_dir), models_dir=None,
         precision=prepared.precision,
         encoder_fingerprint=encoder.fingerprint, vocab_file=str(encoder.vocab_file), vocab_sha256=encoder.vocab_sha256,
         do_lower_case=encoder.do_lower_case, pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
-        max_seq_length=prepared.max_seq_length, batch_size=config.extraction_batch_size,
+        max_seq_length=prepared.max_seq_length, long_texts=prepared.long_texts, batch_size=config.extraction_batch_size,
         feature_size=feature_size(encoder.hidden_size, prepared.layers, prepared.combine))
 
 
@@ -171,7 +172,7 @@ def _entry_lock(cache_path: str, key: str) -> Iterator[None]:
 def _expected_fields(prepared: Prepared, job: ShardJob) -> dict[str, Any]:
     return cache.expected_manifest_fields(prepared.encoder.describe(), pooling=job.pooling, layers=job.layers,
                                           combine=job.combine, max_seq_length=job.max_seq_length, texts=job.texts,
-                                          feature_size=job.feature_size)
+                                          feature_size=job.feature_size, long_texts=job.long_texts.record())
 
 
 def _complete_entry(prepared: Prepared, job: ShardJob) -> dict[str, Any] | None:
@@ -184,8 +185,15 @@ def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sort
                 options: PipelineOptions, started: float) -> int:
     """Stages the texts, runs the pipeline (again, once, for shards found bad), merges; returns the shards reused."""
     from pipeline.features import beam_storage
+    from pipeline.features.encoder_io import tokenize_whole
+    from pipeline.features.long_texts import length_report
 
     texts_pattern = _stage_texts(job, unique_texts)
+    # The manifest's long-text report, counted here as the local runner counts it: tokenizing is a small part of
+    # the launcher's work beside hashing and staging every text, and keeps the workers' records unchanged.
+    report = length_report([len(ids) for ids in tokenize_whole(unique_texts, prepared.encoder.tokenizer,
+                                                               show_progress=False)],
+                           job.max_seq_length, job.long_texts)
     records_before = beam_storage.shard_record_names(job.entry_path)
     log.info("Beam: %d texts in %d shard(s) of %d into %s", job.texts, cache.shard_count(job.texts, job.shard_rows),
              job.shard_rows, job.entry_path)
@@ -200,7 +208,7 @@ def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sort
         description = cache.manifest_description(
             prepared.encoder.describe(), pooling=job.pooling, layers=job.layers, combine=job.combine,
             max_seq_length=job.max_seq_length, texts=job.texts, feature_size=job.feature_size,
-            extraction_seconds=time.perf_counter() - started)
+            extraction_seconds=time.perf_counter() - started, long_texts=report)
         try:
             beam_storage.merge_entry(job.entry_path, job.key, sorted_digests=sorted_digests, shard_rows=job.shard_rows,
                                      width=job.feature_size, description=description, writer_tag=job.writer_tag)

@@ -203,7 +203,8 @@ def encode_query(text: str, prepared: Prepared) -> np.ndarray:
     from pipeline.features.extraction import encode_texts
 
     return encode_texts([text], prepared.encoder, pooling=prepared.pooling, layers=prepared.layers,
-                        combine=prepared.combine, max_seq_length=prepared.max_seq_length)[0]
+                        combine=prepared.combine, max_seq_length=prepared.max_seq_length,
+                        long_texts=prepared.long_texts)[0]
 
 
 def nearest_neighbours(query_vector: np.ndarray, features: np.ndarray, texts: list[str], labels: np.ndarray,

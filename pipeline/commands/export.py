@@ -56,6 +56,7 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
 
     from pipeline.encoders.graph_tokenizer import make_graph_tokenizer
     from pipeline.features.encoder_io import pool
+    from pipeline.features.graph_long_texts import graph_segments, pack_segments, pool_per_text
 
     encoder, pooling = run_model.encoder, run_model.run.pooling
     module = tf.Module(name="end_to_end_classifier")
@@ -72,12 +73,29 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
     def tokenize(texts: tf.Tensor) -> dict[str, tf.Tensor]:
         return module.tokenizer(texts)
 
+    long_texts = run_model.run.long_texts
+
+    def encode(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        outputs = encoder(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
+        return tf.cast(pool(outputs, inputs["input_mask"], pooling, run_model.run.layers, run_model.run.combine),
+                       tf.float32)
+
+    def text_features(texts: tf.Tensor) -> tf.Tensor:
+        """As extraction computes them: truncated texts through the tokenizer's own packing; head and tail, or
+        windows pooled per text, through the same reading as pipeline.features.long_texts."""
+        if long_texts.strategy == "truncate":
+            return encode(module.tokenizer(texts))
+        segments, owner, weight = graph_segments(module.tokenizer.token_ids(texts), run_model.run.max_seq_length,
+                                                 long_texts)
+        vectors = encode(pack_segments(segments, cls_id=module.tokenizer.cls_id, sep_id=module.tokenizer.sep_id,
+                                       pad_id=module.tokenizer.pad_id))
+        if long_texts.strategy == "head-tail":  # one segment per text, in the texts' order
+            return vectors
+        return pool_per_text(vectors, owner, weight, tf.size(texts))
+
     @tf.function(input_signature=[texts_spec])
     def classify(texts: tf.Tensor) -> dict[str, tf.Tensor]:
-        inputs = module.tokenizer(texts)
-        outputs = encoder(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
-        features = tf.cast(pool(outputs, inputs["input_mask"], pooling, run_model.run.layers, run_model.run.combine),
-                           tf.float32)
+        features = text_features(texts)
         probabilities = tf.cast(module.head(features, training=False), tf.float32)
         if probabilities.shape[-1] == 1:  # a sigmoid head: both columns, as predict_probabilities gives
             probabilities = tf.concat([1.0 - probabilities, probabilities], axis=1)
@@ -214,12 +232,14 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "layers": list(run.layers),
         "combine": run.combine,
         "max_seq_length": run.max_seq_length,
+        "long_texts": run.long_texts.record(),
         "do_lower_case": encoder.do_lower_case,
         "precision": encoder.precision,
         "signatures": {
             SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes]",
             LABELS_SIGNATURE: "() -> labels: string [classes], the class of each probability column",
-            TOKENIZE_SIGNATURE: "texts: string [batch] -> input_word_ids, input_mask, input_type_ids: int32",
+            TOKENIZE_SIGNATURE: "texts: string [batch] -> input_word_ids, input_mask, input_type_ids: int32 "
+                                "(each text's first max_seq_length tokens; classify reads long texts as long_texts says)",
         },
         "probe_max_difference": max_difference,
         "load_with": "import tensorflow as tf, tensorflow_text; tf.saved_model.load(folder)",

@@ -28,6 +28,8 @@ from pipeline.base.config import (
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable, write_bytes_atomic, write_json_atomic
 from pipeline.data import tables as data_module
+from pipeline.features import long_texts as long_texts_module
+from pipeline.features.long_texts import LongTexts
 from pipeline.runs import run_folder
 
 if TYPE_CHECKING:  # both start TensorFlow, which `run` imports only once the data is known to be good
@@ -47,6 +49,7 @@ class Prepared:
     combine: str
     head: HeadSettings
     max_seq_length: int
+    long_texts: LongTexts  # what is read of a text longer than max_seq_length
     splits: data_module.Splits
     encoder: Encoder  # computing in `precision`
     precision: str  # settled: float32, bfloat16 or float16
@@ -92,6 +95,9 @@ def prepare(config: RunConfig) -> Prepared:
     preset = data_module.PRESETS.get(config.preset) if config.preset else None
     max_seq_length = config.max_seq_length or (preset.max_seq_length if preset else None) or DEFAULT_MAX_SEQ_LENGTH
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
+    long_texts = long_texts_module.settle(config.long_texts, max_seq_length=max_seq_length,
+                                          head_tokens=config.head_tokens, window_overlap=config.window_overlap,
+                                          max_windows=config.max_windows)
     pooling = config.pooling or encoder.recommended_pooling or "pooled"
     # Fine-tuning trains through the last layer's output, as the usual recipe does; more layers stay one flag away.
     default_layers = DEFAULT_LAYERS if pooling != "pooled" and encoder.all_layers_given and not config.fine_tune else "last"
@@ -108,12 +114,14 @@ def prepare(config: RunConfig) -> Prepared:
     log.info("precision: %s (%s)", precision, precision_reason)
     return Prepared(
         config=config.replace(pooling=pooling, max_seq_length=max_seq_length, layers=layers_text(layers),
-                              precision=precision, mixed_precision=False, **head.as_options()),
+                              precision=precision, mixed_precision=False, **head.as_options(),
+                              **settled_long_text_options(long_texts)),
         head=head,
         pooling=pooling,
         layers=layers,
         combine=config.combine,
         max_seq_length=max_seq_length,
+        long_texts=long_texts,
         splits=splits,
         encoder=encoder,
         precision=precision,
@@ -122,6 +130,14 @@ def prepare(config: RunConfig) -> Prepared:
         class_weighting=None if class_weighting == "none" else class_weighting,
         name=run_name(config),
     )
+
+
+def settled_long_text_options(long_texts: LongTexts) -> dict[str, Any]:
+    """The long-text options as config.json records them: the strategy's own numbers settled, the others None."""
+    return {"long_texts": long_texts.strategy,
+            "head_tokens": long_texts.head_tokens if long_texts.strategy == "head-tail" else None,
+            "window_overlap": long_texts.window_overlap if long_texts.strategy == "windows" else None,
+            "max_windows": long_texts.max_windows if long_texts.strategy == "windows" else None}
 
 
 def requested_precision(config: RunConfig, *, gpus: int) -> str:
@@ -148,7 +164,7 @@ def extract(prepared: Prepared, *, show_progress: bool = True) -> FeatureResult:
     all_texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
     return extract_features(
         all_texts, prepared.encoder, pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
-        max_seq_length=prepared.max_seq_length,
+        max_seq_length=prepared.max_seq_length, long_texts=prepared.long_texts,
         cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size, show_progress=show_progress,
     )
 
@@ -267,8 +283,9 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
     class_weight = class_weights_for(prepared)
     weights = None if class_weight is None else np.array([class_weight[int(label)] for label in splits.train.labels])
     train = tokenize_split(splits.train.texts, splits.train.labels, encoder, prepared.max_seq_length,
-                           sample_weights=weights)
-    validation = tokenize_split(splits.validation.texts, splits.validation.labels, encoder, prepared.max_seq_length)
+                           long_texts=prepared.long_texts, sample_weights=weights)
+    validation = tokenize_split(splits.validation.texts, splits.validation.labels, encoder, prepared.max_seq_length,
+                                long_texts=prepared.long_texts)
     settings = FineTuneSettings(epochs=head.epochs, batch_size=head.batch_size, learning_rate=head.learning_rate,
                                 dropout_rate=head.dropout_rate, weight_decay=head.weight_decay,
                                 hidden_units=head.hidden_units, seed=config.seed)
@@ -286,12 +303,13 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
     tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True, precision=prepared.precision)
     tuned_features = {name: encode_texts(split.texts, tuned, pooling=prepared.pooling, layers=prepared.layers,
                                          combine=prepared.combine, max_seq_length=prepared.max_seq_length,
-                                         batch_size=config.extraction_batch_size)
+                                         long_texts=prepared.long_texts, batch_size=config.extraction_batch_size)
                       for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))}
     training = {"epochs_run": result.epochs_run, "seconds": result.seconds, "texts_per_second": result.texts_per_second}
     details = {"best_epoch": result.best_epoch + 1, "resumed_after_epoch": result.initial_epoch,
                "padding_fraction": result.padding_fraction, "encoder_dir": run_folder.TUNED_ENCODER_DIR,
-               "encoder_fingerprint": tuned.fingerprint, "fine_tuned_from": encoder.describe()}
+               "encoder_fingerprint": tuned.fingerprint, "fine_tuned_from": encoder.describe(),
+               "training_precision": "float16" if in_float16 else "float32"}
     return evaluate_and_finish(prepared, run_dir, result.head, tuned_features, feature_summary, training,
                                extra_metrics={"mode": "fine-tune", "fine_tune": details}, probe_features=probe_features)
 
@@ -381,7 +399,7 @@ def _report(prepared: Prepared, classification_report: str) -> str:
     return (
         f"data: {config.data or 'embedded Rotten Tomatoes demo'}  preset: {config.preset}\n"
         f"encoder: {config.encoder}  pooling: {config.pooling}  layers: {config.layers}  combine: {config.combine}  "
-        f"max_seq_length: {config.max_seq_length}\n"
+        f"max_seq_length: {config.max_seq_length}  long_texts: {config.long_texts}\n"
         f"labels: {', '.join(prepared.label_names)}\n\n"
         f"Test set, head:\n{classification_report}"
     )
@@ -412,12 +430,17 @@ def summary_table(result: RunResult) -> str:
     lines = [f"Test set ({head['rows']} texts):"]
     lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
     precision = metrics.get("precision", {}).get("used", "float32")
+    if "long_texts" in features:  # runs from before long texts were counted do not have it
+        lines.append(long_texts_module.summary_line(features["long_texts"]))
     lines.append(
         f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
         f"({features['texts_per_second']:.0f} texts/s, {precision}), cache {'hit' if features['cache_hit'] else 'miss'}"
         + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
            if features.get("reused_shards") else "")
     )
+    why = metrics.get("precision", {}).get("why")
+    if why:  # runs from before --precision existed have no reason
+        lines.append(f"Precision: {precision} ({why})")
     training = metrics.get("training", {})
     if not fine_tuned and training.get("epochs_run"):  # a probe picked by a sweep has no epochs
         ensemble = metrics["config"].get("ensemble") or 1

@@ -5,7 +5,7 @@
     in DoFn.setup; writes the shard, its digests and its record) -> the launcher merges (pipeline.commands.beam_extract)
 
 A shard is the storage order's rows [i*shard_rows, (i+1)*shard_rows): sorted by (token length, text digest),
-exactly the local runner's shards, so each is encoded by the same function (features.encode_sorted_rows),
+exactly the local runner's shards, so each is encoded by the same function (extraction.encode_sorted_texts),
 in the same length-bucketed batches, with padding as low as the local runner's. Only the shard starts (one
 (length, digest) pair per shard) reach every worker; no step gathers all rows in one place.
 
@@ -29,7 +29,7 @@ import apache_beam as beam
 from pipeline.base.errors import UserError
 from pipeline.base.files import file_sha256
 from pipeline.features import beam_storage, cache
-from pipeline.features.encoder_io import token_ids
+from pipeline.features.long_texts import LongTexts, segments, tokens_read
 from tokenization import FullTokenizer
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # A worker's UserError crosses the runner as text; the launcher finds this mark and prints one `error:` line.
 WORKER_ERROR_MARK = "[pipeline worker] "
-TokenizedRow = tuple[int, bytes, Any]  # (token length, text digest, token ids as array('i'))
+TokenizedRow = tuple[int, bytes, Any]  # (tokens read, text digest, the segments read, each an array('i'))
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class ShardJob:
     layers: tuple[int, ...]
     combine: str
     max_seq_length: int
+    long_texts: LongTexts
     batch_size: int
     feature_size: int
 
@@ -80,7 +81,7 @@ def _worker_error(message: str) -> UserError:
 
 
 class TokenizeText(beam.DoFn):
-    """A staged JSON line -> (token length, text digest, token ids), as the local runner tokenizes."""
+    """A staged JSON line -> (tokens read, text digest, the segments read), as the local runner reads a text."""
 
     def __init__(self, job: ShardJob):
         self.job = job
@@ -95,8 +96,10 @@ class TokenizeText(beam.DoFn):
     def process(self, line: str) -> Iterator[TokenizedRow]:
         assert self.tokenizer is not None  # set in setup, which Beam calls first
         text = json.loads(line)
-        ids = token_ids(self.tokenizer, text, self.job.max_seq_length)  # as the local runner cuts them
-        yield len(ids), cache.text_digest(text), int_array("i", ids)
+        ids = self.tokenizer.encode(text)
+        job = self.job
+        read = [int_array("i", segment) for segment in segments(ids, job.max_seq_length, job.long_texts)]
+        yield tokens_read(len(ids), job.max_seq_length, job.long_texts), cache.text_digest(text), read
 
 
 def _file_matches(path: str, sha256: str) -> bool:
@@ -147,7 +150,7 @@ class EncodeShard(beam.DoFn):
                                 f"(its files differ); put the same encoder folder at the same path on every worker")
 
     def process(self, shard: tuple[int, Iterable[TokenizedRow]]) -> Iterator[tuple[int, str]]:
-        from pipeline.features.extraction import encode_sorted_rows
+        from pipeline.features.extraction import encode_sorted_texts
 
         job = self.job
         shard_index, unordered = shard
@@ -160,8 +163,8 @@ class EncodeShard(beam.DoFn):
             yield shard_index, "reused"
             return
         assert self.encoder is not None  # set in setup, which Beam calls first
-        features = encode_sorted_rows([row[2] for row in rows], self.encoder, pooling=job.pooling, layers=job.layers,
-                                      combine=job.combine, max_seq_length=job.max_seq_length, batch_size=job.batch_size)
+        features = encode_sorted_texts([row[2] for row in rows], self.encoder, pooling=job.pooling, layers=job.layers,
+                                       combine=job.combine, max_seq_length=job.max_seq_length, batch_size=job.batch_size)
         beam_storage.write_shard(job.entry_path, job.key, shard_index, features, lengths, digests, job.writer_tag)
         yield shard_index, "written"
 

@@ -42,6 +42,7 @@ MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = "progress.json"
 DIGESTS_FILE = "digests.npy"
 FULL_PRECISION = "float32"  # the encoder description's precision when it gives none
+TRUNCATE = "truncate"  # the long-text strategy of entries that do not name one
 ShardRecord = dict[str, Any]  # {"file": name, "rows": count, "sha256": hex digest}, as stored in JSON
 
 
@@ -80,7 +81,7 @@ def digests_from_array(array: np.ndarray) -> list[bytes]:
 
 
 def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...], combine: str,
-              max_seq_length: int, sorted_digests: list[bytes]) -> str:
+              max_seq_length: int, sorted_digests: list[bytes], long_texts: Mapping[str, Any] | None = None) -> str:
     """SHA-256 over everything that determines the features; the handle and folder are left out on purpose."""
     settings = {
         "format": CACHE_FORMAT_VERSION,
@@ -96,6 +97,9 @@ def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, layers: t
     precision = encoder_description.get("precision", FULL_PRECISION)
     if precision != FULL_PRECISION:
         settings["precision"] = precision
+    # Likewise truncation, what every entry did before long texts could be read otherwise.
+    if long_texts is not None and long_texts.get("strategy", TRUNCATE) != TRUNCATE:
+        settings["long_texts"] = dict(long_texts)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8"))
     for text_hash in sorted_digests:
         digest.update(text_hash)
@@ -103,7 +107,8 @@ def cache_key(encoder_description: Mapping[str, Any], *, pooling: str, layers: t
 
 
 def expected_manifest_fields(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...],
-                             combine: str, max_seq_length: int, texts: int, feature_size: int) -> dict[str, Any]:
+                             combine: str, max_seq_length: int, texts: int, feature_size: int,
+                             long_texts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a reader checks in an entry's manifest (see read_cache_entry); every extraction runner writes them."""
     expected = {
         "pooling": pooling, "layers": list(layers), "combine": combine, "max_seq_length": max_seq_length,
@@ -113,14 +118,18 @@ def expected_manifest_fields(encoder_description: Mapping[str, Any], *, pooling:
     precision = encoder_description.get("precision", FULL_PRECISION)
     if precision != FULL_PRECISION:  # manifests from before the precision existed are float32 and do not say so
         expected["encoder.precision"] = precision
+    if long_texts is not None and long_texts.get("strategy", TRUNCATE) != TRUNCATE:  # older manifests truncated
+        expected.update({f"long_texts.{name}": value for name, value in long_texts.items()})
     return expected
 
 
 def manifest_description(encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...],
                          combine: str, max_seq_length: int, texts: int, feature_size: int,
-                         extraction_seconds: float) -> dict[str, Any]:
-    """What produced an entry's arrays, as its manifest records it (CacheEntry.finish adds key, files and time)."""
+                         extraction_seconds: float, long_texts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What produced an entry's arrays, as its manifest records it (CacheEntry.finish adds key, files and time);
+    `long_texts` is the long-text report: the strategy's settings, how many texts were cut, their token lengths."""
     return {
+        **({"long_texts": dict(long_texts)} if long_texts is not None else {}),
         "encoder": dict(encoder_description),
         "pooling": pooling,
         "layers": list(layers),
@@ -267,6 +276,15 @@ def read_cache_entry(entry_dir: Path, key: str,
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         log.warning("feature cache %s is damaged (%s); recomputing what is bad", entry_dir, error)
         return None
+
+
+def recorded_long_texts(entry_dir: Path) -> dict[str, Any] | None:
+    """The long-text report a complete entry's manifest holds; None for entries written before it was recorded."""
+    try:
+        recorded = json.loads((entry_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("long_texts")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, dict) and "token_length" in recorded else None
 
 
 def _manifest_field(manifest: Mapping[str, Any], dotted_name: str) -> Any:

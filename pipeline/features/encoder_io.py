@@ -25,6 +25,14 @@ def token_ids(tokenizer: FullTokenizer, text: str, max_seq_length: int) -> list[
     return tokenizer.encode(text)[: max_seq_length - 2]
 
 
+def tokenize_whole(texts: list[str], tokenizer: FullTokenizer, *, show_progress: bool) -> list[int_array[int]]:
+    """Every id of every text, uncut, each kept as a compact int32 array: long-text handling
+    (pipeline.features.long_texts) decides what is read, and counts what is not."""
+    with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
+              mininterval=0.5) as progress:
+        return [int_array("i", tokenizer.encode(text)) for text in progress]
+
+
 def tokenize_all(texts: list[str], tokenizer: FullTokenizer, max_seq_length: int, *,
                  show_progress: bool) -> list[int_array[int]]:
     """Ids of every text, each kept as a compact int32 array (100,000 reviews: 36 MB rather than 62 MB of lists).

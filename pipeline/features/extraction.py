@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from pipeline.base.devices import graph_rewrite
 from pipeline.features import cache
-from pipeline.features.encoder_io import feature_size, pool, token_ids, tokenize_all
+from pipeline.features.encoder_io import feature_size, pool, tokenize_whole
+from pipeline.features.long_texts import TRUNCATE, LongTexts, cut_warning, length_report, segments, tokens_read
 from tokenization.packing import pack_inputs
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class FeatureResult:
     texts: int  # unique texts behind the features
     texts_per_second: float
     entry_dir: Path
+    long_texts: dict[str, Any]  # long_texts.length_report of the unique texts: settings, texts cut, token lengths
     reused_shards: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -55,6 +57,7 @@ class FeatureResult:
             "texts_per_second": round(self.texts_per_second, 1),
             "cache_entry": str(self.entry_dir),
             "reused_shards": self.reused_shards,
+            "long_texts": self.long_texts,
         }
 
 
@@ -66,26 +69,38 @@ def extract_features(
     layers: tuple[int, ...] = (-1,),
     combine: str = "concat",
     max_seq_length: int,
+    long_texts: LongTexts = TRUNCATE,
     cache_dir: Path,
     batch_size: int = 64,
     show_progress: bool = True,
 ) -> FeatureResult:
-    """Features for `texts` (duplicates allowed), from the cache when it holds them, else computed and cached."""
+    """Features for `texts` (duplicates allowed), from the cache when it holds them, else computed and cached.
+    Texts longer than `max_seq_length` are read as `long_texts` says; how many were cut is counted and, past a
+    tenth of them, said in one warning line."""
     started = time.perf_counter()
     unique_texts = list(dict.fromkeys(texts))
     digest_of = {text: cache.text_digest(text) for text in unique_texts}
     description = encoder.describe()
+    settings = long_texts.record()
     key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
-                          sorted_digests=sorted(digest_of.values()))
+                          sorted_digests=sorted(digest_of.values()), long_texts=settings)
     with cache.locked_entry(cache_dir, key) as entry:
         stored = entry.read(expected=cache.expected_manifest_fields(
             description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
-            texts=len(unique_texts), feature_size=feature_size(encoder.hidden_size, layers, combine)))
+            texts=len(unique_texts), feature_size=feature_size(encoder.hidden_size, layers, combine),
+            long_texts=settings))
         cache_hit = stored is not None
         if stored is None:
-            stored = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers, combine=combine,
-                                    max_seq_length=max_seq_length, entry=entry, batch_size=batch_size,
-                                    show_progress=show_progress)
+            stored, report = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers,
+                                            combine=combine, max_seq_length=max_seq_length, long_texts=long_texts,
+                                            entry=entry, batch_size=batch_size, show_progress=show_progress)
+        else:  # entries written before the report was recorded: count again (tokenizing is fast, nothing is encoded)
+            report = cache.recorded_long_texts(entry.directory) or length_report(
+                [len(ids) for ids in tokenize_whole(unique_texts, encoder.tokenizer, show_progress=False)],
+                max_seq_length, long_texts)
+    warning = cut_warning(report)
+    if warning:
+        log.warning(warning)
     storage_digests, storage_features = stored
     row_of = {text_hash: row for row, text_hash in enumerate(cache.digests_from_array(storage_digests))}
     rows = np.fromiter((row_of[digest_of[text]] for text in texts), dtype=np.int64, count=len(texts))
@@ -97,16 +112,21 @@ def extract_features(
         texts=len(unique_texts),
         texts_per_second=len(unique_texts) / max(seconds, 1e-9),
         entry_dir=entry.directory,
+        long_texts=report,
         reused_shards=entry.reused_shards,
     )
 
 
 def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder: Encoder, *, pooling: str,
-                   layers: tuple[int, ...], combine: str, max_seq_length: int, entry: cache.CacheEntry, batch_size: int,
-                   show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Tokenizes, orders by length, encodes shard by shard into the entry; reuses an earlier attempt's shards."""
-    token_ids = tokenize_all(unique_texts, encoder.tokenizer, max_seq_length, show_progress=show_progress)
-    order = cache.storage_order([len(ids) for ids in token_ids], [digest_of[text] for text in unique_texts])
+                   layers: tuple[int, ...], combine: str, max_seq_length: int, long_texts: LongTexts,
+                   entry: cache.CacheEntry, batch_size: int,
+                   show_progress: bool) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """Tokenizes, orders by the tokens read, encodes shard by shard into the entry; reuses an earlier attempt's
+    shards. Returns ((digests, features), the long-text report)."""
+    whole_ids = tokenize_whole(unique_texts, encoder.tokenizer, show_progress=show_progress)
+    report = length_report([len(ids) for ids in whole_ids], max_seq_length, long_texts)
+    read_lengths = [tokens_read(len(ids), max_seq_length, long_texts) for ids in whole_ids]
+    order = cache.storage_order(read_lengths, [digest_of[text] for text in unique_texts])
     storage_digests = cache.digests_to_array([digest_of[unique_texts[index]] for index in order])
     entry.begin_writing()
     shard_arrays = []
@@ -118,9 +138,10 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
             if array is not None:
                 progress.update(len(shard_order))
             else:
-                array = encode_sorted_rows([token_ids[index] for index in shard_order], encoder, pooling=pooling,
-                                           layers=layers, combine=combine, max_seq_length=max_seq_length,
-                                           batch_size=batch_size, progress=progress)
+                array = encode_sorted_texts([segments(whole_ids[index], max_seq_length, long_texts)
+                                             for index in shard_order], encoder, pooling=pooling, layers=layers,
+                                            combine=combine, max_seq_length=max_seq_length, batch_size=batch_size,
+                                            progress=progress)
                 entry.write_shard(shard_index, array)
             shard_arrays.append(array)
     seconds = time.perf_counter() - extraction_started
@@ -128,8 +149,8 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
     features = np.concatenate(shard_arrays) if shard_arrays else np.zeros((0, width), np.float32)
     entry.finish(storage_digests, cache.manifest_description(
         encoder.describe(), pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
-        texts=len(unique_texts), feature_size=width, extraction_seconds=seconds))
-    return storage_digests, features
+        texts=len(unique_texts), feature_size=width, extraction_seconds=seconds, long_texts=report))
+    return (storage_digests, features), report
 
 
 # Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or
@@ -208,15 +229,43 @@ def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder
                             max_seq_length, cls_id, sep_id, progress=progress)
 
 
+def encode_sorted_texts(texts_segments: Sequence[Sequence[Sequence[int]]], encoder: Encoder, *, pooling: str,
+                        layers: tuple[int, ...], combine: str, max_seq_length: int, batch_size: int,
+                        progress: tqdm | None = None) -> np.ndarray:
+    """float32 [texts, feature size] for texts already in storage order, each given as the segments it is read
+    as (long_texts.segments). A text of one segment is encoded as one row. The windows of longer texts join the
+    same length-sorted batches, and a text's vector is the mean of its windows' vectors weighted by their ids."""
+    if all(len(text_segments) == 1 for text_segments in texts_segments):
+        return encode_sorted_rows([text_segments[0] for text_segments in texts_segments], encoder, pooling=pooling,
+                                  layers=layers, combine=combine, max_seq_length=max_seq_length,
+                                  batch_size=batch_size, progress=progress)
+    owners = np.repeat(np.arange(len(texts_segments)), [len(text_segments) for text_segments in texts_segments])
+    rows = [segment for text_segments in texts_segments for segment in text_segments]
+    order = sorted(range(len(rows)), key=lambda index: len(rows[index]))  # stable: one order for every runner
+    vectors = encode_sorted_rows([rows[index] for index in order], encoder, pooling=pooling, layers=layers,
+                                 combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
+    weights = np.array([max(len(rows[index]), 1) for index in order], dtype=np.float32)  # an empty text counts
+    totals = np.zeros((len(texts_segments), vectors.shape[1]), np.float32)
+    np.add.at(totals, owners[order], vectors * weights[:, np.newaxis])
+    ids_per_text = np.zeros(len(texts_segments), np.float32)
+    np.add.at(ids_per_text, owners[order], weights)
+    if progress is not None:
+        progress.update(len(texts_segments))
+    return totals / np.maximum(ids_per_text, 1.0)[:, np.newaxis]
+
+
 def encode_texts(texts: list[str], encoder: Encoder, *, pooling: str, layers: tuple[int, ...] = (-1,),
-                 combine: str = "concat", max_seq_length: int, batch_size: int = 64) -> np.ndarray:
-    """Features without the cache, in the order given (for predict and small checks)."""
-    ids = [token_ids(encoder.tokenizer, text, max_seq_length) for text in texts]
-    order = sorted(range(len(texts)), key=lambda index: len(ids[index]))
+                 combine: str = "concat", max_seq_length: int, long_texts: LongTexts = TRUNCATE,
+                 batch_size: int = 64) -> np.ndarray:
+    """Features without the cache, in the order given (for predict and small checks); long texts read as in
+    extraction."""
+    texts_segments = [segments(encoder.tokenizer.encode(text), max_seq_length, long_texts) for text in texts]
+    read = [sum(len(segment) for segment in text_segments) for text_segments in texts_segments]
+    order = sorted(range(len(texts)), key=lambda index: read[index])
     if not texts:
         return np.zeros((0, feature_size(encoder.hidden_size, layers, combine)), np.float32)
-    ordered = encode_sorted_rows([ids[index] for index in order], encoder, pooling=pooling, layers=layers,
-                                 combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
+    ordered = encode_sorted_texts([texts_segments[index] for index in order], encoder, pooling=pooling,
+                                  layers=layers, combine=combine, max_seq_length=max_seq_length, batch_size=batch_size)
     result = np.empty_like(ordered)
     result[np.array(order)] = ordered
     return result

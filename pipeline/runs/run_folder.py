@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable, ensure_writable_dir, require_folder, write_json_atomic
+from pipeline.features.long_texts import LongTexts
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,14 @@ class FinishedRun:
     def precision(self) -> str:
         """The encoder's compute precision during the run (runs from before --precision existed: float32)."""
         return str(self.config.get("precision") or "float32")
+
+    @property
+    def long_texts(self) -> LongTexts:
+        """What the run read of long texts (runs from before --long-texts existed truncated them)."""
+        return LongTexts(strategy=str(self.config.get("long_texts") or "truncate"),
+                         head_tokens=int(self.config.get("head_tokens") or 0),
+                         window_overlap=int(self.config.get("window_overlap") or 0),
+                         max_windows=int(self.config.get("max_windows") or 1))
 
     @property
     def fine_tuned(self) -> bool:

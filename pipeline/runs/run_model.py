@@ -42,7 +42,8 @@ class RunModel:
             return np.zeros((0, len(self.label_names)), np.float32)
         features = encode_texts(list(texts), self.encoder, pooling=self.run.pooling, layers=self.run.layers,
                                 combine=self.run.combine,
-                                max_seq_length=self.run.max_seq_length, batch_size=batch_size)
+                                max_seq_length=self.run.max_seq_length, long_texts=self.run.long_texts,
+                                batch_size=batch_size)
         return predict_probabilities(self.head, features)
 
 

@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array as int_array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,8 @@ from pipeline.base.errors import UserError
 from pipeline.encoders.encoder import call_encoder_layer
 from pipeline.encoders.model_info import read_model_info, write_model_info
 from pipeline.evaluation.metrics import macro_auroc, macro_pr_auc
-from pipeline.features.encoder_io import feature_size, pool, tokenize_all
+from pipeline.features.encoder_io import feature_size, pool, tokenize_whole
+from pipeline.features.long_texts import TRUNCATE, LongTexts, segments
 from pipeline.training import token_batches
 from pipeline.training.head import build_output_head, compile_head
 
@@ -244,9 +246,16 @@ class TokenizedSplit:
 
 
 def tokenize_split(texts: list[str], labels: np.ndarray, encoder: Encoder, max_seq_length: int, *,
-                   sample_weights: np.ndarray | None = None, show_progress: bool = False) -> TokenizedSplit:
+                   long_texts: LongTexts = TRUNCATE, sample_weights: np.ndarray | None = None,
+                   show_progress: bool = False) -> TokenizedSplit:
+    """Each text's ids as the encoder reads them: one segment (truncated, or head and tail); windows are refused
+    by the configuration, since training through several encoder calls per text is not implemented."""
     vocab = encoder.tokenizer.vocab
-    return TokenizedSplit(tokenize_all(texts, encoder.tokenizer, max_seq_length, show_progress=show_progress), labels,
+    if long_texts.strategy == "windows":
+        raise ValueError("fine-tuning reads one segment per text; windows are refused by validate()")
+    read = [int_array("i", segments(ids, max_seq_length, long_texts)[0])
+            for ids in tokenize_whole(texts, encoder.tokenizer, show_progress=show_progress)]
+    return TokenizedSplit(read, labels,
                           max_seq_length=max_seq_length, cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"],
                           sample_weights=sample_weights)
 
