@@ -236,3 +236,27 @@ def test_fine_tuning_reads_head_and_tail_and_its_run_predicts_as_it_scored(long_
     _, probabilities = finished.test_predictions()
     predicted = predict_texts(load_model(run_dir), load_run_splits(finished.config).test.texts, show_progress=False)
     np.testing.assert_allclose(predicted.probabilities, probabilities, atol=1e-5)
+
+
+def test_auto_chooses_the_smallest_length_that_holds_most_texts_whole():
+    assert long_texts.auto_max_seq_length([10] * 96 + [200] * 4, 512)[0] == 64
+    assert long_texts.auto_max_seq_length([10] * 90 + [200] * 10, 512)[0] == 256
+    length, why = long_texts.auto_max_seq_length([1000] * 10, 512)
+    assert length == 512 and "the encoder's limit; 0.0%" in why
+    assert long_texts.auto_max_seq_length([300] * 10, 128)[0] == 128  # never past the encoder
+
+
+def test_auto_on_the_command_line_records_and_prints_the_chosen_length(long_table, tiny_encoder_dir, tmp_path, capsys):
+    from pipeline.commands.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["run", "--data", str(long_table), "--encoder", str(tiny_encoder_dir), "--max-seq-length", "auto",
+                 "--epochs", "1", "--ensemble", "1", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(run_dir),
+                 "--quiet"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["max_seq_length"] == 64 and config["max_seq_length_chosen"].startswith("auto: ")
+    assert "(max_seq_length 64, auto: " in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--max-seq-length", "often"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and error.count("\n") == 1 and "--max-seq-length: expected a whole number or auto" in error

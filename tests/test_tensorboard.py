@@ -79,12 +79,14 @@ def test_hparams_and_final_metrics_are_plain_values():
     config = {"encoder": "/some/where/tiny-encoder/", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001,
               "batch_size": 16, "epochs": 3, "hidden_units": [50, 30, 30], "dropout_rate": 0.0,
               "class_weights": None, "seed": 42, "data": "ignored.csv", "layers": "-2,-1", "combine": "mean",
-              "head": "mlp", "weight_decay": 0.01, "fine_tune": False, "precision": "bfloat16", "ensemble": 3}
+              "head": "mlp", "weight_decay": 0.01, "fine_tune": False, "precision": "bfloat16", "ensemble": 3,
+              "long_texts": "windows", "head_tokens": None, "window_overlap": 31, "max_windows": 8}
     assert tb.hparam_values(config) == {
         "encoder": "tiny-encoder", "pooling": "mean", "max_seq_length": 16, "learning_rate": 0.001, "batch_size": 16,
         "epochs": 3, "hidden_units": "50,30,30", "dropout_rate": 0.0, "class_weights": "none", "seed": 42,
         "layers": "-2,-1", "combine": "mean", "head": "mlp", "weight_decay": 0.01, "fine_tune": False,
-        "precision": "bfloat16", "ensemble": 3,
+        "precision": "bfloat16", "ensemble": 3, "long_texts": "windows", "head_tokens": "none", "window_overlap": 31,
+        "max_windows": 8,
     }
     assert tb.hparam_values({**config, "encoder": "all-MiniLM-L6-v2"})["encoder"] == "all-MiniLM-L6-v2"
     metrics = {"test": {"accuracy": 0.5, "auroc": None, "pr_auc": 0.25, "f1": 0.0, "rows": 6},

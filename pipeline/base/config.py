@@ -35,6 +35,7 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 MAX_ENSEMBLE = 20  # heads train one after the other: 20 of the default head is about 10 minutes on the demo
 DEFAULT_MAX_SEQ_LENGTH = 128
+AUTO = "auto"  # --max-seq-length auto: chosen from the training texts' lengths (pipeline.features.long_texts)
 EMBEDDED_ENCODER = "all-MiniLM-L6-v2"
 
 
@@ -66,7 +67,9 @@ class RunConfig:
                 "(default: all when the encoder gives every layer; pooled is the model's own output of the last layer)"})
     combine: str = field(default="concat", metadata={
         "help": "how the chosen layers' vectors become one: concat (side by side) or mean", "choices": COMBINES})
-    max_seq_length: int | None = field(default=None, metadata={"help": "WordPiece tokens per text including [CLS] and [SEP] (default: the preset's, else 128)"})
+    max_seq_length: int | str | None = field(default=None, metadata={
+        "help": "WordPiece tokens per text including [CLS] and [SEP], or auto: the smallest of 64, 128, 256, 512 "
+                "that holds 95%% of the training texts whole (default: the preset's, else 128)", "auto": True})
     long_texts: str = field(default="truncate", metadata={
         "help": "texts longer than --max-seq-length: truncate (read the start), head-tail (the start and the end), "
                 "or windows (all of it, in overlapping windows whose vectors are averaged)",
@@ -173,7 +176,9 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--batch-size must be a positive whole number, got {config.batch_size}")
     if config.extraction_batch_size <= 0:
         raise UserError(f"--extraction-batch-size must be a positive whole number, got {config.extraction_batch_size}")
-    if config.max_seq_length is not None and config.max_seq_length < 3:
+    if isinstance(config.max_seq_length, str) and config.max_seq_length != AUTO:
+        raise UserError(f"--max-seq-length must be a whole number or auto, got {config.max_seq_length!r}")
+    if isinstance(config.max_seq_length, int) and config.max_seq_length < 3:
         raise UserError(
             f"--max-seq-length must be at least 3 ([CLS], one token, [SEP]), got {config.max_seq_length}"
         )

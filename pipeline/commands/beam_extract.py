@@ -52,6 +52,7 @@ class BeamResult:
     cache_hit: bool
     reused_shards: int
     entry_path: str
+    long_texts: dict[str, Any] | None = None  # the entry's long-text report (None: an entry from before it existed)
 
     @property
     def texts_per_second(self) -> float:
@@ -128,12 +129,13 @@ def extract_with_beam(config: RunConfig, beam_arguments: list[str], *, verbose: 
     sorted_digests = sorted(cache.text_digest(text) for text in unique_texts)
     job = _shard_job(prepared, cache_path, sorted_digests)
     with _entry_lock(cache_path, job.key):
-        if _complete_entry(prepared, job) is not None:
+        manifest = _complete_entry(prepared, job)
+        if manifest is not None:
             return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=True, reused_shards=0,
-                              entry_path=job.entry_path)
-        reused = _fill_entry(prepared, job, unique_texts, sorted_digests, options, started)
+                              entry_path=job.entry_path, long_texts=manifest.get("long_texts"))
+        reused, report = _fill_entry(prepared, job, unique_texts, sorted_digests, options, started)
     return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=False, reused_shards=reused,
-                      entry_path=job.entry_path)
+                      entry_path=job.entry_path, long_texts=report)
 
 
 def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes]) -> ShardJob:
@@ -182,8 +184,9 @@ def _complete_entry(prepared: Prepared, job: ShardJob) -> dict[str, Any] | None:
 
 
 def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sorted_digests: list[bytes],
-                options: PipelineOptions, started: float) -> int:
-    """Stages the texts, runs the pipeline (again, once, for shards found bad), merges; returns the shards reused."""
+                options: PipelineOptions, started: float) -> tuple[int, dict[str, Any]]:
+    """Stages the texts, runs the pipeline (again, once, for shards found bad), merges; returns the shards reused
+    and the long-text report."""
     from pipeline.features import beam_storage
     from pipeline.features.encoder_io import tokenize_whole
     from pipeline.features.long_texts import length_report
@@ -214,7 +217,7 @@ def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sort
                                      width=job.feature_size, description=description, writer_tag=job.writer_tag)
             if not beam_storage.is_local(job.entry_path):
                 beam_storage.remove_temporaries(job.entry_path, job.writer_tag)
-            return reused
+            return reused, report
         except beam_storage.MergeProblems as problems:
             if attempt == PIPELINE_ATTEMPTS:
                 raise UserError(f"the Beam pipeline finished, but shards of {job.entry_path} do not match their records "

@@ -35,6 +35,15 @@ def _comma_separated_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths such as 50,30,30, got {text!r}") from None
 
 
+def _whole_number_or_auto(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def _value_type(annotation: Any) -> Any:
     """The type a flag's text converts to: `int | None` is int, `tuple[int, ...]` is a comma list of ints."""
     arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
@@ -56,6 +65,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         annotation = annotations[field.name]
         if annotation is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
+        elif field.metadata.get("auto"):
+            parser.add_argument(flag, type=_whole_number_or_auto, default=field.default, metavar="N|auto", help=help_text)
         elif "choices" in field.metadata:
             parser.add_argument(flag, choices=field.metadata["choices"], default=field.default, help=help_text)
         else:
@@ -142,6 +153,7 @@ def _command_sweep(arguments: argparse.Namespace) -> None:
 
 def _command_extract(arguments: argparse.Namespace) -> None:
     from pipeline.commands.run import extract, prepare
+    from pipeline.features.long_texts import summary_line
 
     config = _config_from(arguments)
     if config.fine_tune:
@@ -153,6 +165,7 @@ def _command_extract(arguments: argparse.Namespace) -> None:
     if arguments.beam_options:
         raise UserError(f"options after -- ({' '.join(arguments.beam_options)}) are Beam's; add --runner beam, or drop them")
     result = extract(prepare(config), show_progress=not arguments.quiet)
+    print(summary_line(result.long_texts))
     state = "hit" if result.cache_hit else "miss"
     if result.reused_shards:
         state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
@@ -162,8 +175,11 @@ def _command_extract(arguments: argparse.Namespace) -> None:
 
 def _extract_with_beam(config: RunConfig, arguments: argparse.Namespace) -> None:
     from pipeline.commands.beam_extract import extract_with_beam
+    from pipeline.features.long_texts import summary_line
 
     result = extract_with_beam(config, arguments.beam_options, verbose=arguments.verbose)
+    if result.long_texts:
+        print(summary_line(result.long_texts))
     state = "hit" if result.cache_hit else "miss"
     if result.reused_shards:
         state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.base.config import (
+    AUTO,
     DEFAULT_LAYERS,
     DEFAULT_MAX_SEQ_LENGTH,
     HeadSettings,
@@ -50,6 +51,7 @@ class Prepared:
     head: HeadSettings
     max_seq_length: int
     long_texts: LongTexts  # what is read of a text longer than max_seq_length
+    max_seq_length_reason: str  # "asked for", "the preset's", "the default", or auto's choice
     splits: data_module.Splits
     encoder: Encoder  # computing in `precision`
     precision: str  # settled: float32, bfloat16 or float16
@@ -93,7 +95,17 @@ def prepare(config: RunConfig) -> Prepared:
 
         require_trainable(encoder)
     preset = data_module.PRESETS.get(config.preset) if config.preset else None
-    max_seq_length = config.max_seq_length or (preset.max_seq_length if preset else None) or DEFAULT_MAX_SEQ_LENGTH
+    if config.max_seq_length == AUTO:
+        from pipeline.features.encoder_io import tokenize_whole
+
+        lengths = [len(ids) for ids in tokenize_whole(splits.train.texts, encoder.tokenizer, show_progress=False)]
+        max_seq_length, length_reason = long_texts_module.auto_max_seq_length(lengths, encoder.max_seq_length)
+        log.info("max_seq_length: %d (%s)", max_seq_length, length_reason)
+    else:
+        max_seq_length = int(config.max_seq_length or (preset.max_seq_length if preset else None)
+                             or DEFAULT_MAX_SEQ_LENGTH)
+        length_reason = "asked for" if config.max_seq_length else "the preset's" if preset and preset.max_seq_length \
+            else "the default"
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
     long_texts = long_texts_module.settle(config.long_texts, max_seq_length=max_seq_length,
                                           head_tokens=config.head_tokens, window_overlap=config.window_overlap,
@@ -122,6 +134,7 @@ def prepare(config: RunConfig) -> Prepared:
         combine=config.combine,
         max_seq_length=max_seq_length,
         long_texts=long_texts,
+        max_seq_length_reason=length_reason,
         splits=splits,
         encoder=encoder,
         precision=precision,
@@ -390,6 +403,7 @@ def config_record(prepared: Prepared) -> dict[str, Any]:
         "split_sizes": {"train": len(splits.train.texts), "validation": len(splits.validation.texts),
                         "test": len(splits.test.texts)},
         "encoder_info": prepared.encoder.describe(),
+        "max_seq_length_chosen": prepared.max_seq_length_reason,
     })
     return record
 
@@ -431,7 +445,9 @@ def summary_table(result: RunResult) -> str:
     lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
     precision = metrics.get("precision", {}).get("used", "float32")
     if "long_texts" in features:  # runs from before long texts were counted do not have it
-        lines.append(long_texts_module.summary_line(features["long_texts"]))
+        chosen = str(metrics["config"].get("max_seq_length_chosen") or "")
+        lines.append(long_texts_module.summary_line(features["long_texts"])
+                     + (f" (max_seq_length {metrics['config']['max_seq_length']}, {chosen})" if chosen.startswith(AUTO) else ""))
     lines.append(
         f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
         f"({features['texts_per_second']:.0f} texts/s, {precision}), cache {'hit' if features['cache_hit'] else 'miss'}"

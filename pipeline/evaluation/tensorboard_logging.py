@@ -42,7 +42,7 @@ PROJECTOR_TENSOR_NAME = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 MAX_METADATA_TEXT_CHARS = 500
 HPARAM_KEYS = ("encoder", "pooling", "layers", "combine", "max_seq_length", "head", "learning_rate", "batch_size", "epochs",
                "hidden_units", "dropout_rate", "weight_decay", "ensemble", "class_weights", "seed",
-               "fine_tune", "precision")
+               "fine_tune", "precision", "long_texts", "head_tokens", "window_overlap", "max_windows")
 
 
 def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any], report: str, splits: Splits,

@@ -93,6 +93,24 @@ def default_window_overlap(max_seq_length: int) -> int:
     return room(max_seq_length) // 4
 
 
+AUTO_LENGTHS = (64, 128, 256, 512)  # --max-seq-length auto chooses among these
+AUTO_COVERAGE = 0.95  # the share of training texts `auto` reads whole
+
+
+def auto_max_seq_length(lengths: Sequence[int], encoder_limit: int) -> tuple[int, str]:
+    """(max_seq_length, why) for --max-seq-length auto: the smallest of AUTO_LENGTHS whose room holds
+    AUTO_COVERAGE of the texts whole, at most the encoder's limit."""
+    array = np.asarray(lengths, dtype=np.int64)
+    candidates = [length for length in AUTO_LENGTHS if length <= encoder_limit] or [encoder_limit]
+    for length in candidates:
+        covered = float(np.mean(array <= room(length))) if len(array) else 1.0
+        if covered >= AUTO_COVERAGE:
+            return length, f"auto: {100 * covered:.1f}% of the training texts fit whole"
+    length = candidates[-1]
+    covered = float(np.mean(array <= room(length)))
+    return length, f"auto: the encoder's limit; {100 * covered:.1f}% of the training texts fit whole"
+
+
 def segments(ids: Sequence[int], max_seq_length: int, long_texts: LongTexts) -> list[Sequence[int]]:
     """The id sequences the encoder reads for one text: one, or several windows. A text that fits is read whole."""
     text_room = room(max_seq_length)

@@ -1,0 +1,127 @@
+"""Long texts: what each `--long-texts` strategy costs and gives on real long reviews (docs/quality.md, "Long texts",
+and docs/benchmarks.md, "Long texts").
+
+Quality: the Amazon Fine Food sample (score 3 dropped, 1-2 negative, 4-5 positive, HTML removed as the preset
+does), every review or only those under 50 words (the tutorial's filter), through `run` with the default head,
+at several split seeds; val and test AUROC per strategy. Defaults are chosen on validation AUROC.
+Speed: extraction of the long reviews alone (more than 126 WordPiece tokens) into fresh caches, windows of 128
+tokens against reading the same texts whole at 512, timed in the same process.
+
+    .venv/bin/python benchmarks/long_texts.py --data ../shared/data/amazon-fine-food-sample.csv [--seeds 0,1,2]
+        [--part quality|speed|both] [--output results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.base.config import RunConfig
+from pipeline.commands.run import prepare, run
+from pipeline.data.presets import strip_html, word_count
+from pipeline.features.extraction import extract_features
+from pipeline.features.long_texts import LongTexts
+
+# name: (max_seq_length, --long-texts and its options)
+READINGS: dict[str, tuple[int, dict[str, Any]]] = {
+    "truncate 128": (128, {"long_texts": "truncate"}),
+    "head-tail 128": (128, {"long_texts": "head-tail"}),
+    "head-tail 128, head 63": (128, {"long_texts": "head-tail", "head_tokens": 63}),
+    "windows 128": (128, {"long_texts": "windows"}),
+    "windows 128, overlap 0": (128, {"long_texts": "windows", "window_overlap": 0}),
+    "truncate 512": (512, {"long_texts": "truncate"}),
+}
+
+
+def amazon_table(source: Path, folder: Path, *, under_50_words: bool) -> Path:
+    """The preset's labelling and cleaning of the sample, with or without its under-50-words filter, as a CSV."""
+    frame = pd.read_csv(source)
+    frame = frame[frame["Score"] != 3]
+    texts = [strip_html(str(text)) for text in frame["Text"]]
+    table = pd.DataFrame({"text": texts, "label": np.where(frame["Score"] >= 4, "positive", "negative")})
+    table = table[[0 < word_count(text) for text in texts]]
+    if under_50_words:
+        table = table[[word_count(text) < 50 for text in table["text"]]]
+    path = folder / ("amazon-under-50-words.csv" if under_50_words else "amazon-all.csv")
+    table.to_csv(path, index=False)
+    return path
+
+
+def quality(table: Path, seeds: list[int], readings: list[str], cache_dir: Path, runs_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for name in readings:
+        max_seq_length, options = READINGS[name]
+        for seed in seeds:
+            config = RunConfig(data=str(table), max_seq_length=max_seq_length, cache_dir=str(cache_dir), seed=seed,
+                               output_dir=str(runs_dir / f"{table.stem}-{name.replace(' ', '-')}-{seed}"), **options)
+            metrics = run(config, show_progress=False).metrics
+            features = metrics["features"]
+            rows.append({"table": table.stem, "reading": name, "seed": seed, "val_auroc": metrics["val"]["auroc"],
+                         "test_auroc": metrics["test"]["auroc"], "test_accuracy": metrics["test"]["accuracy"],
+                         "probe_test_auroc": metrics["baseline"]["test"]["auroc"],
+                         "texts_cut": features["long_texts"]["texts_cut"], "texts": features["texts"],
+                         "extraction_seconds": None if features["cache_hit"] else features["seconds"]})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def speed(table: Path, cache_root: Path, repeats: int) -> dict[str, Any]:
+    """texts/s of the long texts only, each reading into a fresh cache, `repeats` rounds alternating the two."""
+    prepared = prepare(RunConfig(data=str(table), max_seq_length=512))
+    texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
+    long = [text for text in dict.fromkeys(texts) if len(prepared.encoder.tokenizer.encode(text)) > 126]
+    ways = {"windows 128": (128, LongTexts("windows", window_overlap=31, max_windows=8)),
+            "truncate 512": (512, LongTexts("truncate"))}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for round_number in range(repeats):
+        for name, (max_seq_length, reading) in ways.items():
+            started = time.perf_counter()
+            result = extract_features(long, prepared.encoder, pooling=prepared.pooling, layers=prepared.layers,
+                                      max_seq_length=max_seq_length, long_texts=reading, show_progress=False,
+                                      cache_dir=cache_root / f"{name.replace(' ', '-')}-{round_number}")
+            assert not result.cache_hit
+            seconds[name].append(time.perf_counter() - started)
+            print(f"round {round_number + 1}: {name}: {len(long)} texts in {seconds[name][-1]:.1f} s", flush=True)
+    best = {name: min(values) for name, values in seconds.items()}
+    return {"long_texts": len(long), "seconds": seconds, "texts_per_second": {name: len(long) / value for name, value in best.items()},
+            "windows_speedup_over_512": best["truncate 512"] / best["windows 128"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the Amazon Fine Food sample (Reviews.csv columns)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--readings", default=";".join(READINGS), help="semicolon list of: " + "; ".join(READINGS))
+    parser.add_argument("--part", choices=("quality", "speed", "both"), default="both")
+    parser.add_argument("--filtered", action="store_true", help="also the under-50-words table, truncate 128 only")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--output", type=Path)
+    arguments = parser.parse_args()
+    seeds = [int(seed) for seed in arguments.seeds.split(",")]
+    readings = [name.strip() for name in arguments.readings.split(";")]
+    results: dict[str, Any] = {"machine": platform.processor() or platform.machine(), "seeds": seeds}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        everything = amazon_table(arguments.data, folder, under_50_words=False)
+        if arguments.part in ("quality", "both"):
+            results["quality"] = quality(everything, seeds, readings, folder / "cache", folder / "runs")
+            if arguments.filtered:
+                short = amazon_table(arguments.data, folder, under_50_words=True)
+                results["quality"] += quality(short, seeds, ["truncate 128"], folder / "cache", folder / "runs")
+        if arguments.part in ("speed", "both"):
+            results["speed"] = speed(everything, folder / "speed", arguments.repeats)
+            print(json.dumps(results["speed"]), flush=True)
+    if arguments.output:
+        arguments.output.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
