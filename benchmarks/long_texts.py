@@ -95,6 +95,26 @@ def speed(table: Path, cache_root: Path, repeats: int) -> dict[str, Any]:
             "windows_speedup_over_512": best["truncate 512"] / best["windows 128"]}
 
 
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Mean ± sample sd over the seeds, one Markdown row per (table, reading), in the order measured."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["table"], row["reading"]), []).append(row)
+    lines = ["| table | reading | texts cut | val AUROC | test AUROC | test accuracy | probe test AUROC | extraction s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    def cell(group: list[dict[str, Any]], name: str) -> str:
+        values = np.array([row[name] for row in group], dtype=float)
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0
+        return f"{values.mean():.4f} ± {spread:.4f}"
+
+    for (table, reading), group in groups.items():
+        seconds = [row["extraction_seconds"] for row in group if row["extraction_seconds"] is not None]
+        lines.append(f"| {table} | {reading} | {group[0]['texts_cut']} of {group[0]['texts']} | {cell(group, 'val_auroc')} | "
+                     f"{cell(group, 'test_auroc')} | {cell(group, 'test_accuracy')} | {cell(group, 'probe_test_auroc')} | "
+                     f"{seconds[0] if seconds else 0:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the Amazon Fine Food sample (Reviews.csv columns)")
@@ -104,7 +124,11 @@ def main() -> None:
     parser.add_argument("--filtered", action="store_true", help="also the under-50-words table, truncate 128 only")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--summarize", type=Path, help="print the table of an earlier --output file and stop")
     arguments = parser.parse_args()
+    if arguments.summarize:
+        print(summary_table(json.loads(arguments.summarize.read_text())["quality"]))
+        return
     seeds = [int(seed) for seed in arguments.seeds.split(",")]
     readings = [name.strip() for name in arguments.readings.split(";")]
     results: dict[str, Any] = {"machine": platform.processor() or platform.machine(), "seeds": seeds}
@@ -121,6 +145,8 @@ def main() -> None:
             print(json.dumps(results["speed"]), flush=True)
     if arguments.output:
         arguments.output.write_text(json.dumps(results, indent=1))
+    if "quality" in results:
+        print(summary_table(results["quality"]))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ Layout of one cache entry, `<cache_dir>/<key[:32]>/`:
   progress.json         shards finished so far, with their SHA-256 (lets a killed extraction resume)
   manifest.json         written last: what produced the arrays, every file's SHA-256, timings
 
-The key covers the encoder's files, its vocabulary and lower-casing, max_seq_length, pooling and the
-set of unique texts, so any change gives a new entry, while another split, head or seed of the same
+The key covers the encoder's files, its vocabulary and lower-casing, max_seq_length, pooling, what is read
+of long texts (when not truncated) and the set of unique texts, so any change gives a new entry, while another split, head or seed of the same
 data reuses the entry. Every file is written to a temporary name and renamed when complete.
 
 This module knows nothing of encoders or TensorFlow: an extraction runner computes the key, opens
