@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_COLUMN = "text"
 DEFAULT_LABEL_COLUMN = "label"
+IN_MEMORY_DATA = "in-memory"  # a run's `data` when its texts came from memory (pipeline.api), not from a file
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays field by field is ambiguous
