@@ -160,6 +160,17 @@ def test_get_params_set_params_and_clone_keep_the_options_as_given(tiny, tmp_pat
     assert model.set_params(epochs=3).epochs == 3
 
 
+@pytest.mark.parametrize("estimator", [FeatureExtractor, TextClassifier])
+@pytest.mark.parametrize("check", ["check_parameters_default_constructible", "check_no_attributes_set_in_init",
+                                   "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+                                   "check_estimator_repr", "check_valid_tag_types",
+                                   "check_do_not_raise_errors_in_init_or_set_params", "check_estimator_sparse_tag"])
+def test_scikit_learns_own_checks_that_need_no_numeric_data(estimator, check):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)(estimator.__name__, estimator())
+
+
 def test_a_pipeline_with_cross_validation_and_a_grid_search_extracts_each_text_once(tiny, tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -200,6 +211,16 @@ def test_fit_gives_the_metrics_run_gives_on_the_same_table_and_seed(tiny, cli_ru
     assert fitted.metrics_["features"]["cache_hit"]  # the run's entry: same texts, same settings
     assert fitted.metrics_["config"]["data"] == "in-memory"
     assert json.loads((fitted.run_dir_ / "config.json").read_text())["split_sizes"] == cli_metrics["config"]["split_sizes"]
+
+
+def test_cross_val_score_fits_one_private_run_per_fold_and_leaves_none_behind(tiny, tmp_path, cli_run):
+    from sklearn.model_selection import cross_val_score
+
+    before = private_run_folders()
+    scores = cross_val_score(classifier(tiny, cli_run["cache_dir"], epochs=1), tiny["frame"]["text"],
+                             tiny["frame"]["label"], cv=2)
+    assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
+    assert private_run_folders() == before  # each fold's classifier was dropped, and its folder with it
 
 
 def test_predict_predict_proba_score_and_classes(tiny, fitted):

@@ -57,7 +57,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def fit(self, texts: Any = None, labels: Any = None) -> FeatureExtractor:
-        """Loads the encoder and settles the options (nothing is learned from `texts`); returns self."""
+        """Loads the encoder and settles the options; `texts`, if given, are checked, and nothing is learned from
+        them. Returns self."""
+        if texts is not None:
+            with invalid_input_errors():
+                texts_from(texts, source="the input")
         self._settled()
         return self
 

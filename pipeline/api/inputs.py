@@ -49,6 +49,8 @@ def rows_of(values: Any, *, source: str) -> list[Any]:
     if isinstance(values, (str, bytes)):
         raise InvalidInput(f"{source} is one {type(values).__name__} ({shortened(values)}), not a list of texts; "
                            f"pass {ACCEPTED}")
+    if type(values).__module__.startswith("scipy.sparse"):
+        raise InvalidInput(f"{source} is a sparse matrix ({type(values).__name__}), not texts; pass {ACCEPTED}")
     if isinstance(values, pd.DataFrame):
         if values.shape[1] != 1:
             raise InvalidInput(f"{source} is a DataFrame with {values.shape[1]} columns ({describe_columns(values)}); "
