@@ -243,6 +243,7 @@ def test_labels_keep_their_type_output_dir_and_test_data(tiny, tmp_path):
     assert model.classes_.tolist() == [0, 1] and model.predict(frame["text"][:3]).dtype == model.classes_.dtype
     assert model.score(frame["text"], numbers) == model.score(frame["text"], numbers.astype(str))
     assert model.run_dir_ == tmp_path / "chosen" and (tmp_path / "chosen" / "head.keras").is_file()
+    assert model.save(tmp_path / "chosen") == tmp_path / "chosen"  # already there
     config = json.loads((tmp_path / "chosen" / "config.json").read_text())
     assert config["output_dir"] == str(tmp_path / "chosen") and config["labels"] == ["0", "1"]
     assert config["split_sizes"] == {"train": 44, "validation": 6, "test": 10}  # --test-data's 8:1 of the rest

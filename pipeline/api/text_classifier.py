@@ -13,7 +13,6 @@ naming `save` and `load_run`, before a pickler has written any of it (an unfitte
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import tempfile
@@ -41,8 +40,6 @@ from pipeline.api.inputs import (
 from pipeline.base.config import DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
 from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
 from pipeline.runs import run_folder
-
-log = logging.getLogger(__name__)
 
 PICKLE_MESSAGE = ("a fitted TextClassifier holds TensorFlow models and cannot be pickled (nor saved with joblib); "
                   "save it with classifier.save(path), a run folder, and load it with pipeline.load_run(path)")
@@ -218,10 +215,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         TensorBoard and `load_run` take it like any run folder."""
         self._fitted_model()
         target = Path(path)
+        if target.exists() and target.resolve() == self.run_dir_.resolve():
+            return target  # fitted with output_dir=path: already there
         with invalid_input_errors():
             run_folder.choose_run_dir(str(target), runs_dir=target.parent, name=IN_MEMORY_DATA)
-        if target.exists() and target.resolve() == self.run_dir_.resolve():
-            return target
         staging = target.parent / f".{target.name}.saving-{os.getpid()}"
         try:
             shutil.copytree(self.run_dir_, staging)
