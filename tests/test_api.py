@@ -358,6 +358,8 @@ def test_one_class_and_a_bad_option_give_the_command_lines_message(tiny, tmp_pat
         extractor(tiny, cache_dir, pooling="max").transform(["good"])
     with pytest.raises(InvalidInput, match="--epochs must be a positive whole number, got 'two'"):
         classifier(tiny, cache_dir, epochs="two").fit(tiny["frame"]["text"], tiny["frame"]["label"])
+    with pytest.raises(InvalidInput, match="--seed must be a whole number, got None"):
+        classifier(tiny, cache_dir, seed=None).fit(tiny["frame"]["text"], tiny["frame"]["label"])
     assert not cache_dir.exists() and not isolated_artifacts.exists()
 
 

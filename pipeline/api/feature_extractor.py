@@ -18,6 +18,7 @@ from pipeline.api.inputs import (
     checked_config,
     invalid_input_errors,
     layers_option,
+    required_whole_number,
     text_option,
     texts_from,
     whole_number,
@@ -98,7 +99,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         }
 
     def _batch_size(self) -> int:
-        return whole_number("--extraction-batch-size", self.batch_size) or 0
+        return required_whole_number("--extraction-batch-size", self.batch_size)
 
     def _cache_dir(self) -> Path:
         return cache_dir_for(checked_config(**self._config_options()))

@@ -154,6 +154,13 @@ def whole_number(flag: str, value: Any) -> int | None:
     return int(value)
 
 
+def required_whole_number(flag: str, value: Any, *, what: str = "a positive whole number") -> int:
+    """An integer option that has a default and no None (the seed, the extraction batch size)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(f"{flag} must be {what}, got {value!r}")
+    return int(value)
+
+
 def real_number(flag: str, value: Any) -> float | None:
     if value is None:
         return None

@@ -33,6 +33,7 @@ from pipeline.api.inputs import (
     labeled_texts,
     layers_option,
     real_number,
+    required_whole_number,
     text_option,
     texts_from,
     whole_number,
@@ -148,10 +149,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             ensemble=whole_number("--ensemble", self.ensemble),
             class_weights=text_option("--class-weights", self.class_weights),
             fine_tune=bool(self.fine_tune),
-            seed=whole_number("--seed", self.seed),
+            seed=required_whole_number("--seed", self.seed, what="a whole number"),
             output_dir=None if self.output_dir is None else str(self.output_dir),
             cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-            extraction_batch_size=whole_number("--extraction-batch-size", self.extraction_batch_size),
+            extraction_batch_size=required_whole_number("--extraction-batch-size", self.extraction_batch_size),
         )
 
     def _attach(self, run_dir: Path, metrics: dict[str, Any], classes: np.ndarray) -> None:
