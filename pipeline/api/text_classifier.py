@@ -39,6 +39,7 @@ from pipeline.api.inputs import (
     whole_number,
 )
 from pipeline.base.config import DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
+from pipeline.commands.predict import RunFolderModel
 from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
 from pipeline.runs import run_folder
 
@@ -158,11 +159,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     def _attach(self, run_dir: Path, metrics: dict[str, Any], classes: np.ndarray) -> None:
         """Loads the finished run folder's encoder and head the way `predict --model RUN` does."""
         from pipeline.base.devices import start_tensorflow
-        from pipeline.commands.predict import RunFolderModel
 
         start_tensorflow(verbose=False)
         with invalid_input_errors():
-            self._model = RunFolderModel(Path(run_dir))
+            self._model = QuietRunFolderModel(Path(run_dir))
         self.run_dir_ = Path(run_dir)
         self.metrics_ = metrics
         self.classes_ = classes
@@ -254,6 +254,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+class QuietRunFolderModel(RunFolderModel):
+    """`predict`'s model of a run folder, its calls dropping TensorFlow's known runtime noise from stderr as `run`
+    does around training and evaluation (one line per Keras predict call otherwise); the progress bar stays live."""
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        from pipeline.base.devices import known_tensorflow_noise_dropped
+
+        with known_tensorflow_noise_dropped():
+            return super().predict(texts)
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier:
