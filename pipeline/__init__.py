@@ -11,4 +11,33 @@ One folder per stage, in the order the data flows; each imports only the folders
     training/    heads, fitting on cached features, fine-tuning
     runs/        a finished run on disk and in memory; the exported model's format
     commands/    run, extract, sweep, export, predict, the notebooks' helpers, the command line
+    api/         the Python API: FeatureExtractor, TextClassifier, load_run (docs/python-api.md)
+
+`from pipeline import FeatureExtractor, TextClassifier, load_run` loads them on first use, so importing any
+part of the package (the command line, the on-disk formats) loads neither scikit-learn nor TensorFlow.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.api.feature_extractor import FeatureExtractor
+    from pipeline.api.text_classifier import TextClassifier, load_run
+
+__all__ = ["FeatureExtractor", "TextClassifier", "load_run"]
+
+_PUBLIC = {"FeatureExtractor": "pipeline.api.feature_extractor", "TextClassifier": "pipeline.api.text_classifier",
+           "load_run": "pipeline.api.text_classifier"}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported when first asked for (PEP 562)."""
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

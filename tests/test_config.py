@@ -64,3 +64,14 @@ def test_fine_tuning_takes_its_own_recipe_and_keeps_options_given():
     assert (pinned.epochs, pinned.learning_rate, pinned.hidden_units, pinned.batch_size) == (2, 3e-5, (64,), 32)
     with pytest.raises(UserError, match="--head paperspace trains on cached frozen features"):
         validate(RunConfig(fine_tune=True, head="paperspace"))
+
+
+def test_artifacts_default_to_the_checkouts_own_folder(monkeypatch):
+    """Where `make demo` writes when nothing moves it: <checkout>/artifacts, whichever folder config.py lives in."""
+    from helpers import REPO_ROOT
+
+    from pipeline.base.config import artifacts_dir, models_dir
+
+    monkeypatch.delenv("PIPELINE_ARTIFACTS", raising=False)
+    monkeypatch.delenv("PIPELINE_MODELS", raising=False)
+    assert artifacts_dir() == REPO_ROOT / "artifacts" and models_dir() == REPO_ROOT / "artifacts" / "models"

@@ -34,6 +34,34 @@ def test_notebook_config_is_the_demo_unless_the_environment_names_data_and_encod
     assert explore.notebook_config({"PIPELINE_NOTEBOOK_DATA": ""}).data is None  # empty means unset
 
 
+def test_the_notebooks_table_and_options_for_the_public_api(tmp_path):
+    environment = {"PIPELINE_NOTEBOOK_DATA": str(write_tiny_csv(tmp_path / "tiny.csv", 60)),
+                   "PIPELINE_NOTEBOOK_ENCODER": "/enc", "PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH": "16",
+                   "PIPELINE_NOTEBOOK_EPOCHS": "2"}
+    table = explore.notebook_table(environment)
+    assert list(table.columns) == ["text", "label"] and len(table) == 60
+    assert list(table["label"].cat.categories) == ["neg", "pos"] and table["label"][0] == "pos"
+    assert explore.notebook_feature_options(environment) == {"encoder": "/enc", "max_seq_length": 16}
+    assert explore.notebook_head_options(environment) == {"epochs": 2}
+    assert explore.notebook_feature_options({}) == {"encoder": EMBEDDED_ENCODER} and explore.notebook_head_options({}) == {}
+
+
+def test_notebook_run_dir_is_a_new_folder_under_the_runs_folder(isolated_artifacts):
+    first = explore.notebook_run_dir("notebook")
+    assert first.parent == isolated_artifacts / "runs" and first.name.endswith("-notebook") and not first.exists()
+
+
+def test_compare_on_test_matches_each_models_columns_to_the_classes_by_name():
+    labels = pd.Series(pd.Categorical(["b", "a", "b", "a"], categories=["b", "a"]))
+    in_order = SimpleNamespace(classes_=np.array(["b", "a"]),
+                               predict_proba=lambda texts: np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.4, 0.6]]))
+    swapped = SimpleNamespace(classes_=np.array(["a", "b"]),
+                              predict_proba=lambda texts: in_order.predict_proba(texts)[:, ::-1])
+    table = explore.compare_on_test({"in order": in_order, "swapped": swapped}, ["t"] * 4, labels)
+    assert list(table.index) == ["accuracy", "auroc", "pr_auc", "f1"]
+    assert table["in order"].tolist() == table["swapped"].tolist() and table.loc["accuracy", "in order"] == 1.0
+
+
 def test_class_balance_counts_each_split_and_the_share():
     splits = SimpleNamespace(train=_split([0, 0, 1, 1, 1, 2]), validation=_split([0, 1]), test=_split([1, 1]))
     table = explore.class_balance(splits, ["a", "b", "c"])
@@ -125,6 +153,8 @@ def test_load_run_splits_reads_and_splits_as_the_run_did(tmp_path):
     assert splits.test.labels.tolist() == expected.test.labels.tolist()
     with pytest.raises(ValueError, match="the data changed since the run"):
         explore.load_run_splits({**record, "split_sizes": {"train": 40, "validation": 10, "test": 10}})
+    with pytest.raises(ValueError, match="fitted on texts held in memory"):
+        explore.load_run_splits({**record, "data": "in-memory"})
 
 
 def test_training_curves_from_logs_match_training_log_csv_and_fall_back_to_it(tmp_path):

@@ -24,6 +24,7 @@ FOLDERS: dict[str, list[str]] = {
     "training": ["head", "train", "token_batches", "fine_tune"],
     "runs": ["run_folder", "run_model", "exported_model"],
     "commands": ["run", "beam_extract", "sweep", "export", "predict", "explore", "cli"],
+    "api": ["inputs", "cached_features", "feature_extractor", "text_classifier"],
 }
 WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder", "evaluation.metrics", "evaluation.probe",
                       "evaluation.plots", "encoders.checkpoint", "encoders.model_info", "data.tables", "base.config",

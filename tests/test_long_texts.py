@@ -260,3 +260,19 @@ def test_auto_on_the_command_line_records_and_prints_the_chosen_length(long_tabl
         main(["run", "--max-seq-length", "often"])
     error = capsys.readouterr().err
     assert stopped.value.code == 2 and error.count("\n") == 1 and "--max-seq-length: expected a whole number or auto" in error
+
+
+def test_the_python_api_reads_long_texts_as_the_command_line_and_reports_the_cut(encoder, tiny_encoder_dir, tmp_path):
+    from pipeline import FeatureExtractor
+
+    windows = LongTexts("windows", window_overlap=4, max_windows=8)
+    extractor = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
+                                 long_texts="windows", window_overlap=4, cache_dir=tmp_path, progress=False)
+    features = extractor.transform([LONG, "good"])
+    np.testing.assert_allclose(features, encode_texts([LONG, "good"], encoder, pooling="mean", max_seq_length=16,
+                                                      long_texts=windows), atol=1e-5)
+    assert extractor.long_texts_["texts_cut"] == 0 and extractor.long_texts_["strategy"] == "windows"
+    truncating = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
+                                  cache_dir=tmp_path, progress=False)
+    truncated = truncating.transform([LONG, "good"])  # a windows entry never serves truncated features
+    assert truncating.long_texts_["texts_cut"] == 1 and not np.allclose(truncated[0], features[0], atol=1e-4)

@@ -1,4 +1,4 @@
-"""The three notebooks run top to bottom (nbclient) on a tiny CSV and the tiny encoder, failing on any cell error."""
+"""The four notebooks run top to bottom (nbclient) on a tiny CSV and the tiny encoder, failing on any cell error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from helpers import REPO_ROOT, write_tiny_csv
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOKS = ("01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_features.ipynb")
+NOTEBOOKS = ("01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_features.ipynb",
+             "04_your_own_dataframe.ipynb")
 CELL_TIMEOUT_SECONDS = 120
 
 
@@ -16,7 +17,7 @@ CELL_TIMEOUT_SECONDS = 120
 def run_notebook(tmp_path_factory, tiny_encoder_dir):
     """Runs notebooks in one kernel started with the PIPELINE_NOTEBOOK_* switches (tiny CSV, tiny encoder).
 
-    One kernel for the three saves importing TensorFlow and loading the encoder three times; each
+    One kernel for the four saves importing TensorFlow and loading the encoder four times; each
     notebook starts with `%reset -f`, so none can use a variable another one defined.
     """
     folder = tmp_path_factory.mktemp("notebooks")
@@ -81,6 +82,8 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(run_notebook, name):
         "02_train_and_evaluate.ipynb": ["Test set (6 texts):", "baseline (logistic regression)", "val_auroc",
                                         "confidence", "--logdir"],
         "03_features.ipynb": ["60 texts x 64 features, pooling mean", "cosine_similarity"],  # 2 layers x 32, side by side
+        "04_your_own_dataframe.ipynb": ["48 texts to train on, 12 to test on", "best C", "Test set (12 texts):",
+                                        "logistic regression (GridSearchCV)", "TextClassifier"],
     }[name]
     for fragment in expected:
         assert fragment in shown, fragment

@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.base.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # pipeline/base/config.py -> the checkout
 POOLINGS = ("pooled", "cls", "mean")
 LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative ones counting from the end
 COMBINES = ("concat", "mean")

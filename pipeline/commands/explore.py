@@ -1,7 +1,8 @@
 """Notebook support: what the notebooks compute beyond a run, as plain functions over data and run folders.
 
-The notebooks import this module (with `pipeline.evaluation.plots` for pictures and `pipeline.runs.run_folder` to
-read a run) and only call it, so everything they compute is tested. Nothing in the pipeline imports it.
+The notebooks use the public API (`from pipeline import FeatureExtractor, TextClassifier`) and this module (with
+`pipeline.evaluation.plots` for pictures) and only call them, so everything they compute is tested. Only the API's
+`FeatureExtractor.count_tokens` imports it (for `token_lengths`); the commands do not.
 """
 
 from __future__ import annotations
@@ -41,6 +42,44 @@ def notebook_config(environ: Mapping[str, str] | None = None) -> RunConfig:
     if environ.get(NOTEBOOK_EPOCHS):
         changes["epochs"] = int(environ[NOTEBOOK_EPOCHS])
     return RunConfig(encoder=environ.get(NOTEBOOK_ENCODER) or EMBEDDED_ENCODER, **changes)
+
+
+def notebook_table(environ: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The DataFrame the notebooks start from, as a user's own would be: `text`, and `label` as a categorical
+    in the classes' order. The embedded demo read by its preset (Rotten Tomatoes: rotten, fresh), or the
+    table PIPELINE_NOTEBOOK_DATA names (columns text and label)."""
+    from pipeline.data.tables import load_labeled_texts
+
+    config = notebook_config(environ)
+    dataset = load_labeled_texts(config.data, seed=config.seed)
+    names = list(dataset.label_names)
+    return pd.DataFrame({"text": dataset.texts,
+                         "label": pd.Categorical.from_codes(dataset.labels, categories=names)})
+
+
+def notebook_feature_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """FeatureExtractor's and TextClassifier's encoder and max_seq_length in the notebooks: the defaults, or what
+    PIPELINE_NOTEBOOK_ENCODER and PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH name."""
+    config = notebook_config(environ)
+    options: dict[str, Any] = {"encoder": config.encoder}
+    if config.max_seq_length:
+        options["max_seq_length"] = config.max_seq_length
+    return options
+
+
+def notebook_head_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """TextClassifier's head options in the notebooks: the defaults, or the epochs PIPELINE_NOTEBOOK_EPOCHS names."""
+    config = notebook_config(environ)
+    return {"epochs": config.epochs} if config.epochs else {}
+
+
+def notebook_run_dir(name: str) -> Path:
+    """A new folder under artifacts/runs/, named as the command line names its runs (<time>-<name>), for a
+    notebook's TextClassifier to write its run folder into (TensorBoard on artifacts/runs shows it beside the rest)."""
+    from pipeline.base.config import artifacts_dir
+    from pipeline.runs.run_folder import choose_run_dir
+
+    return choose_run_dir(None, runs_dir=artifacts_dir() / "runs", name=name)
 
 
 # ============================================================================ data
@@ -101,6 +140,10 @@ def load_run_splits(config_record: Mapping[str, Any]) -> Splits:
     """The run's train/validation/test texts, read and split again exactly as the run did (same data, seed)."""
     from pipeline.data import tables as data_module
 
+    if config_record.get("data") == data_module.IN_MEMORY_DATA:
+        raise ValueError("this run was fitted on texts held in memory (pipeline.TextClassifier), which its run folder "
+                         "does not keep; use the texts you fitted it on")
+
     def load(path: str | None, label_names: list[str] | None = None) -> data_module.LabeledTexts:
         return data_module.load_labeled_texts(
             path, text_column=config_record.get("text_column"), label_column=config_record.get("label_column"),
@@ -159,6 +202,26 @@ def head_against_baseline(metrics: Mapping[str, Any]) -> pd.DataFrame:
         {"head": [metrics["test"][key] for key in keys], "baseline": [metrics["baseline"]["test"][key] for key in keys]},
         index=pd.Index(keys, name="metric"),
     )
+
+
+def compare_on_test(models: Mapping[str, Any], texts: Any, labels: Any) -> pd.DataFrame:
+    """Test metrics (accuracy, AUROC, PR-AUC, F1) of fitted classifiers side by side, each scored the way a run
+    scores its head. `labels` is a categorical (the notebooks' tables); each model's probability columns are
+    matched to its categories by name, whatever order the model's `classes_` has."""
+    from pipeline.evaluation.metrics import classification_metrics
+
+    labels = pd.Series(labels)
+    names = [str(name) for name in labels.cat.categories]
+    codes = labels.cat.codes.to_numpy()
+    keys = ["accuracy", "auroc", "pr_auc", "f1"]
+    columns = {}
+    for model_name, model in models.items():
+        probabilities = np.asarray(model.predict_proba(texts))
+        column_of = {str(name): index for index, name in enumerate(model.classes_)}
+        aligned = probabilities[:, [column_of[name] for name in names]]
+        metrics = classification_metrics(codes, aligned, len(names))
+        columns[model_name] = [metrics[key] for key in keys]
+    return pd.DataFrame(columns, index=pd.Index(keys, name="metric"))
 
 
 def most_confidently_wrong(texts: list[str], labels: np.ndarray, probabilities: np.ndarray, label_names: list[str], *,

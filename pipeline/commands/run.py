@@ -7,7 +7,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,10 +67,41 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Reads and splits the data, loads the encoder, and settles pooling, layers and max_seq_length."""
+def prepare(config: RunConfig, data: tuple[data_module.LabeledTexts, data_module.Splits] | None = None) -> Prepared:
+    """Reads and splits the data, loads the encoder, and settles pooling, layers and max_seq_length.
+
+    `data` is the labelled texts and their splits when they come from memory (the Python API, pipeline.api),
+    already checked and split by the same functions; without it `config.data` and `config.test_data` are read."""
     validate(config)
     check_creatable(cache_dir_for(config), "--cache-dir")  # before TensorFlow starts, so it fails in a second
+    dataset, splits = read_and_split(config) if data is None else data
+    # TensorFlow starts only once the data is known to be good, so bad input fails in a second.
+    features = settle_features(config, training_texts=splits.train.texts)
+    class_weighting = config.class_weights or dataset.class_weighting
+    head = config.head_settings()
+    return Prepared(
+        config=config.replace(pooling=features.pooling, max_seq_length=features.max_seq_length,
+                              layers=layers_text(features.layers), precision=features.precision, mixed_precision=False,
+                              **head.as_options(), **settled_long_text_options(features.long_texts)),
+        head=head,
+        pooling=features.pooling,
+        layers=features.layers,
+        combine=features.combine,
+        max_seq_length=features.max_seq_length,
+        long_texts=features.long_texts,
+        max_seq_length_reason=features.max_seq_length_reason,
+        splits=splits,
+        encoder=features.encoder,
+        precision=features.precision,
+        precision_reason=features.precision_reason,
+        label_names=list(dataset.label_names),
+        class_weighting=None if class_weighting == "none" else class_weighting,
+        name=run_name(config),
+    )
+
+
+def read_and_split(config: RunConfig) -> tuple[data_module.LabeledTexts, data_module.Splits]:
+    """The table `config.data` (or the preset's), the test table if any, and the seeded splits."""
     dataset = data_module.load_labeled_texts(
         config.data, text_column=config.text_column, label_column=config.label_column,
         preset=config.preset, seed=config.seed,
@@ -81,9 +112,28 @@ def prepare(config: RunConfig) -> Prepared:
             config.test_data, text_column=config.text_column, label_column=config.label_column,
             preset=config.preset, seed=config.seed, label_names=dataset.label_names,
         )
-    splits = data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
+    return dataset, data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 
-    # TensorFlow starts only once the data is known to be good, so bad input fails in a second.
+
+@dataclass
+class FeatureSettings:
+    """The encoder and every setting its features depend on, settled: what the cache key is made of."""
+
+    encoder: Encoder  # computing in `precision`
+    pooling: str
+    layers: tuple[int, ...]  # negative indices into the encoder's layer outputs: -1 is the last
+    combine: str
+    max_seq_length: int
+    max_seq_length_reason: str  # "asked for", "the preset's", "the default", or auto's choice
+    long_texts: LongTexts  # what is read of a text longer than max_seq_length
+    precision: str  # settled: float32, bfloat16 or float16
+    precision_reason: str
+
+
+def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> FeatureSettings:
+    """Starts TensorFlow, loads the encoder and settles pooling, layers, max_seq_length and precision from the
+    options, the preset and the encoder; `prepare` calls it once the data is known to be good, and the Python
+    API's FeatureExtractor calls it alone. `--max-seq-length auto` chooses from `training_texts`' lengths."""
     from pipeline.base.devices import choose_precision, cpu_flags, start_tensorflow
 
     started = start_tensorflow(verbose=log.isEnabledFor(logging.DEBUG))
@@ -98,7 +148,10 @@ def prepare(config: RunConfig) -> Prepared:
     if config.max_seq_length == AUTO:
         from pipeline.features.encoder_io import tokenize_whole
 
-        lengths = [len(ids) for ids in tokenize_whole(splits.train.texts, encoder.tokenizer, show_progress=False)]
+        if not training_texts:
+            raise UserError("--max-seq-length auto chooses from the training texts' lengths, and there are none here; "
+                            "pass a number such as 128")
+        lengths = [len(ids) for ids in tokenize_whole(list(training_texts), encoder.tokenizer, show_progress=False)]
         max_seq_length, length_reason = long_texts_module.auto_max_seq_length(lengths, encoder.max_seq_length)
         log.info("max_seq_length: %d (%s)", max_seq_length, length_reason)
     else:
@@ -115,8 +168,6 @@ def prepare(config: RunConfig) -> Prepared:
     default_layers = DEFAULT_LAYERS if pooling != "pooled" and encoder.all_layers_given and not config.fine_tune else "last"
     layers = resolve_layers(config.layers or default_layers, pooling=pooling, available_layers=encoder.available_layers,
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
-    class_weighting = config.class_weights or dataset.class_weighting
-    head = config.head_settings()
     requested = requested_precision(config, gpus=started["gpus"])
     precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags())
     if requested == "auto" and precision == "bfloat16" and not rebuildable(encoder):
@@ -124,25 +175,9 @@ def prepare(config: RunConfig) -> Prepared:
                                                   "this pipeline can have, is slower than float32")
     encoder = load_encoder(config.encoder, precision=precision)
     log.info("precision: %s (%s)", precision, precision_reason)
-    return Prepared(
-        config=config.replace(pooling=pooling, max_seq_length=max_seq_length, layers=layers_text(layers),
-                              precision=precision, mixed_precision=False, **head.as_options(),
-                              **settled_long_text_options(long_texts)),
-        head=head,
-        pooling=pooling,
-        layers=layers,
-        combine=config.combine,
-        max_seq_length=max_seq_length,
-        long_texts=long_texts,
-        max_seq_length_reason=length_reason,
-        splits=splits,
-        encoder=encoder,
-        precision=precision,
-        precision_reason=precision_reason,
-        label_names=list(dataset.label_names),
-        class_weighting=None if class_weighting == "none" else class_weighting,
-        name=run_name(config),
-    )
+    return FeatureSettings(encoder=encoder, pooling=pooling, layers=layers, combine=config.combine,
+                           max_seq_length=max_seq_length, max_seq_length_reason=length_reason, long_texts=long_texts,
+                           precision=precision, precision_reason=precision_reason)
 
 
 def settled_long_text_options(long_texts: LongTexts) -> dict[str, Any]:
@@ -182,11 +217,16 @@ def extract(prepared: Prepared, *, show_progress: bool = True) -> FeatureResult:
     )
 
 
-def run(config: RunConfig, *, show_progress: bool = True) -> RunResult:
-    """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not."""
+def run(config: RunConfig, *, show_progress: bool = True,
+        data: tuple[data_module.LabeledTexts, data_module.Splits] | None = None, run_dir: Path | None = None) -> RunResult:
+    """The whole pipeline; the run folder is complete only when metrics.json exists and INCOMPLETE does not.
+
+    `data` as `prepare` takes it; `run_dir`, a new folder to write the run into in place of the one
+    `--output-dir` or the default names (the Python API's private folder before `save`)."""
     validate(config)
-    run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs", name=run_name(config))
-    prepared = prepare(config)
+    if run_dir is None:
+        run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs", name=run_name(config))
+    prepared = prepare(config, data)
     # A fine-tuned run reports the probe on the frozen encoder's cached features beside it.
     feature_result = extract(prepared, show_progress=show_progress)
     parts = split_features(prepared, feature_result.features)

@@ -42,6 +42,7 @@ __all__ = [
     "align_labels",
     "compute_class_weights",
     "embedded_demo_path",
+    "labeled_texts_from_values",
     "load_labeled_texts",
     "read_table",
     "split_labeled_texts",
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_COLUMN = "text"
 DEFAULT_LABEL_COLUMN = "label"
+IN_MEMORY_DATA = "in-memory"  # a run's `data` when its texts came from memory (pipeline.api), not from a file
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays field by field is ambiguous
@@ -374,7 +376,7 @@ def classes_present(class_names: list[str], label_values: Sequence[str], *, pres
     return class_names
 
 
-def require_two_classes(labels: np.ndarray, label_names: Sequence[str], *, path: Path) -> None:
+def require_two_classes(labels: np.ndarray, label_names: Sequence[str], *, path: str | Path) -> None:
     present = np.unique(labels)
     if len(present) < 2:
         only = label_names[present[0]] if len(present) else "none"
@@ -475,6 +477,50 @@ def load_labeled_texts(
     )
 
 
+def labeled_texts_from_values(
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    source: str,
+    label_names: Sequence[str] | None = None,
+    label_order: Sequence[Any] | None = None,
+) -> LabeledTexts:
+    """Texts and labels held in memory (the Python API's tables), mapped to class ids as a file's are.
+
+    Each label is read as a table cell is (`value_to_text`: 1.0 is "1", blanks are missing), classes are
+    sorted as `load_labeled_texts` sorts a file's, and one class alone is refused with the same message.
+    `label_names` fixes the classes (validation or test data in the training data's classes);
+    `label_order` gives their order instead of sorting (a pandas Categorical's categories), as a preset
+    does. Nothing is dropped: a missing label is a UserError naming its row, since the caller's rows must
+    stay aligned. `texts` are strings already checked by the caller; `source` names them in messages.
+    """
+    if len(texts) != len(labels):
+        raise UserError(f"{source} has {len(texts)} texts but {len(labels)} labels; pass one label per text")
+    if not texts:
+        raise UserError(f"{source} has no data rows; add at least one row of text and label")
+    label_values = []
+    for row, value in enumerate(labels):
+        text = value_to_text(value)
+        if text is None:
+            raise UserError(f"label {row} of {source} is missing ({value!r}); give every text a label, "
+                            f"or drop the rows without one")
+        label_values.append(text)
+    if label_names is not None:
+        class_names = list(label_names)
+    elif label_order is not None:
+        present = set(label_values)
+        ordered = [name for name in dict.fromkeys(value_to_text(value) for value in label_order) if name is not None]
+        class_names = [name for name in ordered if name in present]
+        if len(class_names) < len(ordered):
+            logger.warning("%s: categories %s have no rows; training on the %d classes present", source,
+                           ", ".join(repr(name) for name in ordered if name not in present), len(class_names))
+    else:
+        class_names = sorted_label_names(label_values)
+    ids = labels_to_ids(label_values, class_names, source=source)
+    require_two_classes(ids, class_names, path=source)
+    return LabeledTexts(texts=list(texts), labels=ids, label_names=class_names)
+
+
 # ============================================================================ splits and weights
 
 
@@ -536,6 +582,7 @@ def split_labeled_texts(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     test_data: LabeledTexts | None = None,
+    validation_data: LabeledTexts | None = None,
 ) -> Splits:
     """Stratified, seeded train/validation/test splits.
 
@@ -544,9 +591,13 @@ def split_labeled_texts(
     unknown label is a UserError) and `data` is split train/validation in the same ratio as
     without it, i.e. validation gets validation_fraction / (1 - test_fraction) of `data`
     (1/9 for 0.1/0.1, keeping 8:1). `dropped_rows` rides on the split the file mostly went to:
-    train for `data`, test for `test_data`.
+    train for `data`, test for `test_data`. With `validation_data` (the Python API's) it is the
+    validation set and nothing of `data` is split off for it: see `splits_with_validation`.
     """
     check_fractions(validation_fraction, test_fraction)
+    if validation_data is not None:
+        return splits_with_validation(data, validation_data, seed=seed, test_fraction=test_fraction,
+                                      test_data=test_data)
     relative_validation = validation_fraction / (1 - test_fraction)
     all_indices = np.arange(len(data.labels))
     if test_data is None:
@@ -572,6 +623,31 @@ def split_labeled_texts(
         train=subset(data, train_indices, dropped_rows=data.dropped_rows),
         validation=subset(data, validation_indices, dropped_rows=0),
         test=test,
+    )
+
+
+def splits_with_validation(
+    data: LabeledTexts,
+    validation_data: LabeledTexts,
+    *,
+    seed: int,
+    test_fraction: float = 0.1,
+    test_data: LabeledTexts | None = None,
+) -> Splits:
+    """Splits when the validation set is given: `validation_data` (re-mapped to `data`'s classes) is the
+    validation set; the test set is `test_data`, else the same seeded `test_fraction` of `data` that
+    `split_labeled_texts` would take; train is the rest of `data`."""
+    validation = align_labels(validation_data, data.label_names, source="the validation data")
+    if test_data is not None:
+        return Splits(train=data, validation=validation, test=align_labels(test_data, data.label_names))
+    require_stratifiable(data, minimum_rows=smallest_class_needed(test_fraction),
+                         reason=f"the {test_fraction:.0%} test set gets one")
+    train_indices, test_indices = stratified_split(data.labels, np.arange(len(data.labels)), fraction=test_fraction,
+                                                   seed=seed)
+    return Splits(
+        train=subset(data, train_indices, dropped_rows=data.dropped_rows),
+        validation=validation,
+        test=subset(data, test_indices, dropped_rows=0),
     )
 
 

@@ -1,0 +1,208 @@
+"""What notebook users hold, checked once at the API's door: texts, labels and option values.
+
+Texts and labels come as a list, a tuple, a pandas Series (a DataFrame column), a one-column DataFrame or a
+one-dimensional NumPy array. Every text must be a string: the API keeps the caller's rows aligned with its
+outputs, so unlike a table read from a file it drops nothing, and a missing, blank or non-string text is one
+UserError naming its row. Texts are stripped of surrounding blanks as a table's cells are, so the same texts
+give the same feature cache entry from Python and from the command line. Labels are read as a table's are
+(`pipeline.data.tables.labeled_texts_from_values`), and errors carry the messages the command line prints.
+No TensorFlow and no scikit-learn here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.base.config import RunConfig, validate
+from pipeline.base.errors import UserError
+from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
+
+ACCEPTED = "a list of strings, a pandas Series (a DataFrame column) or a one-dimensional NumPy array"
+SHOWN_CHARACTERS = 60
+
+
+class InvalidInput(UserError, ValueError):
+    """Bad input or options given to the Python API: a UserError (its message is the command line's `error:`
+    line for the same mistake) and a ValueError (what scikit-learn and Python code expect to catch)."""
+
+
+@contextmanager
+def invalid_input_errors() -> Iterator[None]:
+    """Re-raises the pipeline's UserErrors (bad data, options, folders) as InvalidInput, with the same message."""
+    try:
+        yield
+    except InvalidInput:
+        raise
+    except UserError as error:
+        raise InvalidInput(str(error)) from None
+
+
+def rows_of(values: Any, *, source: str) -> list[Any]:
+    """The values of a list, tuple, Series, one-column DataFrame or 1-D array, as Python objects in order."""
+    if isinstance(values, (str, bytes)):
+        raise InvalidInput(f"{source} is one {type(values).__name__} ({shortened(values)}), not a list of texts; "
+                           f"pass {ACCEPTED}")
+    if type(values).__module__.startswith("scipy.sparse"):
+        raise InvalidInput(f"{source} is a sparse matrix ({type(values).__name__}), not texts; pass {ACCEPTED}")
+    if isinstance(values, pd.DataFrame):
+        if values.shape[1] != 1:
+            raise InvalidInput(f"{source} is a DataFrame with {values.shape[1]} columns ({describe_columns(values)}); "
+                               f"pass one column, such as frame['text']")
+        values = values.iloc[:, 0]
+    if isinstance(values, np.ndarray):
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise InvalidInput(f"{source} is an array of shape {values.shape}; pass {ACCEPTED}")
+        return values.tolist()
+    if isinstance(values, (pd.Series, pd.Index, pd.Categorical)):
+        return list(values)
+    if isinstance(values, Mapping) or not hasattr(values, "__iter__"):
+        raise InvalidInput(f"{source} is a {type(values).__name__}; pass {ACCEPTED}")
+    return list(values)
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, pandas' NA and NaT: what a table reader would call an empty cell."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def shortened(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= SHOWN_CHARACTERS else shown[: SHOWN_CHARACTERS - 3] + "..."
+
+
+def texts_from(values: Any, *, source: str, labelled: bool = False) -> list[str]:
+    """The texts as stripped strings, in order; InvalidInput naming the first row that is not a text."""
+    rows = rows_of(values, source=source)
+    if not rows:
+        wanted = "row of text and label" if labelled else "text"
+        raise InvalidInput(f"{source} has no data rows; add at least one {wanted}")
+    texts = []
+    for row, value in enumerate(rows):
+        if is_missing(value):
+            raise InvalidInput(f"text {row} of {source} is missing ({value!r}); give every row a text, "
+                               f"or drop the rows without one")
+        if not isinstance(value, str):
+            raise InvalidInput(f"text {row} of {source} is a {type(value).__name__} ({shortened(value)}), not a string; "
+                               f"pass the texts as strings (for example frame['column'].astype(str))")
+        text = value.strip()
+        if not text:
+            raise InvalidInput(f"text {row} of {source} is blank; give every row a text, or drop the rows without one")
+        texts.append(text)
+    return texts
+
+
+def label_order(values: Any) -> list[Any] | None:
+    """The categories of categorical labels, in their order (it fixes the classes' order, as a preset's does)."""
+    if isinstance(values, pd.Categorical):
+        return list(values.categories)
+    if isinstance(values, (pd.Series, pd.DataFrame)):
+        column = values.iloc[:, 0] if isinstance(values, pd.DataFrame) and values.shape[1] == 1 else values
+        if isinstance(column, pd.Series) and isinstance(column.dtype, pd.CategoricalDtype):
+            return list(column.cat.categories)
+    return None
+
+
+def labeled_texts(texts: Any, labels: Any, *, source: str, label_names: Sequence[str] | None = None) -> LabeledTexts:
+    """Checked texts with class ids, the classes ordered as a table's are (or as `label_names` fixes them)."""
+    checked = texts_from(texts, source=source, labelled=True)
+    label_values = rows_of(labels, source=f"the labels of {source}")
+    with invalid_input_errors():
+        return labeled_texts_from_values(checked, label_values, source=source, label_names=label_names,
+                                         label_order=label_order(labels))
+
+
+def labeled_pair(pair: Any, *, name: str, source: str, label_names: Sequence[str]) -> LabeledTexts:
+    """`validation_data` or `test_data`: a (texts, labels) pair, in the training data's classes."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise InvalidInput(f"{name} must be a pair (texts, labels), got a {type(pair).__name__}")
+    return labeled_texts(pair[0], pair[1], source=source, label_names=label_names)
+
+
+def label_texts(values: Any, *, source: str) -> list[str]:
+    """Labels read as a table's label cells are (1.0 is "1"), for comparing them with the classes' names."""
+    from pipeline.data.tables import value_to_text
+
+    texts = []
+    for row, value in enumerate(rows_of(values, source=source)):
+        text = value_to_text(value)
+        if text is None:
+            raise InvalidInput(f"label {row} of {source} is missing ({value!r}); give every text a label")
+        texts.append(text)
+    return texts
+
+
+# ============================================================================ options
+
+
+def whole_number(flag: str, value: Any) -> int | None:
+    """An integer option (NumPy's integers too, as a parameter grid holds them); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(f"{flag} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def required_whole_number(flag: str, value: Any, *, what: str = "a positive whole number") -> int:
+    """An integer option that has a default and no None (the seed, the extraction batch size)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(f"{flag} must be {what}, got {value!r}")
+    return int(value)
+
+
+def real_number(flag: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInput(f"{flag} must be a number, got {value!r}")
+    return float(value)
+
+
+def text_option(flag: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{flag} must be a string, got {value!r}")
+    return value
+
+
+def layers_option(value: Any) -> str | None:
+    """`layers` as the command line takes it: last, all, last4, "0,2,-1", or a sequence of layer indices."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (list, tuple)) and value and all(isinstance(index, numbers.Integral) and not isinstance(index, bool)
+                                                         for index in value):
+        return ",".join(str(int(index)) for index in value)
+    raise InvalidInput(f"--layers {value!r} is not a layer choice; pass last, all, last4, or indices such as 0,2,-1")
+
+
+def hidden_units_option(value: Any) -> tuple[int, ...] | None:
+    """Widths of the head's hidden layers: one number or a sequence of them."""
+    if value is None:
+        return None
+    widths = (value,) if isinstance(value, numbers.Integral) else value
+    if isinstance(widths, (list, tuple)) and all(isinstance(width, numbers.Integral) and not isinstance(width, bool)
+                                                 for width in widths):
+        return tuple(int(width) for width in widths)
+    raise InvalidInput(f"--hidden-units must be positive widths such as 50,30,30, got {value!r}")
+
+
+def checked_config(**options: Any) -> RunConfig:
+    """A RunConfig from the API's options, validated by the command line's own checks and messages."""
+    config = RunConfig(**options)
+    with invalid_input_errors():
+        validate(config)
+    return config

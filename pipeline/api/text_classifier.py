@@ -1,0 +1,304 @@
+"""TextClassifier: `run` as a scikit-learn classifier, and load_run: any finished run folder as a fitted one.
+
+`fit` hands texts and labels held in memory to the command line's own `run` (pipeline.commands.run): the same
+split, cached features, head or fine-tuning, evaluation and run folder. The run folder is where the fitted model
+lives: `output_dir` names it, else it is a private temporary folder that `save(path)` copies out. Prediction
+goes through `predict`'s own code on that folder, so a fitted classifier, `load_run` of its folder and
+`python -m pipeline predict --model` give the same probabilities.
+
+A fitted TextClassifier holds TensorFlow models, which do not pickle; pickling one fails at once with a message
+naming `save` and `load_run`, before a pickler has written any of it (an unfitted one pickles as its parameters).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from pipeline.api.inputs import (
+    InvalidInput,
+    checked_config,
+    hidden_units_option,
+    invalid_input_errors,
+    label_texts,
+    labeled_pair,
+    labeled_texts,
+    layers_option,
+    real_number,
+    required_whole_number,
+    text_option,
+    texts_from,
+    whole_number,
+)
+from pipeline.base.config import DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
+from pipeline.commands.predict import RunFolderModel
+from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
+from pipeline.runs import run_folder
+
+PICKLE_MESSAGE = ("a fitted TextClassifier holds TensorFlow models and cannot be pickled (nor saved with joblib); "
+                  "save it with classifier.save(path), a run folder, and load it with pipeline.load_run(path)")
+
+
+class TextClassifier(ClassifierMixin, BaseEstimator):
+    """Texts -> classes: frozen BERT features and a small Keras head (or, with fine_tune=True, the encoder trained
+    with a head), trained and evaluated exactly as `python -m pipeline run` trains and evaluates them.
+
+    Parameters are `run`'s options of the same names (docs/usage.md). Feature options: `encoder`, `pooling`,
+    `layers`, `combine`, `max_seq_length`, `precision`, `cache_dir`, `extraction_batch_size`. Head options
+    (None: the chosen head's default): `head` (mlp, paperspace), `epochs`, `batch_size`, `learning_rate`,
+    `dropout_rate`, `hidden_units`, `weight_decay`, `ensemble`, `class_weights` ('balanced'); `fine_tune`; `seed`
+    (the split, the initial weights and the data order). `output_dir`: the run folder `fit` writes (a new
+    folder, as `--output-dir`); None keeps it in a private temporary folder until `save(path)`. `progress`:
+    progress bars and per-epoch lines.
+
+    Attributes after `fit`: `classes_` (the label values, in the order the run folder records them: sorted as
+    the command line sorts a table's labels, or a categorical's categories in order), `run_dir_` (the run
+    folder), `metrics_` (its metrics.json: test, validation and baseline metrics).
+    """
+
+    def __init__(self, encoder: str = EMBEDDED_ENCODER, *, pooling: str | None = None, layers: Any = None,
+                 combine: str = "concat", max_seq_length: int | None = None, precision: str = "auto",
+                 head: str = DEFAULT_HEAD, epochs: int | None = None, batch_size: int | None = None,
+                 learning_rate: float | None = None, dropout_rate: float | None = None, hidden_units: Any = None,
+                 weight_decay: float | None = None, ensemble: int | None = None, class_weights: str | None = None,
+                 fine_tune: bool = False, seed: int = 42, output_dir: str | Path | None = None,
+                 cache_dir: str | Path | None = None, extraction_batch_size: int = 64, progress: bool = True):
+        self.encoder = encoder
+        self.pooling = pooling
+        self.layers = layers
+        self.combine = combine
+        self.max_seq_length = max_seq_length
+        self.precision = precision
+        self.head = head
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.dropout_rate = dropout_rate
+        self.hidden_units = hidden_units
+        self.weight_decay = weight_decay
+        self.ensemble = ensemble
+        self.class_weights = class_weights
+        self.fine_tune = fine_tune
+        self.seed = seed
+        self.output_dir = output_dir
+        self.cache_dir = cache_dir
+        self.extraction_batch_size = extraction_batch_size
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, texts: Any, labels: Any, validation_data: Any = None, test_data: Any = None) -> TextClassifier:
+        """Trains and evaluates as `run` does, and writes the run folder.
+
+        Splits as `run` splits a table (stratified, seeded): 10% test, 10% validation, the rest train. With
+        `validation_data=(texts, labels)` that is the validation set (the checkpoint and early stopping watch
+        it) and train is the rest after the test split; with `test_data=(texts, labels)` that is the test set
+        the run folder's test metrics are measured on, as `--test-data`.
+        """
+        config = self._config()
+        training = labeled_texts(texts, labels, source="the training data")
+        validation = None if validation_data is None else labeled_pair(
+            validation_data, name="validation_data", source="the validation data", label_names=training.label_names)
+        test = None if test_data is None else labeled_pair(
+            test_data, name="test_data", source="the test data", label_names=training.label_names)
+        with invalid_input_errors():
+            splits = split_labeled_texts(training, seed=config.seed, test_data=test, validation_data=validation)
+        classes = _label_values(labels, training)
+        self._forget_fit()
+        private_dir = None if config.output_dir else Path(tempfile.mkdtemp(prefix="pipeline-text-classifier-"))
+        try:
+            from pipeline.commands.run import run
+
+            run_dir = None if private_dir is None else run_folder.choose_run_dir(None, runs_dir=private_dir,
+                                                                                 name=IN_MEMORY_DATA)
+            with invalid_input_errors():
+                result = run(config, show_progress=bool(self.progress), data=(training, splits), run_dir=run_dir)
+        except BaseException:
+            if private_dir is not None:
+                shutil.rmtree(private_dir, ignore_errors=True)
+            raise
+        if private_dir is not None:
+            self._remove_private_dir = weakref.finalize(self, shutil.rmtree, str(private_dir), True)
+        self._attach(result.run_dir, result.metrics, classes)
+        return self
+
+    def _config(self) -> RunConfig:
+        """The RunConfig `run` would get for these options; InvalidInput with the command line's message if bad."""
+        return checked_config(
+            data=IN_MEMORY_DATA,
+            encoder=text_option("--encoder", self.encoder) or EMBEDDED_ENCODER,
+            pooling=text_option("--pooling", self.pooling),
+            layers=layers_option(self.layers),
+            combine=text_option("--combine", self.combine),
+            max_seq_length=whole_number("--max-seq-length", self.max_seq_length),
+            precision=text_option("--precision", self.precision),
+            head=text_option("--head", self.head),
+            epochs=whole_number("--epochs", self.epochs),
+            batch_size=whole_number("--batch-size", self.batch_size),
+            learning_rate=real_number("--learning-rate", self.learning_rate),
+            dropout_rate=real_number("--dropout-rate", self.dropout_rate),
+            hidden_units=hidden_units_option(self.hidden_units),
+            weight_decay=real_number("--weight-decay", self.weight_decay),
+            ensemble=whole_number("--ensemble", self.ensemble),
+            class_weights=text_option("--class-weights", self.class_weights),
+            fine_tune=bool(self.fine_tune),
+            seed=required_whole_number("--seed", self.seed, what="a whole number"),
+            output_dir=None if self.output_dir is None else str(self.output_dir),
+            cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+            extraction_batch_size=required_whole_number("--extraction-batch-size", self.extraction_batch_size),
+        )
+
+    def _attach(self, run_dir: Path, metrics: dict[str, Any], classes: np.ndarray) -> None:
+        """Loads the finished run folder's encoder and head the way `predict --model RUN` does."""
+        from pipeline.base.devices import start_tensorflow
+
+        start_tensorflow(verbose=False)
+        with invalid_input_errors():
+            self._model = QuietRunFolderModel(Path(run_dir))
+        self.run_dir_ = Path(run_dir)
+        self.metrics_ = metrics
+        self.classes_ = classes
+
+    def _forget_fit(self) -> None:
+        remove = self.__dict__.pop("_remove_private_dir", None)
+        if remove is not None:
+            remove()
+        for name in ("_model", "run_dir_", "metrics_", "classes_"):
+            self.__dict__.pop(name, None)
+
+    # ------------------------------------------------------------------ predicting
+
+    def predict_proba(self, texts: Any) -> np.ndarray:
+        """float32 [len(texts), len(classes_)]: column k is the probability of `classes_[k]`."""
+        from pipeline.commands.predict import predict_texts
+
+        model = self._fitted_model()
+        with invalid_input_errors():
+            rows = texts_from(texts, source="the input")
+        return predict_texts(model, rows, show_progress=bool(self.progress)).probabilities
+
+    def predict(self, texts: Any) -> np.ndarray:
+        """The most probable class of each text, as a value of `classes_`."""
+        self._fitted_model()
+        return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
+
+    def score(self, texts: Any, labels: Any, sample_weight: Any = None) -> float:
+        """Accuracy; labels are compared as the run folder records them (read as a table's cells are), so the
+        label values of a loaded run (strings) and the ones fitted on (say integers) both score."""
+        from sklearn.metrics import accuracy_score
+
+        label_names = self._fitted_model().label_names
+        with invalid_input_errors():
+            wanted = label_texts(labels, source="the labels")
+        predicted = np.argmax(self.predict_proba(texts), axis=1)
+        if len(wanted) != len(predicted):
+            raise InvalidInput(f"{len(predicted)} texts but {len(wanted)} labels; pass one label per text")
+        return float(accuracy_score(wanted, [label_names[index] for index in predicted], sample_weight=sample_weight))
+
+    def _fitted_model(self) -> Any:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "classes_")
+        return self._model
+
+    # ------------------------------------------------------------------ the run folder
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Copies the run folder to `path`, a new folder, whole or not at all; returns it. `export`, `predict`,
+        TensorBoard and `load_run` take it like any run folder."""
+        self._fitted_model()
+        target = Path(path)
+        if target.exists() and target.resolve() == self.run_dir_.resolve():
+            return target  # fitted with output_dir=path: already there
+        with invalid_input_errors():
+            run_folder.choose_run_dir(str(target), runs_dir=target.parent, name=IN_MEMORY_DATA)
+        staging = target.parent / f".{target.name}.saving-{os.getpid()}"
+        try:
+            shutil.copytree(self.run_dir_, staging)
+            if target.exists():  # empty, or an interrupted run's folder, which a run would replace too
+                shutil.rmtree(target)
+            staging.rename(target)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InvalidInput(f"no space left on the device while saving the run folder to {target}; "
+                                   f"free some space or save it elsewhere") from None
+            raise
+        return target
+
+    def summary(self) -> str:
+        """The lines `python -m pipeline run` prints at its end, for this fit."""
+        from pipeline.commands.run import RunResult, summary_table
+
+        self._fitted_model()
+        return summary_table(RunResult(run_dir=self.run_dir_, metrics=self.metrics_))
+
+    # ------------------------------------------------------------------ scikit-learn and pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        if "_model" in self.__dict__:
+            raise TypeError(PICKLE_MESSAGE)
+        return dict(super().__getstate__())
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+
+class QuietRunFolderModel(RunFolderModel):
+    """`predict`'s model of a run folder, its calls dropping TensorFlow's known runtime noise from stderr as `run`
+    does around training and evaluation (one line per Keras predict call otherwise); the progress bar stays live."""
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        from pipeline.base.devices import known_tensorflow_noise_dropped
+
+        with known_tensorflow_noise_dropped():
+            return super().predict(texts)
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier:
+    """A fitted TextClassifier from a finished run folder (one the command line wrote, `fit(output_dir=...)` or
+    `save`): its parameters are the run's settled options, `classes_` its label names (strings, as recorded),
+    and `predict_proba` on its test texts gives the run's test predictions."""
+    with invalid_input_errors():
+        run = run_folder.read_run_folder(run_dir)
+    classifier = TextClassifier(**_options_of(run.config))
+    classifier._attach(run.run_dir, run.metrics, np.array(run.label_names))
+    return classifier
+
+
+def _options_of(config: dict[str, Any]) -> dict[str, Any]:
+    """TextClassifier's parameters from a run's config.json: what a refit with the same settings needs."""
+    names = [name for name in TextClassifier().get_params() if name not in ("output_dir", "progress")]
+    options = {name: config[name] for name in names if name in config}
+    if options.get("head") == FINE_TUNE:  # recorded as the head of a fine-tuned run; the option is fine_tune
+        options["head"] = DEFAULT_HEAD
+    if options.get("hidden_units") is not None:
+        options["hidden_units"] = tuple(options["hidden_units"])
+    return options
+
+
+def _label_values(labels: Any, training: LabeledTexts) -> np.ndarray:
+    """The caller's own label value for each class (the first row's that reads as its name), so `predict`
+    answers in the type the labels were given in."""
+    from pipeline.api.inputs import rows_of
+    from pipeline.data.tables import value_to_text
+
+    first: dict[str, Any] = {}
+    for value in rows_of(labels, source="the labels"):
+        first.setdefault(value_to_text(value) or "", value)
+    values = [first[name] for name in training.label_names]
+    kinds = {type(value) for value in values}
+    return np.array(values, dtype=object if len(kinds) > 1 else None)
+
