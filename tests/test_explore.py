@@ -304,3 +304,15 @@ def test_a_query_encoded_like_the_cache_finds_its_own_text_first(tmp_path, tiny_
     np.testing.assert_allclose(vector, features[7], rtol=1e-4, atol=1e-5)
     table = explore.nearest_neighbours(vector, features, texts, labels, prepared.label_names, count=3)
     assert table["text"].iloc[0] == query and table["cosine_similarity"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_notebooks_long_text_line_is_the_run_summarys(tiny_encoder_dir, tmp_path):
+    from pipeline import FeatureExtractor
+    from pipeline.features.long_texts import TRUNCATE, length_report, summary_line
+
+    extractor = FeatureExtractor(str(tiny_encoder_dir), max_seq_length=8, cache_dir=tmp_path, progress=False).fit()
+    texts = ["good", "the movie is good and the story is great", "good"]
+    tokenizer = extractor.settings_.encoder.tokenizer
+    expected = summary_line(length_report([len(tokenizer.encode(text)) for text in texts[:2]], 8, TRUNCATE))
+    assert explore.long_text_line(texts, extractor) == expected
+    assert expected.startswith("Long texts: 1 of 2 texts (50.0%) longer than 6 tokens were cut (truncate)")

@@ -153,7 +153,6 @@ def _command_sweep(arguments: argparse.Namespace) -> None:
 
 def _command_extract(arguments: argparse.Namespace) -> None:
     from pipeline.commands.run import extract, prepare
-    from pipeline.features.long_texts import summary_line
 
     config = _config_from(arguments)
     if config.fine_tune:
@@ -165,26 +164,27 @@ def _command_extract(arguments: argparse.Namespace) -> None:
     if arguments.beam_options:
         raise UserError(f"options after -- ({' '.join(arguments.beam_options)}) are Beam's; add --runner beam, or drop them")
     result = extract(prepare(config), show_progress=not arguments.quiet)
-    print(summary_line(result.long_texts))
-    state = "hit" if result.cache_hit else "miss"
-    if result.reused_shards:
-        state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
-    print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
-          f"cache {state}: {result.entry_dir}")
+    _print_extraction(result, "", str(result.entry_dir))
 
 
 def _extract_with_beam(config: RunConfig, arguments: argparse.Namespace) -> None:
     from pipeline.commands.beam_extract import extract_with_beam
-    from pipeline.features.long_texts import summary_line
 
     result = extract_with_beam(config, arguments.beam_options, verbose=arguments.verbose)
-    if result.long_texts:
+    _print_extraction(result, " (Beam)", result.entry_path)
+
+
+def _print_extraction(result: Any, runner: str, entry: str) -> None:
+    """What `extract` prints, for either runner: the long-text line, then the features and the cache entry."""
+    from pipeline.features.long_texts import summary_line
+
+    if result.long_texts:  # a Beam entry from before the figures were recorded has none
         print(summary_line(result.long_texts))
     state = "hit" if result.cache_hit else "miss"
     if result.reused_shards:
         state += f", reused {result.reused_shards} verified shard(s) from an earlier attempt"
     print(f"Features: {result.texts} texts in {result.seconds:.1f} s ({result.texts_per_second:.0f} texts/s), "
-          f"cache {state} (Beam): {result.entry_path}")
+          f"cache {state}{runner}: {entry}")
 
 
 def _command_convert(arguments: argparse.Namespace) -> None:

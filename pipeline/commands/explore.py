@@ -122,6 +122,16 @@ def length_summary(lengths: np.ndarray, max_seq_length: int) -> dict[str, Any]:
     }
 
 
+def long_text_line(texts: list[str], extractor: Any) -> str:
+    """The run summary's long-text line for these texts as a fitted FeatureExtractor reads them: how many are cut
+    and how long they are (the same figures `run`, `extract` and metrics.json give for the same unique texts)."""
+    from pipeline.features.long_texts import length_report, summary_line
+
+    settings = extractor.settings_
+    lengths = [len(settings.encoder.tokenizer.encode(text)) for text in dict.fromkeys(texts)]
+    return summary_line(length_report(lengths, settings.max_seq_length, settings.long_texts))
+
+
 def examples_per_class(texts: list[str], labels: np.ndarray, label_names: list[str], *,
                        per_class: int = 3, seed: int = 0) -> pd.DataFrame:
     """A seeded random handful of texts of each class (fewer where a class has fewer)."""
