@@ -6,8 +6,9 @@ lives: `output_dir` names it, else it is a private temporary folder that `save(p
 goes through `predict`'s own code on that folder, so a fitted classifier, `load_run` of its folder and
 `python -m pipeline predict --model` give the same probabilities.
 
-A fitted TextClassifier holds TensorFlow models, which do not pickle; pickling one fails at once with a message
-naming `save` and `load_run`, before a pickler has written any of it (an unfitted one pickles as its parameters).
+A fitted TextClassifier pickles (and `joblib.dump`s) without its TensorFlow models: its parameters, classes and
+metrics, and the run folder's files as bytes (TensorBoard logs and checkpoints left out, since predicting never
+reads them). Unpickling writes them to a private temporary folder and loads the models on the first prediction.
 """
 
 from __future__ import annotations
@@ -43,8 +44,7 @@ from pipeline.commands.predict import RunFolderModel
 from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
 from pipeline.runs import run_folder
 
-PICKLE_MESSAGE = ("a fitted TextClassifier holds TensorFlow models and cannot be pickled (nor saved with joblib); "
-                  "save it with classifier.save(path), a run folder, and load it with pipeline.load_run(path)")
+NOT_PICKLED = (run_folder.LOGS_DIR, "checkpoints")  # a run folder's parts that predicting never reads
 
 
 class TextClassifier(ClassifierMixin, BaseEstimator):
@@ -207,6 +207,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "classes_")
+        if "_model" not in self.__dict__:  # unpickled: the models are loaded on first use
+            self._attach(self.run_dir_, self.metrics_, self.classes_)
         return self._model
 
     # ------------------------------------------------------------------ the run folder
@@ -244,9 +246,30 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scikit-learn and pickling
 
     def __getstate__(self) -> dict[str, Any]:
-        if "_model" in self.__dict__:
-            raise TypeError(PICKLE_MESSAGE)
-        return dict(super().__getstate__())
+        """Parameters, and when fitted the run folder's files as bytes: never a TensorFlow object."""
+        state = dict(super().__getstate__())
+        for name in ("_model", "_remove_private_dir"):
+            state.pop(name, None)
+        if "run_dir_" in state:
+            folder = Path(state.pop("run_dir_"))
+            state["_run_folder_files"] = {
+                path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
+                if path.is_file() and path.relative_to(folder).parts[0] not in NOT_PICKLED}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Writes a fitted classifier's run folder into a private temporary folder, removed with the object."""
+        files = state.pop("_run_folder_files", None)
+        self.__dict__.update(state)
+        if files is None:
+            return
+        private_dir = Path(tempfile.mkdtemp(prefix="pipeline-text-classifier-"))
+        self._remove_private_dir = weakref.finalize(self, shutil.rmtree, str(private_dir), True)
+        run_dir = private_dir / IN_MEMORY_DATA
+        for relative, payload in files.items():
+            (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / relative).write_bytes(payload)
+        self.run_dir_ = run_dir
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
