@@ -73,11 +73,11 @@ def quality(table: Path, seeds: list[int], readings: list[str], cache_dir: Path,
     return rows
 
 
-def speed(table: Path, cache_root: Path, repeats: int) -> dict[str, Any]:
+def speed(table: Path, cache_root: Path, repeats: int, limit: int | None = None) -> dict[str, Any]:
     """texts/s of the long texts only, each reading into a fresh cache, `repeats` rounds alternating the two."""
     prepared = prepare(RunConfig(data=str(table), max_seq_length=512))
     texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
-    long = [text for text in dict.fromkeys(texts) if len(prepared.encoder.tokenizer.encode(text)) > 126]
+    long = [text for text in dict.fromkeys(texts) if len(prepared.encoder.tokenizer.encode(text)) > 126][:limit]
     ways = {"windows 128": (128, LongTexts("windows", window_overlap=31, max_windows=8)),
             "truncate 512": (512, LongTexts("truncate"))}
     seconds: dict[str, list[float]] = {name: [] for name in ways}
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("quality", "speed", "both"), default="both")
     parser.add_argument("--filtered", action="store_true", help="also the under-50-words table, truncate 128 only")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="speed: time only the first N long texts")
     parser.add_argument("--output", type=Path)
     parser.add_argument("--summarize", type=Path, help="print the table of an earlier --output file and stop")
     arguments = parser.parse_args()
@@ -141,7 +142,7 @@ def main() -> None:
                 short = amazon_table(arguments.data, folder, under_50_words=True)
                 results["quality"] += quality(short, seeds, ["truncate 128"], folder / "cache", folder / "runs")
         if arguments.part in ("speed", "both"):
-            results["speed"] = speed(everything, folder / "speed", arguments.repeats)
+            results["speed"] = speed(everything, folder / "speed", arguments.repeats, arguments.limit)
             print(json.dumps(results["speed"]), flush=True)
     if arguments.output:
         arguments.output.write_text(json.dumps(results, indent=1))

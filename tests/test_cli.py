@@ -1,4 +1,5 @@
-"""The real entry point, `python -m pipeline`, in a subprocess: smoke run, cache reuse, help, bad input."""
+"""The real entry point, `python -m pipeline`, in a subprocess: smoke run, cache reuse, help, bad input (cases about a
+message alone run in-process, through the same `main`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ def assert_usage_error(result, *fragments):
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def run_in_process(capsys, *arguments):
+    """`python -m pipeline *arguments` in this process (its TensorFlow already started): the exit status and
+    stderr, as run_cli gives them, for cases whose subject is the message rather than the process."""
+    from subprocess import CompletedProcess
+
+    from pipeline.commands.cli import main
+
+    capsys.readouterr()
+    code = main([str(argument) for argument in arguments])
+    captured = capsys.readouterr()
+    return CompletedProcess(list(arguments), code, captured.out, captured.err)
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +139,16 @@ def test_an_unknown_option_names_its_command_in_the_hint(command, capsys):
     assert stderr == f"error: unrecognized arguments: --frobnicate; see `python -m pipeline {command} --help`\n"
 
 
-def test_bad_encoder_options(tmp_path, tiny_encoder_dir):
+def test_bad_encoder_options(tmp_path, tiny_encoder_dir, capsys):
     csv_path = write_tiny_csv(tmp_path / "reviews.csv")
-    too_long = run_cli("run", "--data", csv_path, "--encoder", tiny_encoder_dir, "--max-seq-length", 65,
-                       artifacts=tmp_path / "artifacts")
+    too_long = run_in_process(capsys, "run", "--data", csv_path, "--encoder", tiny_encoder_dir, "--max-seq-length", 65)
     assert_usage_error(too_long, "--max-seq-length 65", "64")
-    not_saved_model = run_cli("run", "--data", csv_path, "--encoder", tmp_path, artifacts=tmp_path / "artifacts")
+    not_saved_model = run_in_process(capsys, "run", "--data", csv_path, "--encoder", tmp_path)
     assert_usage_error(not_saved_model, "not a SavedModel")
     assert not (tmp_path / "artifacts" / "runs").exists()
 
 
-def test_convert_through_the_command_line(tmp_path):
+def test_convert_through_the_command_line(tmp_path, capsys):
     from tiny_bert import write_tiny_checkpoint
 
     checkpoint = write_tiny_checkpoint(tmp_path / "checkpoint")
@@ -144,13 +157,14 @@ def test_convert_through_the_command_line(tmp_path):
     assert (tmp_path / "encoder" / "saved_model.pb").is_file()
     assert json.loads((tmp_path / "encoder" / "pipeline_model.json").read_text())["recommended_pooling"] == "mean"
 
-    assert_usage_error(run_cli("convert", "--checkpoint", tmp_path / "nowhere", "--output", tmp_path / "out1"), "nowhere")
+    assert_usage_error(run_in_process(capsys, "convert", "--checkpoint", tmp_path / "nowhere", "--output", tmp_path / "out1"),
+                       "nowhere")
     config = json.loads((checkpoint / "config.json").read_text())
     (checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
-    assert_usage_error(run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "out2"), "roberta")
+    assert_usage_error(run_in_process(capsys, "convert", "--checkpoint", checkpoint, "--output", tmp_path / "out2"), "roberta")
     (checkpoint / "config.json").write_text(json.dumps(config))
     (checkpoint / "vocab.txt").unlink()
-    assert_usage_error(run_cli("convert", "--checkpoint", checkpoint, "--output", tmp_path / "out3"), "vocab.txt")
+    assert_usage_error(run_in_process(capsys, "convert", "--checkpoint", checkpoint, "--output", tmp_path / "out3"), "vocab.txt")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint", "encoder"]
 
 
