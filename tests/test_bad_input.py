@@ -276,14 +276,19 @@ def test_awkward_but_usable_tables_are_read_exactly(name, outcomes, inputs, tiny
     assert digests == {text_digest(text) for text in texts}  # every text, exactly as written, and no other
 
 
-def test_a_100000_character_text_is_truncated_to_max_seq_length(inputs, tiny_encoder_dir, tmp_path, capsys, caplog):
-    """Its features are those of its first max_seq_length - 2 tokens ("good movie good ..." is one token a word)."""
+@pytest.mark.parametrize(("reading", "words_read"), [([], 191), (["--long-texts", "truncate"], 30)],
+                         ids=["windows", "truncate"])
+def test_a_100000_character_text_is_read_up_to_the_cap(reading, words_read, inputs, tiny_encoder_dir, tmp_path, capsys,
+                                                       caplog):
+    """Its features are those of the tokens read: by default 8 windows of max_seq_length - 2 = 30 tokens overlapping
+    by 7 (191 tokens), with --long-texts truncate the first 30 ("good movie good ..." is one token a word)."""
     from pipeline.encoders.encoder import load_encoder
     from pipeline.features.cache import digests_from_array, read_cache_entry, text_digest
     from pipeline.features.extraction import encode_texts
+    from pipeline.features.long_texts import LongTexts
 
     assert len(LONG_TEXT) >= 99_999
-    status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache"),
+    status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache") + reading,
                                   capsys, caplog)
     assert status == 0
     _, entry_dir = _cached_digests(tmp_path / "cache")
@@ -291,7 +296,9 @@ def test_a_100000_character_text_is_truncated_to_max_seq_length(inputs, tiny_enc
     digests, features = read_cache_entry(entry_dir, manifest["key"])
     row = digests_from_array(digests).index(text_digest(LONG_TEXT))
     encoder = load_encoder(str(tiny_encoder_dir))
-    first_tokens = " ".join(LONG_TEXT.split()[:30])
+    first_tokens = " ".join(LONG_TEXT.split()[:words_read])
+    windows = LongTexts("windows", window_overlap=7, max_windows=8) if not reading else LongTexts()
     expected = encode_texts([first_tokens], encoder, pooling="mean", layers=tuple(manifest["layers"]),
-                            combine=manifest["combine"], max_seq_length=32)[0]
+                            combine=manifest["combine"], max_seq_length=32, long_texts=windows)[0]
     np.testing.assert_allclose(features[row], expected, atol=1e-5)
+    assert manifest["long_texts"]["tokens_read_at_most"] == words_read

@@ -134,6 +134,22 @@ def test_long_texts_read_in_windows_or_head_and_tail_give_the_local_entry(readin
     assert_same_entry(local.entry_dir, entry_of(tmp_path / "beam"))
 
 
+def test_a_truncation_entry_of_short_texts_serves_beam_under_every_strategy(local_tiny_entry, tiny_table,
+                                                                           tiny_encoder_dir, tmp_path):
+    """The tiny table's texts all fit 16 tokens, so the local default (windows) wrote truncation's entry; Beam
+    finds it under windows and head-tail too, and writes truncation's entry when it fills one itself."""
+    manifest = json.loads((local_tiny_entry / "manifest.json").read_text())
+    assert manifest["long_texts"]["strategy"] == "truncate" and manifest["long_texts"]["texts_cut"] == 0
+    cache_dir = local_tiny_entry.parent
+    for reading in ({}, {"long_texts": "windows", "window_overlap": 2}, {"long_texts": "head-tail"}):
+        hit = extract_with_beam(tiny_config(tiny_table, tiny_encoder_dir, cache_dir).replace(**reading), [])
+        assert hit.cache_hit is True and Path(hit.entry_path) == local_tiny_entry
+        assert hit.long_texts["strategy"] == reading.get("long_texts", "windows") and hit.long_texts["texts_cut"] == 0
+    filled = extract_with_beam(tiny_config(tiny_table, tiny_encoder_dir, tmp_path / "beam").replace(
+        long_texts="head-tail"), [])
+    assert filled.cache_hit is False and Path(filled.entry_path).name == local_tiny_entry.name
+
+
 @needs_embedded_assets
 def test_embedded_encoder_on_demo_rows_with_two_worker_processes(tmp_path, monkeypatch):
     """All-MiniLM-L6-v2 on 240 demo snippets, tokenized and encoded in two worker processes (each loads the encoder

@@ -84,3 +84,26 @@ def test_a_tiny_run_measures_a_and_b_on_the_embedded_encoder_and_they_agree():
     # Reviews fit a's fixed 128 tokens, so the tutorial way and the pipeline give the same vectors.
     assert a_b_difference["reviews"] < 1e-4
     assert "c pytorch" not in output
+
+
+@needs_embedded_assets
+def test_demo_documents_hide_one_labelled_snippet_among_plot_summaries(tmp_path):
+    import pandas as pd
+
+    from pipeline.data.presets import embedded_demo_path
+
+    spec = importlib.util.spec_from_file_location("benchmark_long_texts", REPO_ROOT / "benchmarks" / "long_texts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    documents = pd.read_csv(module.demo_documents(tmp_path, 30, seed=1))
+    corpus = pd.read_csv(embedded_demo_path())
+    plots = {" ".join(text.split()) for text in corpus.loc[corpus["category"] == "plot", "text"].dropna()}
+    assert sorted(documents["label"].value_counts().items()) == [("fresh", 15), ("rotten", 15)]
+    assert sorted(documents["place"].value_counts().items()) == [("end", 10), ("middle", 10), ("start", 10)]
+    for text, label, place in documents[["text", "label", "place"]].itertuples(index=False):
+        snippets = corpus.loc[corpus["category"] == label, "text"].dropna().map(lambda value: " ".join(value.split()))
+        found = [snippet for snippet in snippets if snippet in text and snippet not in plots]
+        assert found, text[:80]
+        position = text.index(found[0]) / len(text)
+        assert {"start": position == 0, "middle": 0 < position < 0.9, "end": text.endswith(found[0])}[place]
+    assert pd.read_csv(module.demo_documents(tmp_path, 30, seed=1)).equals(documents)

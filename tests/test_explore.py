@@ -310,9 +310,14 @@ def test_the_notebooks_long_text_line_is_the_run_summarys(tiny_encoder_dir, tmp_
     from pipeline import FeatureExtractor
     from pipeline.features.long_texts import TRUNCATE, length_report, summary_line
 
-    extractor = FeatureExtractor(str(tiny_encoder_dir), max_seq_length=8, cache_dir=tmp_path, progress=False).fit()
     texts = ["good", "the movie is good and the story is great", "good"]
-    tokenizer = extractor.settings_.encoder.tokenizer
+    truncating = FeatureExtractor(str(tiny_encoder_dir), max_seq_length=8, long_texts="truncate", cache_dir=tmp_path,
+                                  progress=False).fit()
+    tokenizer = truncating.settings_.encoder.tokenizer
     expected = summary_line(length_report([len(tokenizer.encode(text)) for text in texts[:2]], 8, TRUNCATE))
-    assert explore.long_text_line(texts, extractor) == expected
+    assert explore.long_text_line(texts, truncating) == expected
     assert expected.startswith("Long texts: 1 of 2 texts (50.0%) longer than 6 tokens were cut (truncate)")
+    by_default = FeatureExtractor(str(tiny_encoder_dir), max_seq_length=8, cache_dir=tmp_path, progress=False).fit()
+    # Windows of 6 tokens overlapping by 1, at most 8 of them, read 41 tokens.
+    assert explore.long_text_line(texts, by_default).startswith(
+        "Long texts: 0 of 2 texts (0.0%) longer than 41 tokens were cut (windows)")

@@ -135,6 +135,51 @@ def test_an_entry_written_before_the_report_existed_reports_from_its_texts(encod
     assert again.cache_hit is True and again.long_texts == first.long_texts
 
 
+STRATEGIES = (long_texts.TRUNCATE, LongTexts("head-tail", head_tokens=4), LongTexts("windows", window_overlap=4,
+                                                                                  max_windows=8))
+
+
+@pytest.mark.parametrize("writer", STRATEGIES, ids=lambda reading: reading.strategy)
+def test_texts_that_all_fit_share_truncations_entry_whatever_the_strategy(writer, encoder, tmp_path):
+    texts = ["good", "the film is bad", "a great story and a good ending"]  # all within the room of 14 ids
+    options = {"pooling": "mean", "max_seq_length": 16, "cache_dir": tmp_path, "show_progress": False}
+    first = extract_features(texts, encoder, long_texts=writer, **options)
+    assert first.cache_hit is False
+    manifest = json.loads((first.entry_dir / "manifest.json").read_text())
+    assert manifest["long_texts"]["strategy"] == "truncate"  # the entry is truncation's, so older caches serve it
+    for reader in STRATEGIES:
+        again = extract_features(texts, encoder, long_texts=reader, **options)
+        assert again.cache_hit is True and again.entry_dir == first.entry_dir
+        np.testing.assert_array_equal(again.features, first.features)
+        assert again.long_texts == length_report([len(encoder.tokenizer.encode(text)) for text in texts], 16, reader)
+    assert len([path for path in tmp_path.iterdir() if path.is_dir()]) == 1
+
+
+def test_a_truncation_entry_with_a_long_text_serves_truncation_only(encoder, tmp_path):
+    texts = [LONG, "good"]
+    options = {"pooling": "mean", "max_seq_length": 16, "cache_dir": tmp_path, "show_progress": False}
+    truncated = extract_features(texts, encoder, **options)
+    windows = LongTexts("windows", window_overlap=4, max_windows=8)
+    windowed = extract_features(texts, encoder, long_texts=windows, **options)
+    assert windowed.cache_hit is False and windowed.entry_dir != truncated.entry_dir
+    assert not np.allclose(windowed.features[0], truncated.features[0])
+    np.testing.assert_array_equal(windowed.features[1], truncated.features[1])
+
+
+def test_an_old_truncation_entry_serves_windows_when_its_texts_all_fit(encoder, tmp_path):
+    texts = ["good", "the film is bad"]
+    options = {"pooling": "mean", "max_seq_length": 16, "cache_dir": tmp_path, "show_progress": False}
+    first = extract_features(texts, encoder, **options)
+    manifest_path = first.entry_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["long_texts"]  # as entries written before the report existed
+    manifest_path.write_text(json.dumps(manifest))
+    windows = LongTexts("windows", window_overlap=4, max_windows=8)
+    again = extract_features(texts, encoder, long_texts=windows, **options)
+    assert again.cache_hit is True and again.entry_dir == first.entry_dir
+    assert again.long_texts["strategy"] == "windows" and again.long_texts["texts_cut"] == 0
+
+
 @pytest.fixture(scope="module")
 def long_table(tmp_path_factory):
     rows = []
@@ -273,6 +318,27 @@ def test_the_python_api_reads_long_texts_as_the_command_line_and_reports_the_cut
                                                       long_texts=windows), atol=1e-5)
     assert extractor.long_texts_["texts_cut"] == 0 and extractor.long_texts_["strategy"] == "windows"
     truncating = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
-                                  cache_dir=tmp_path, progress=False)
+                                  long_texts="truncate", cache_dir=tmp_path, progress=False)
     truncated = truncating.transform([LONG, "good"])  # a windows entry never serves truncated features
     assert truncating.long_texts_["texts_cut"] == 1 and not np.allclose(truncated[0], features[0], atol=1e-4)
+    by_default = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
+                                  cache_dir=tmp_path, progress=False)
+    default_windows = LongTexts("windows", window_overlap=3, max_windows=8)  # a quarter of the room of 14
+    np.testing.assert_allclose(by_default.transform([LONG, "good"]), encode_texts(
+        [LONG, "good"], encoder, pooling="mean", max_seq_length=16, long_texts=default_windows), atol=1e-5)
+    assert by_default.long_texts_["strategy"] == "windows" and by_default.long_texts_["window_overlap"] == 3
+
+
+def test_the_text_classifier_takes_the_long_text_options_and_the_command_lines_checks():
+    from pipeline import TextClassifier
+    from pipeline.api.inputs import InvalidInput
+
+    config = TextClassifier(long_texts="head-tail", head_tokens=3, max_seq_length="auto")._config()
+    assert (config.long_texts, config.head_tokens, config.max_seq_length) == ("head-tail", 3, "auto")
+    assert TextClassifier(window_overlap=2, max_windows=3)._config().window_overlap == 2  # windows by default
+    with pytest.raises(InvalidInput, match="--head-tokens is a setting of --long-texts head-tail, and --long-texts "
+                                           "is windows"):
+        TextClassifier(head_tokens=3)._config()
+    with pytest.raises(InvalidInput, match="--window-overlap is a setting of --long-texts windows, and --long-texts "
+                                           "is truncate"):
+        TextClassifier(window_overlap=2, fine_tune=True)._config()

@@ -78,7 +78,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(run_notebook, name):
     assert "image/png" in shown  # each notebook draws at least one plot
     expected = {
         "01_explore_data.ipynb": ["60 texts, classes ['neg', 'pos'], max_seq_length 16",  # the run summary's line:
-                                  "Long texts: 0 of 40 texts (0.0%) longer than 14 tokens were cut (truncate)"],  # 40 distinct
+                                  "Long texts: 0 of 40 texts (0.0%) longer than 91 tokens were cut (windows)"],  # 40 distinct
         "02_train_and_evaluate.ipynb": ["Test set (6 texts):", "baseline (logistic regression)", "val_auroc",
                                         "confidence", "--logdir"],
         "03_features.ipynb": ["60 texts x 64 features, pooling mean", "cosine_similarity"],  # 2 layers x 32, side by side

@@ -1,5 +1,6 @@
 """Presets on small fixtures with the real files' exact columns (pipeline/data/presets.py)."""
 
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 
 from pipeline.base.errors import UserError
 from pipeline.data import presets
-from pipeline.data.presets import prepare_amazon_fine_food
 from pipeline.data.tables import PRESETS, embedded_demo_path, load_labeled_texts, split_labeled_texts
 
 AMAZON_COLUMNS = [
@@ -63,39 +63,53 @@ def write_gop(path, sentiments_and_texts):
 # ----------------------------------------------------------------------------- amazon-fine-food
 
 
-def test_amazon_fine_food_cleans_maps_and_filters(tmp_path):
-    path = write_amazon(tmp_path / "Reviews.csv", [
-        (5, "Great taffy.<br /><br />My kids &amp; I loved it, truly."),
-        (1, "Stale, \"awful\"\nand overpriced."),
-        (3, "It was okay I guess."),
-        (2, "Too salty &lt;b&gt; for me."),
-        (4, " ".join(["word"] * 50)),          # 50 words: not under 50, dropped
-        (4, " ".join(["word"] * 49)),          # 49 words: kept
-        (None, "No score on this one."),
-        (4, "<p></p>"),                        # nothing left once the tags go
-    ])
-    data = load_labeled_texts(path, preset="amazon-fine-food")
+AMAZON_ROWS = [
+    (5, "Great taffy.<br /><br />My kids &amp; I loved it, truly."),
+    (1, "Stale, \"awful\"\nand overpriced."),
+    (3, "It was okay I guess."),
+    (2, "Too salty &lt;b&gt; for me."),
+    (4, " ".join(["word"] * 50)),          # 50 words: not under 50
+    (4, " ".join(["word"] * 49)),          # 49 words: under 50
+    (None, "No score on this one."),
+    (4, "<p></p>"),                        # nothing left once the tags go
+]
+
+
+def test_amazon_fine_food_cleans_and_maps_and_keeps_long_reviews(tmp_path):
+    data = load_labeled_texts(write_amazon(tmp_path / "Reviews.csv", AMAZON_ROWS), preset="amazon-fine-food")
     assert data.label_names == ["negative", "positive"]
     assert data.texts == [
         "Great taffy. My kids & I loved it, truly.",
         'Stale, "awful" and overpriced.',
         "Too salty <b> for me.",
+        " ".join(["word"] * 50),
         " ".join(["word"] * 49),
     ]
-    assert data.labels.tolist() == [1, 0, 0, 1]
-    assert data.dropped_rows == 4
+    assert data.labels.tolist() == [1, 0, 0, 1, 1]
+    assert data.dropped_rows == 3
     assert data.class_weighting is None
 
 
-def test_amazon_fine_food_samples_with_the_seed():
-    frame = pd.DataFrame({"text": [f"review {index}" for index in range(40)], "label": ["5", "1"] * 20})
-    first = prepare_amazon_fine_food(frame, 1, max_words=50, sample_size=10)
-    again = prepare_amazon_fine_food(frame, 1, max_words=50, sample_size=10)
-    other = prepare_amazon_fine_food(frame, 2, max_words=50, sample_size=10)
-    assert len(first) == 10 and first["text"].is_unique
-    assert first["text"].tolist() == again["text"].tolist()
-    assert first["text"].tolist() != other["text"].tolist()
-    assert len(prepare_amazon_fine_food(frame, 1, max_words=50, sample_size=100)) == 40
+def test_the_tutorials_word_filter_is_one_option_away(tmp_path):
+    path = write_amazon(tmp_path / "Reviews.csv", AMAZON_ROWS)
+    data = load_labeled_texts(path, preset="amazon-fine-food", max_words=50)
+    assert " ".join(["word"] * 50) not in data.texts and " ".join(["word"] * 49) in data.texts
+    assert data.dropped_rows == 4
+    message = user_error_message(load_labeled_texts, path, preset="amazon-fine-food", max_words=2)
+    assert "after the amazon-fine-food preset's filters and --max-words 2" in message and "--max-words" in message
+
+
+def test_amazon_fine_food_samples_with_the_seed_after_the_word_filter(tmp_path, monkeypatch):
+    monkeypatch.setitem(PRESETS, "amazon-fine-food", dataclasses.replace(PRESETS["amazon-fine-food"], sample_size=10))
+    rows = [(5 if index % 2 else 1, f"review number {index}" + " word" * (index % 3) * 30) for index in range(60)]
+    path = write_amazon(tmp_path / "Reviews.csv", rows)
+    first = load_labeled_texts(path, preset="amazon-fine-food", seed=1)
+    again = load_labeled_texts(path, preset="amazon-fine-food", seed=1)
+    other = load_labeled_texts(path, preset="amazon-fine-food", seed=2)
+    assert len(first.texts) == 10 and len(set(first.texts)) == 10
+    assert first.texts == again.texts and first.texts != other.texts
+    filtered = load_labeled_texts(path, preset="amazon-fine-food", seed=1, max_words=50)
+    assert len(filtered.texts) == 10 and all(len(text.split()) < 50 for text in filtered.texts)  # filter, then sample
 
 
 def test_amazon_fine_food_rejects_scores_outside_one_to_five(tmp_path):
@@ -106,9 +120,9 @@ def test_amazon_fine_food_rejects_scores_outside_one_to_five(tmp_path):
 
 def test_amazon_fine_food_preset_settings():
     preset = PRESETS["amazon-fine-food"]
-    assert (preset.text_column, preset.label_column, preset.max_seq_length) == ("Text", "Score", 55)
+    assert (preset.text_column, preset.label_column, preset.max_seq_length) == ("Text", "Score", None)
     assert "Reviews.csv" in preset.source and "Kaggle" in preset.source
-    assert preset.prepare.keywords == {"max_words": 50, "sample_size": 100_000}
+    assert (preset.max_words, preset.sample_size) == (None, 100_000)
 
 
 # ----------------------------------------------------------------------------- gop-debate

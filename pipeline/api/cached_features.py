@@ -93,8 +93,9 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
         entry_dir, entry_key, manifest, _ = candidates.pop(best)
         if wanted[best] == 0:
             break
+        entry_reading = reading if _recorded(manifest, "long_texts.strategy") == reading["strategy"] else None
         expected = cache.expected_manifest_fields(description, texts=manifest["texts"], feature_size=width,
-                                                  long_texts=reading, **options)
+                                                  long_texts=entry_reading, **options)
         stored = cache.read_cache_entry(entry_dir, entry_key, expected)  # verified as a command verifies it
         if stored is None:
             continue
@@ -122,11 +123,14 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
 def _entries_of_the_same_settings(cache_dir: Path, description: dict[str, Any], options: dict[str, Any],
                                   reading: dict[str, Any], width: int) -> list[tuple[Path, str, dict[str, Any]]]:
     """(folder, key, manifest) of every complete entry made with this encoder and these settings, long-text
-    reading included."""
+    reading included; truncation's entries serve every reading when none of their texts was cut
+    (long_texts.stored_reading)."""
     expected = cache.expected_manifest_fields(description, texts=0, feature_size=width, **options)
     del expected["texts"]
     expected["encoder.precision"] = description.get("precision", cache.FULL_PRECISION)
-    expected.update({f"long_texts.{name}": value for name, value in reading.items()})
+    readings = [{f"long_texts.{name}": value for name, value in reading.items()}]
+    if reading.get("strategy") != cache.TRUNCATE:
+        readings.append({"long_texts.strategy": cache.TRUNCATE, "long_texts.texts_cut": 0})
     found = []
     for manifest_path in sorted(cache_dir.glob(f"*/{cache.MANIFEST_FILE}")) if cache_dir.is_dir() else []:
         try:
@@ -137,7 +141,8 @@ def _entries_of_the_same_settings(cache_dir: Path, description: dict[str, Any], 
             continue
         if not isinstance(manifest.get("key"), str) or not isinstance(manifest.get("texts"), int):
             continue
-        if all(_recorded(manifest, name) == value for name, value in expected.items()):
+        if all(_recorded(manifest, name) == value for name, value in expected.items()) and any(
+                all(_recorded(manifest, name) == value for name, value in fields.items()) for fields in readings):
             found.append((manifest_path.parent, manifest["key"], manifest))
     return found
 

@@ -36,7 +36,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     URL, a Kaggle handle or the embedded model's name), `pooling` (pooled, cls, mean; None: the encoder's
     recommendation), `layers` (last, all, last4, "0,2,-1" or [0, 2, -1]; None: all where the encoder gives
     every layer), `combine` (concat, mean), `max_seq_length` (None: 128), `long_texts` (truncate, head-tail,
-    windows) with `head_tokens`, `window_overlap` and `max_windows` (docs/long-texts.md), `precision` (auto,
+    windows; None: windows) with `head_tokens`, `window_overlap` and `max_windows` (docs/long-texts.md), `precision` (auto,
     float32, bfloat16, float16), `cache_dir` (None: artifacts/features), `batch_size` (texts per encoder call,
     `run`'s --extraction-batch-size) and `progress` (progress bars).
 
@@ -48,7 +48,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, encoder: str = EMBEDDED_ENCODER, *, pooling: str | None = None, layers: Any = None,
-                 combine: str = "concat", max_seq_length: int | None = None, long_texts: str = "truncate",
+                 combine: str = "concat", max_seq_length: int | None = None, long_texts: str | None = None,
                  head_tokens: int | None = None, window_overlap: int | None = None, max_windows: int | None = None,
                  precision: str = "auto",
                  cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True):
@@ -104,7 +104,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             "layers": layers_option(self.layers),
             "combine": text_option("--combine", self.combine),
             "max_seq_length": whole_number("--max-seq-length", self.max_seq_length),
-            "long_texts": text_option("--long-texts", self.long_texts) or "truncate",
+            "long_texts": text_option("--long-texts", self.long_texts),
             "head_tokens": whole_number("--head-tokens", self.head_tokens),
             "window_overlap": whole_number("--window-overlap", self.window_overlap),
             "max_windows": whole_number("--max-windows", self.max_windows),

@@ -39,7 +39,7 @@ from pipeline.api.inputs import (
     texts_from,
     whole_number,
 )
-from pipeline.base.config import DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
+from pipeline.base.config import AUTO, DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
 from pipeline.commands.predict import RunFolderModel
 from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
 from pipeline.runs import run_folder
@@ -52,7 +52,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     with a head), trained and evaluated exactly as `python -m pipeline run` trains and evaluates them.
 
     Parameters are `run`'s options of the same names (docs/usage.md). Feature options: `encoder`, `pooling`,
-    `layers`, `combine`, `max_seq_length`, `precision`, `cache_dir`, `extraction_batch_size`. Head options
+    `layers`, `combine`, `max_seq_length` (a number or "auto"), `long_texts` (truncate, head-tail, windows; None:
+    windows, truncate when fine-tuning) with `head_tokens`, `window_overlap`, `max_windows` (docs/long-texts.md),
+    `precision`, `cache_dir`, `extraction_batch_size`. Head options
     (None: the chosen head's default): `head` (mlp, paperspace), `epochs`, `batch_size`, `learning_rate`,
     `dropout_rate`, `hidden_units`, `weight_decay`, `ensemble`, `class_weights` ('balanced'); `fine_tune`; `seed`
     (the split, the initial weights and the data order). `output_dir`: the run folder `fit` writes (a new
@@ -65,8 +67,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, encoder: str = EMBEDDED_ENCODER, *, pooling: str | None = None, layers: Any = None,
-                 combine: str = "concat", max_seq_length: int | None = None, precision: str = "auto",
-                 head: str = DEFAULT_HEAD, epochs: int | None = None, batch_size: int | None = None,
+                 combine: str = "concat", max_seq_length: int | str | None = None, long_texts: str | None = None,
+                 head_tokens: int | None = None, window_overlap: int | None = None, max_windows: int | None = None,
+                 precision: str = "auto", head: str = DEFAULT_HEAD, epochs: int | None = None, batch_size: int | None = None,
                  learning_rate: float | None = None, dropout_rate: float | None = None, hidden_units: Any = None,
                  weight_decay: float | None = None, ensemble: int | None = None, class_weights: str | None = None,
                  fine_tune: bool = False, seed: int = 42, output_dir: str | Path | None = None,
@@ -76,6 +79,10 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.layers = layers
         self.combine = combine
         self.max_seq_length = max_seq_length
+        self.long_texts = long_texts
+        self.head_tokens = head_tokens
+        self.window_overlap = window_overlap
+        self.max_windows = max_windows
         self.precision = precision
         self.head = head
         self.epochs = epochs
@@ -138,7 +145,12 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             pooling=text_option("--pooling", self.pooling),
             layers=layers_option(self.layers),
             combine=text_option("--combine", self.combine),
-            max_seq_length=whole_number("--max-seq-length", self.max_seq_length),
+            max_seq_length=(AUTO if self.max_seq_length == AUTO
+                            else whole_number("--max-seq-length", self.max_seq_length)),
+            long_texts=text_option("--long-texts", self.long_texts),
+            head_tokens=whole_number("--head-tokens", self.head_tokens),
+            window_overlap=whole_number("--window-overlap", self.window_overlap),
+            max_windows=whole_number("--max-windows", self.max_windows),
             precision=text_option("--precision", self.precision),
             head=text_option("--head", self.head),
             epochs=whole_number("--epochs", self.epochs),

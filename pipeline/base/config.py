@@ -58,6 +58,9 @@ class RunConfig:
     text_column: str | None = field(default=None, metadata={"help": "column holding the text (default: the preset's, else 'text')"})
     label_column: str | None = field(default=None, metadata={"help": "column holding the label (default: the preset's, else 'label')"})
     preset: str | None = field(default=None, metadata={"help": "a known data set recipe (see docs/usage.md)"})
+    max_words: int | None = field(default=None, metadata={
+        "help": "keep only texts of fewer than N words, before a preset's sample (the Amazon tutorial's filter is "
+                "--max-words 50; default: all)"})
     encoder: str = field(default=EMBEDDED_ENCODER, metadata={
         "help": "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the embedded model's name"})
     pooling: str | None = field(default=None, metadata={
@@ -70,9 +73,10 @@ class RunConfig:
     max_seq_length: int | str | None = field(default=None, metadata={
         "help": "WordPiece tokens per text including [CLS] and [SEP], or auto: the smallest of 64, 128, 256, 512 "
                 "that holds 95%% of the training texts whole (default: the preset's, else 128)", "auto": True})
-    long_texts: str = field(default="truncate", metadata={
+    long_texts: str | None = field(default=None, metadata={
         "help": "texts longer than --max-seq-length: truncate (read the start), head-tail (the start and the end), "
-                "or windows (all of it, in overlapping windows whose vectors are averaged)",
+                "or windows (all of it, in overlapping windows whose vectors are averaged) (default: windows; "
+                "truncate with --fine-tune)",
         "choices": LONG_TEXT_STRATEGIES})
     head_tokens: int | None = field(default=None, metadata={
         "help": "--long-texts head-tail: tokens kept from the start, the rest from the end (default: a quarter)"})
@@ -192,12 +196,15 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--hidden-units must be positive widths such as 50,30,30, got {config.hidden_units}")
     if config.class_weights not in (None, "balanced", "none"):
         raise UserError(f"--class-weights must be 'balanced' or 'none', got {config.class_weights!r}")
-    if config.long_texts not in LONG_TEXT_STRATEGIES:
+    if config.max_words is not None and config.max_words < 1:
+        raise UserError(f"--max-words must be a positive whole number, got {config.max_words}")
+    if config.long_texts is not None and config.long_texts not in LONG_TEXT_STRATEGIES:
         raise UserError(f"--long-texts {config.long_texts!r} is unknown; choose one of {', '.join(LONG_TEXT_STRATEGIES)}")
+    reading = long_text_strategy(config)
     for name, strategy in (("head_tokens", "head-tail"), ("window_overlap", "windows"), ("max_windows", "windows")):
-        if getattr(config, name) is not None and config.long_texts != strategy:
+        if getattr(config, name) is not None and reading != strategy:
             flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} is a setting of --long-texts {strategy}, and --long-texts is {config.long_texts}; "
+            raise UserError(f"{flag} is a setting of --long-texts {strategy}, and --long-texts is {reading}; "
                             f"add --long-texts {strategy} or drop {flag}")
     if config.fine_tune and config.long_texts == "windows":
         raise UserError("--long-texts windows pools several encoder calls per text, which fine-tuning does not train "
@@ -209,6 +216,14 @@ def validate(config: RunConfig) -> None:
         if config.pooling == "pooled" and layers != "last":
             raise UserError(f"--layers {config.layers} with --pooling pooled: pooled is the model's own output of its "
                             f"last layer; pass --layers last, or --pooling mean or cls to pool other layers")
+
+
+def long_text_strategy(config: RunConfig) -> str:
+    """--long-texts, or its default: windows, which beat truncation on long reviews' validation AUROC at every
+    split seed (docs/quality.md, "Long texts"); truncate for fine-tuning, which trains one window per text."""
+    if config.long_texts is not None:
+        return config.long_texts
+    return "truncate" if config.fine_tune else "windows"
 
 
 def layers_text(layers: tuple[int, ...]) -> str:

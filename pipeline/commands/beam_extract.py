@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.base.config import RunConfig, artifacts_dir
 from pipeline.base.errors import UserError
 from pipeline.features import cache
+from pipeline.features.long_texts import TRUNCATE, LongTexts, length_report, restated, stored_reading
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -121,24 +122,56 @@ def extract_with_beam(config: RunConfig, beam_arguments: list[str], *, verbose: 
     cache_path = cache_location(config)
     beam_storage.check_filesystem(cache_path, "--cache-dir")
     from pipeline.commands.run import prepare  # reads the table and starts TensorFlow: only once the options are known good
+    from pipeline.features.encoder_io import tokenize_whole
 
     prepared = prepare(config)
     started = time.perf_counter()
     all_texts = prepared.splits.train.texts + prepared.splits.validation.texts + prepared.splits.test.texts
     unique_texts = list(dict.fromkeys(all_texts))
     sorted_digests = sorted(cache.text_digest(text) for text in unique_texts)
-    job = _shard_job(prepared, cache_path, sorted_digests)
+    requested = prepared.long_texts
+
+    def hit(job: ShardJob, report: dict[str, Any] | None) -> BeamResult:
+        return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=True, reused_shards=0,
+                          entry_path=job.entry_path, long_texts=report)
+
+    def lengths_of_texts() -> list[int]:
+        # Counted here as the local runner counts them: tokenizing is a small part of the launcher's work beside
+        # hashing and staging every text, and keeps the workers' records unchanged.
+        return [len(ids) for ids in tokenize_whole(unique_texts, prepared.encoder.tokenizer, show_progress=False)]
+
+    def filled(job: ShardJob, lengths: list[int]) -> BeamResult:
+        reused = _fill_entry(prepared, job, unique_texts, sorted_digests, lengths, options, started)
+        return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=False,
+                          reused_shards=reused, entry_path=job.entry_path,
+                          long_texts=length_report(lengths, prepared.max_seq_length, requested))
+
+    # As the local runner: each entry is looked at once under its lock, and filled under the same lock; a strategy
+    # other than truncation holds its own entry's lock while it looks at truncation's, whose entry serves every
+    # strategy when none of its texts is long (long_texts.stored_reading).
+    job = _shard_job(prepared, cache_path, sorted_digests, requested)
     with _entry_lock(cache_path, job.key):
         manifest = _complete_entry(prepared, job)
         if manifest is not None:
-            return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=True, reused_shards=0,
-                              entry_path=job.entry_path, long_texts=manifest.get("long_texts"))
-        reused, report = _fill_entry(prepared, job, unique_texts, sorted_digests, options, started)
-    return BeamResult(texts=job.texts, seconds=time.perf_counter() - started, cache_hit=False, reused_shards=reused,
-                      entry_path=job.entry_path, long_texts=report)
+            return hit(job, manifest.get("long_texts"))
+        lengths = None
+        if requested != TRUNCATE:
+            truncated = _shard_job(prepared, cache_path, sorted_digests, TRUNCATE)
+            with _entry_lock(cache_path, truncated.key):
+                manifest = _complete_entry(prepared, truncated)
+                report = manifest.get("long_texts") if manifest is not None else None
+                if isinstance(report, dict) and report.get("texts_cut") == 0:
+                    return hit(truncated, restated(report, prepared.max_seq_length, requested))
+                lengths = lengths_of_texts()
+                if stored_reading(lengths, prepared.max_seq_length, requested) == TRUNCATE:
+                    if manifest is not None:  # an entry from before reports were recorded
+                        return hit(truncated, length_report(lengths, prepared.max_seq_length, requested))
+                    return filled(truncated, lengths)
+        return filled(job, lengths if lengths is not None else lengths_of_texts())
 
 
-def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes]) -> ShardJob:
+def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes], long_texts: LongTexts) -> ShardJob:
+    """The workers' job for the entry of these texts read as `long_texts` says."""
     from pipeline.features import beam_storage
     from pipeline.features.beam_pipeline import ShardJob
     from pipeline.features.encoder_io import feature_size
@@ -146,14 +179,14 @@ def _shard_job(prepared: Prepared, cache_path: str, sorted_digests: list[bytes])
     encoder, config = prepared.encoder, prepared.config
     key = cache.cache_key(encoder.describe(), pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
                           max_seq_length=prepared.max_seq_length, sorted_digests=sorted_digests,
-                          long_texts=prepared.long_texts.record())
+                          long_texts=long_texts.record())
     return ShardJob(
         entry_path=beam_storage.join(cache_path, cache.entry_dir_name(key)), key=key, writer_tag=uuid.uuid4().hex[:8],
         texts=len(sorted_digests), shard_rows=cache.SHARD_ROWS, encoder_folder=str(encoder.model_dir), models_dir=None,
         precision=prepared.precision,
         encoder_fingerprint=encoder.fingerprint, vocab_file=str(encoder.vocab_file), vocab_sha256=encoder.vocab_sha256,
         do_lower_case=encoder.do_lower_case, pooling=prepared.pooling, layers=prepared.layers, combine=prepared.combine,
-        max_seq_length=prepared.max_seq_length, long_texts=prepared.long_texts, batch_size=config.extraction_batch_size,
+        max_seq_length=prepared.max_seq_length, long_texts=long_texts, batch_size=config.extraction_batch_size,
         feature_size=feature_size(encoder.hidden_size, prepared.layers, prepared.combine))
 
 
@@ -184,19 +217,13 @@ def _complete_entry(prepared: Prepared, job: ShardJob) -> dict[str, Any] | None:
 
 
 def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sorted_digests: list[bytes],
-                options: PipelineOptions, started: float) -> tuple[int, dict[str, Any]]:
-    """Stages the texts, runs the pipeline (again, once, for shards found bad), merges; returns the shards reused
-    and the long-text report."""
+                lengths: list[int], options: PipelineOptions, started: float) -> int:
+    """Stages the texts, runs the pipeline (again, once, for shards found bad), merges, recording the long-text
+    report of the texts' `lengths` in WordPiece ids; returns the shards reused."""
     from pipeline.features import beam_storage
-    from pipeline.features.encoder_io import tokenize_whole
-    from pipeline.features.long_texts import length_report
 
     texts_pattern = _stage_texts(job, unique_texts)
-    # The manifest's long-text report, counted here as the local runner counts it: tokenizing is a small part of
-    # the launcher's work beside hashing and staging every text, and keeps the workers' records unchanged.
-    report = length_report([len(ids) for ids in tokenize_whole(unique_texts, prepared.encoder.tokenizer,
-                                                               show_progress=False)],
-                           job.max_seq_length, job.long_texts)
+    report = length_report(lengths, job.max_seq_length, job.long_texts)
     records_before = beam_storage.shard_record_names(job.entry_path)
     log.info("Beam: %d texts in %d shard(s) of %d into %s", job.texts, cache.shard_count(job.texts, job.shard_rows),
              job.shard_rows, job.entry_path)
@@ -217,7 +244,7 @@ def _fill_entry(prepared: Prepared, job: ShardJob, unique_texts: list[str], sort
                                      width=job.feature_size, description=description, writer_tag=job.writer_tag)
             if not beam_storage.is_local(job.entry_path):
                 beam_storage.remove_temporaries(job.entry_path, job.writer_tag)
-            return reused, report
+            return reused
         except beam_storage.MergeProblems as problems:
             if attempt == PIPELINE_ATTEMPTS:
                 raise UserError(f"the Beam pipeline finished, but shards of {job.entry_path} do not match their records "

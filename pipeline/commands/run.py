@@ -22,6 +22,7 @@ from pipeline.base.config import (
     RunConfig,
     artifacts_dir,
     layers_text,
+    long_text_strategy,
     resolve_layers,
     validate,
     validate_against_encoder,
@@ -104,13 +105,13 @@ def read_and_split(config: RunConfig) -> tuple[data_module.LabeledTexts, data_mo
     """The table `config.data` (or the preset's), the test table if any, and the seeded splits."""
     dataset = data_module.load_labeled_texts(
         config.data, text_column=config.text_column, label_column=config.label_column,
-        preset=config.preset, seed=config.seed,
+        preset=config.preset, seed=config.seed, max_words=config.max_words,
     )
     test_data = None
     if config.test_data is not None:
         test_data = data_module.load_labeled_texts(
             config.test_data, text_column=config.text_column, label_column=config.label_column,
-            preset=config.preset, seed=config.seed, label_names=dataset.label_names,
+            preset=config.preset, seed=config.seed, label_names=dataset.label_names, max_words=config.max_words,
         )
     return dataset, data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 
@@ -160,7 +161,7 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
         length_reason = "asked for" if config.max_seq_length else "the preset's" if preset and preset.max_seq_length \
             else "the default"
     validate_against_encoder(max_seq_length, encoder.max_seq_length)
-    long_texts = long_texts_module.settle(config.long_texts, max_seq_length=max_seq_length,
+    long_texts = long_texts_module.settle(long_text_strategy(config), max_seq_length=max_seq_length,
                                           head_tokens=config.head_tokens, window_overlap=config.window_overlap,
                                           max_windows=config.max_windows)
     pooling = config.pooling or encoder.recommended_pooling or "pooled"

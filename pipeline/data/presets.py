@@ -8,7 +8,6 @@ without labels and mapping labels to class ids are done once, for every table, i
 
 from __future__ import annotations
 
-import functools
 import html
 import importlib.util
 import logging
@@ -56,6 +55,10 @@ class Preset:
     prepare: Callable[[pd.DataFrame, int], pd.DataFrame] = keep_rows
     # The file used when no path is given; None means the user must pass one.
     bundled_path: Callable[[], Path] | None = None
+    # After `prepare`, in this order: only texts of fewer words than `max_words` (--max-words overrides it),
+    # then a seeded sample of `sample_size` rows. None: all rows.
+    max_words: int | None = None
+    sample_size: int | None = None
 
 
 # ----------------------------------------------------------------------------- shared cleaning
@@ -106,6 +109,14 @@ def require_known_labels(labels: pd.Series, allowed: list[str], *, preset_name: 
         )
 
 
+def keep_under_words(frame: pd.DataFrame, max_words: int, *, source_name: str) -> pd.DataFrame:
+    """The rows whose text has fewer than `max_words` words (the Amazon tutorial's "reviews under 50 words")."""
+    short_enough = np.array([word_count(collapse_whitespace(str(text))) < max_words for text in frame[TEXT]],
+                            dtype=bool)
+    log_dropped(source_name, f"{max_words}+ words", int((~short_enough).sum()))
+    return frame.loc[short_enough]
+
+
 def sample_rows(frame: pd.DataFrame, *, sample_size: int, seed: int) -> pd.DataFrame:
     """A seeded sample without replacement, kept in file order; all rows when there are fewer."""
     if len(frame) <= sample_size:
@@ -117,14 +128,11 @@ def sample_rows(frame: pd.DataFrame, *, sample_size: int, seed: int) -> pd.DataF
 # ----------------------------------------------------------------------------- amazon-fine-food
 
 
-def prepare_amazon_fine_food(
-    frame: pd.DataFrame, seed: int, *, max_words: int, sample_size: int
-) -> pd.DataFrame:
-    """Scores 1-2 are negative and 4-5 positive; 3 is ambiguous and dropped.
-
-    Short reviews only (fewer than `max_words` words) so most fit the preset's 55-token window
-    whole; then a seeded sample bounds the encoder run on a CPU.
-    """
+def prepare_amazon_fine_food(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Scores 1-2 are negative and 4-5 positive; 3 is ambiguous and dropped; HTML is removed, and reviews left
+    empty by that are dropped. (The preset's sample, and the tutorial's word filter when asked for, follow in
+    tables.load_labeled_texts.)"""
+    del seed  # the preset's sample is drawn after the optional word filter, by the loader
     name = "amazon-fine-food"
     scores = pd.to_numeric(frame[LABEL], errors="coerce")
     invalid = ~scores.isin([1, 2, 3, 4, 5])
@@ -140,14 +148,9 @@ def prepare_amazon_fine_food(
     sentiment = np.where(scores[~neutral] >= 4, "positive", "negative")
     cleaned_texts = [strip_html(text) for text in kept[TEXT]]
     kept = pd.DataFrame({TEXT: cleaned_texts, LABEL: sentiment}, index=kept.index)
-
-    short_enough = np.array([0 < word_count(text) < max_words for text in cleaned_texts], dtype=bool)
-    log_dropped(name, f"empty or {max_words}+ words", int((~short_enough).sum()))
-    kept = kept.loc[short_enough]
-
-    sampled = sample_rows(kept, sample_size=sample_size, seed=seed)
-    log_dropped(name, f"not in the seeded sample of {sample_size}", len(kept) - len(sampled))
-    return sampled
+    not_empty = np.array([bool(text) for text in cleaned_texts], dtype=bool)
+    log_dropped(name, "empty once the HTML is removed", int((~not_empty).sum()))
+    return kept.loc[not_empty]
 
 
 # ----------------------------------------------------------------------------- gop-debate
@@ -236,7 +239,8 @@ PRESETS: dict[str, Preset] = {
             name="amazon-fine-food",
             description=(
                 "Amazon fine food reviews: Score 1-2 negative, 4-5 positive (3 dropped), "
-                "HTML removed, reviews under 50 words, seeded sample of 100,000"
+                "HTML removed, seeded sample of 100,000; long reviews read in windows (the tutorial's "
+                "filter to reviews under 50 words at 55 tokens: --max-words 50 --max-seq-length 55)"
             ),
             source=(
                 "Kaggle dataset 'Amazon Fine Food Reviews' (snap/amazon-fine-food-reviews), "
@@ -244,10 +248,11 @@ PRESETS: dict[str, Preset] = {
             ),
             text_column="Text",
             label_column="Score",
-            max_seq_length=55,
+            max_seq_length=None,
             class_weighting=None,
             label_names=("negative", "positive"),
-            prepare=functools.partial(prepare_amazon_fine_food, max_words=50, sample_size=100_000),
+            prepare=prepare_amazon_fine_food,
+            sample_size=100_000,
         ),
         Preset(
             name="gop-debate",

@@ -31,6 +31,9 @@ from pipeline.data.presets import (
     TEXT,
     Preset,
     embedded_demo_path,
+    keep_under_words,
+    log_dropped,
+    sample_rows,
     unknown_labels,
 )
 
@@ -430,6 +433,7 @@ def load_labeled_texts(
     seed: int = 42,
     label_names: Sequence[str] | None = None,
     presets: Mapping[str, Preset] = PRESETS,
+    max_words: int | None = None,
 ) -> LabeledTexts:
     """Read a table into texts and class ids.
 
@@ -437,7 +441,8 @@ def load_labeled_texts(
     `text_column`/`label_column` override the preset's columns; without a preset they default
     to `text` and `label`. Class order: `label_names` when given (a test file read in the
     training file's classes; another label is a UserError), else the preset's, else sorted
-    labels (numerically if all are numbers). `seed` drives presets that sample rows.
+    labels (numerically if all are numbers). `seed` drives presets that sample rows. `max_words` keeps only
+    texts of fewer words (the preset's own limit when None), before the preset's sample is drawn.
     """
     if path is None and preset is None:
         preset = DEFAULT_PRESET
@@ -455,11 +460,17 @@ def load_labeled_texts(
         )
     if chosen is not None:
         rows = chosen.prepare(rows, seed)
-        if len(rows) == 0:
-            raise UserError(
-                f"no rows of {data_path} are left after the {chosen.name} preset's filters; "
-                f"check the file and --preset"
-            )
+    word_limit = max_words or (chosen.max_words if chosen else None)
+    if word_limit:
+        rows = keep_under_words(rows, word_limit, source_name=chosen.name if chosen else str(data_path))
+    if chosen is not None and chosen.sample_size:
+        sampled = sample_rows(rows, sample_size=chosen.sample_size, seed=seed)
+        log_dropped(chosen.name, f"not in the seeded sample of {chosen.sample_size}", len(rows) - len(sampled))
+        rows = sampled
+    if len(rows) == 0:
+        filters = [f"the {chosen.name} preset's filters" if chosen else "", f"--max-words {max_words}" if max_words else ""]
+        raise UserError(f"no rows of {data_path} are left after {' and '.join(part for part in filters if part)}; "
+                        f"check the file, {' and '.join(option for option, used in (('--preset', chosen), ('--max-words', max_words)) if used)}")
 
     label_values = rows[LABEL].tolist()
     fixed_order = label_names or (chosen.label_names if chosen else None)

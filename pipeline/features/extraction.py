@@ -21,7 +21,16 @@ from tqdm import tqdm
 from pipeline.base.devices import graph_rewrite
 from pipeline.features import cache
 from pipeline.features.encoder_io import feature_size, pool, tokenize_whole
-from pipeline.features.long_texts import TRUNCATE, LongTexts, cut_warning, length_report, segments, tokens_read
+from pipeline.features.long_texts import (
+    TRUNCATE,
+    LongTexts,
+    cut_warning,
+    length_report,
+    restated,
+    segments,
+    stored_reading,
+    tokens_read,
+)
 from tokenization.packing import pack_inputs
 
 if TYPE_CHECKING:
@@ -76,28 +85,67 @@ def extract_features(
 ) -> FeatureResult:
     """Features for `texts` (duplicates allowed), from the cache when it holds them, else computed and cached.
     Texts longer than `max_seq_length` are read as `long_texts` says; how many were cut is counted and, past a
-    tenth of them, said in one warning line."""
+    tenth of them, said in one warning line.
+
+    When no text is longer than the room, every strategy reads the same, and the entry is truncation's
+    (long_texts.stored_reading): looked up second on a miss, written so on a computation."""
     started = time.perf_counter()
     unique_texts = list(dict.fromkeys(texts))
     digest_of = {text: cache.text_digest(text) for text in unique_texts}
     description = encoder.describe()
-    settings = long_texts.record()
-    key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
-                          sorted_digests=sorted(digest_of.values()), long_texts=settings)
+    width = feature_size(encoder.hidden_size, layers, combine)
+
+    def key_and_fields(reading: LongTexts) -> tuple[str, dict[str, Any]]:
+        key = cache.cache_key(description, pooling=pooling, layers=layers, combine=combine,
+                              max_seq_length=max_seq_length, sorted_digests=sorted(digest_of.values()),
+                              long_texts=reading.record())
+        return key, cache.expected_manifest_fields(description, pooling=pooling, layers=layers, combine=combine,
+                                                   max_seq_length=max_seq_length, texts=len(unique_texts),
+                                                   feature_size=width, long_texts=reading.record())
+
+    def tokenized() -> list[Any]:
+        return tokenize_whole(unique_texts, encoder.tokenizer, show_progress=show_progress)
+
+    def compute(entry: cache.CacheEntry, whole_ids: list[Any], reading: LongTexts) -> tuple[np.ndarray, np.ndarray]:
+        return _compute_entry(unique_texts, whole_ids, digest_of, encoder, pooling=pooling, layers=layers,
+                              combine=combine, max_seq_length=max_seq_length, long_texts=reading, entry=entry,
+                              batch_size=batch_size, show_progress=show_progress)
+
+    # Each entry is read once under its lock (a damaged one warns once), and computed under the same lock. A
+    # strategy other than truncation holds its own entry's lock while it looks at truncation's (always in
+    # that order, so two processes never wait for each other).
+    key, expected = key_and_fields(long_texts)
     with cache.locked_entry(cache_dir, key) as entry:
-        stored = entry.read(expected=cache.expected_manifest_fields(
-            description, pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
-            texts=len(unique_texts), feature_size=feature_size(encoder.hidden_size, layers, combine),
-            long_texts=settings))
-        cache_hit = stored is not None
-        if stored is None:
-            stored, report = _compute_entry(unique_texts, digest_of, encoder, pooling=pooling, layers=layers,
-                                            combine=combine, max_seq_length=max_seq_length, long_texts=long_texts,
-                                            entry=entry, batch_size=batch_size, show_progress=show_progress)
-        else:  # entries written before the report was recorded: count again (tokenizing is fast, nothing is encoded)
-            report = cache.recorded_long_texts(entry.directory) or length_report(
-                [len(ids) for ids in tokenize_whole(unique_texts, encoder.tokenizer, show_progress=False)],
-                max_seq_length, long_texts)
+        found = entry.read(expected=expected)
+        report = cache.recorded_long_texts(entry.directory) if found is not None else None
+        entry_dir, reused_shards, cache_hit, whole_ids = entry.directory, 0, found is not None, None
+        if found is None and long_texts != TRUNCATE:
+            truncated_key, truncated_fields = key_and_fields(TRUNCATE)
+            with cache.locked_entry(cache_dir, truncated_key) as truncated:
+                recorded = cache.recorded_long_texts(truncated.directory)
+                if recorded is None or recorded.get("texts_cut") == 0:  # None: an entry from before reports
+                    found = truncated.read(expected=truncated_fields)
+                if found is not None and recorded is None:
+                    whole_ids = tokenized()
+                    if stored_reading([len(ids) for ids in whole_ids], max_seq_length, long_texts) != TRUNCATE:
+                        found = None
+                if found is not None:
+                    cache_hit, entry_dir = True, truncated.directory
+                    report = restated(recorded, max_seq_length, long_texts) if recorded else None
+                else:
+                    whole_ids = whole_ids if whole_ids is not None else tokenized()
+                    if stored_reading([len(ids) for ids in whole_ids], max_seq_length, long_texts) == TRUNCATE:
+                        found = compute(truncated, whole_ids, TRUNCATE)  # every strategy reads these texts alike
+                        entry_dir, reused_shards = truncated.directory, truncated.reused_shards
+        if found is None:
+            whole_ids = whole_ids if whole_ids is not None else tokenized()
+            found = compute(entry, whole_ids, long_texts)
+            reused_shards = entry.reused_shards
+    stored = found
+    if report is None:  # computed now, or an entry from before the report was recorded: count (nothing is encoded)
+        lengths = ([len(ids) for ids in whole_ids] if whole_ids is not None else
+                   [len(ids) for ids in tokenize_whole(unique_texts, encoder.tokenizer, show_progress=False)])
+        report = length_report(lengths, max_seq_length, long_texts)
     warning = cut_warning(report)
     if warning:
         log.warning(warning)
@@ -111,19 +159,18 @@ def extract_features(
         seconds=seconds,
         texts=len(unique_texts),
         texts_per_second=len(unique_texts) / max(seconds, 1e-9),
-        entry_dir=entry.directory,
+        entry_dir=entry_dir,
         long_texts=report,
-        reused_shards=entry.reused_shards,
+        reused_shards=reused_shards,
     )
 
 
-def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder: Encoder, *, pooling: str,
-                   layers: tuple[int, ...], combine: str, max_seq_length: int, long_texts: LongTexts,
-                   entry: cache.CacheEntry, batch_size: int,
-                   show_progress: bool) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
-    """Tokenizes, orders by the tokens read, encodes shard by shard into the entry; reuses an earlier attempt's
-    shards. Returns ((digests, features), the long-text report)."""
-    whole_ids = tokenize_whole(unique_texts, encoder.tokenizer, show_progress=show_progress)
+def _compute_entry(unique_texts: list[str], whole_ids: Sequence[Sequence[int]], digest_of: dict[str, bytes],
+                   encoder: Encoder, *, pooling: str, layers: tuple[int, ...], combine: str, max_seq_length: int,
+                   long_texts: LongTexts, entry: cache.CacheEntry, batch_size: int,
+                   show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Orders the texts by the tokens read, encodes shard by shard into the entry (reusing an earlier attempt's
+    shards), records `long_texts`'s report in the manifest; returns (digests, features) in storage order."""
     report = length_report([len(ids) for ids in whole_ids], max_seq_length, long_texts)
     read_lengths = [tokens_read(len(ids), max_seq_length, long_texts) for ids in whole_ids]
     order = cache.storage_order(read_lengths, [digest_of[text] for text in unique_texts])
@@ -150,7 +197,7 @@ def _compute_entry(unique_texts: list[str], digest_of: dict[str, bytes], encoder
     entry.finish(storage_digests, cache.manifest_description(
         encoder.describe(), pooling=pooling, layers=layers, combine=combine, max_seq_length=max_seq_length,
         texts=len(unique_texts), feature_size=width, extraction_seconds=seconds, long_texts=report))
-    return (storage_digests, features), report
+    return storage_digests, features
 
 
 # Traced feature functions by (encoder layer, pooling): tracing and graph optimisation take a second or

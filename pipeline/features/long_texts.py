@@ -153,6 +153,21 @@ def length_report(lengths: Sequence[int], max_seq_length: int, long_texts: LongT
     }
 
 
+def stored_reading(lengths: Sequence[int], max_seq_length: int, long_texts: LongTexts) -> LongTexts:
+    """The reading a cache entry of these texts is stored and keyed under. A strategy changes only texts longer
+    than the room; when there are none, every strategy gives truncation's features, so the entry is truncation's
+    and serves every strategy (the caches filled before `windows` became the default among them)."""
+    text_room = room(max_seq_length)
+    return long_texts if any(length > text_room for length in lengths) else TRUNCATE
+
+
+def restated(report: dict[str, Any], max_seq_length: int, long_texts: LongTexts) -> dict[str, Any]:
+    """A truncation report of texts none of which is longer than the room (texts_cut 0), said for `long_texts`:
+    the lengths and counts are the same, only the settings and what the strategy could read differ."""
+    return {**report, **long_texts.record(),
+            "tokens_read_at_most": tokens_read(MORE_THAN_ANY_TEXT, max_seq_length, long_texts)}
+
+
 def summary_line(report: dict[str, Any]) -> str:
     """One line for the run summary and `extract`: how many texts were cut, and how long texts are."""
     lengths = report["token_length"]
