@@ -51,6 +51,19 @@ def _stderr_captured() -> Iterator[Callable[[], str]]:
             os.close(saved)
 
 
+@contextmanager
+def stderr_to_debug_log() -> Iterator[None]:
+    """Runs the block with file descriptor 2 caught and logged at debug level: for libraries that print status lines
+    (TFLite's "Created TensorFlow Lite XNNPACK delegate") where the command line promises quiet."""
+    with _stderr_captured() as caught:
+        try:
+            yield
+        finally:
+            said = caught()
+            if said:
+                log.debug("caught on stderr: %s", said)
+
+
 def start_tensorflow(*, verbose: bool = False) -> dict[str, Any]:
     """Imports TensorFlow (quietly unless verbose) and configures devices, once; returns what it found."""
     global _STARTED

@@ -17,12 +17,14 @@ import logging
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from pipeline.base.devices import stderr_to_debug_log
 from pipeline.encoders.modeling import INPUT_NAMES, BertConfig, bert_forward
 from pipeline.encoders.reduced_precision import rebuilt_config, saved_params
 
@@ -69,7 +71,8 @@ def convert_to_int8(resolved_object: Any, model_info: dict[str, Any]) -> bytes:
     module = _serving_module(params, rebuilt_config(params, model_info))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return bytes(converter.convert())
+    with stderr_to_debug_log():  # the converter's MLIR status lines
+        return bytes(converter.convert())
 
 
 def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Path:
@@ -121,13 +124,18 @@ class Int8Encoder:
     def __init__(self, model_path: Path, num_layers: int, hidden_size: int, threads: int | None = None):
         self._num_layers = num_layers
         self._hidden_size = hidden_size
-        # XNNPACK's "latest features" include its dynamically quantized fully connected kernels; without them
-        # the int8 products fall back to TFLite's reference hybrid kernels (measured 1.2x slower here).
-        self._interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads or cpu_threads(),
-                                                experimental_default_delegate_latest_features=True)
-        self._runner = self._interpreter.get_signature_runner()
         self._lock = threading.Lock()  # one interpreter, one call at a time
         self._output_names = [POOLED_OUTPUT] + [layer_output_name(index) for index in range(num_layers)]
+        # XNNPACK (TFLite's default CPU delegate) with its "latest features" on: they include its kernels for
+        # dynamically quantized fully connected layers (docs/benchmarks.md has both settings measured).
+        # tf.lite.Interpreter warns that it moves to the ai-edge-litert package, whose interpreter was no faster
+        # here; the wheel's is used and its warning and status line are kept off the user's screen.
+        with warnings.catch_warnings(), stderr_to_debug_log():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+            self._interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads or cpu_threads(),
+                                                    experimental_default_delegate_latest_features=True)
+            self._runner = self._interpreter.get_signature_runner()
+            self.run(*(np.ones((1, 2), np.int32),) * 3)  # the delegate is applied on the first call: quietly too
 
     def run(self, input_word_ids: np.ndarray, input_mask: np.ndarray, input_type_ids: np.ndarray) -> list[np.ndarray]:
         """[pooled_output, layer 0 output, ..., last layer output] as float32 arrays, for numpy inputs."""
