@@ -136,3 +136,23 @@ def test_an_int8_run_records_int8_everywhere_and_its_export_says_it_computes_flo
     assert status == 0, logged
     assert "the export computes in float32" in logged
     assert json.loads((tmp_path / "exported" / "export_info.json").read_text())["precision"] == "float32"
+
+
+def test_beam_writes_the_local_int8_entry(tmp_path, tiny_encoder_dir, monkeypatch):
+    """Beam's workers load the launcher's settled precision; the int8 model converted by the launcher serves them."""
+    pytest.importorskip("apache_beam", reason="Apache Beam is not installed: run `make beam` (make test does)")
+    from test_beam import assert_same_entry, entry_of
+
+    from pipeline.base.config import RunConfig
+    from pipeline.commands.beam_extract import extract_with_beam
+    from pipeline.commands.run import extract, prepare
+
+    monkeypatch.setattr(cache, "SHARD_ROWS", 7)
+    data = write_tiny_csv(tmp_path / "reviews.csv")
+    config = RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, precision="int8",
+                       cache_dir=str(tmp_path / "local"))
+    local = extract(prepare(config), show_progress=False)
+    assert json.loads((local.entry_dir / "manifest.json").read_text())["encoder"]["precision"] == "int8"
+    result = extract_with_beam(config.replace(cache_dir=str(tmp_path / "beam")), [])
+    assert result.cache_hit is False
+    assert_same_entry(local.entry_dir, entry_of(tmp_path / "beam"))
