@@ -429,7 +429,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="the pipeline's --extraction-batch-size")
     parser.add_argument("--peer-threads", type=int, default=2, help="torch.set_num_threads for PyTorch")
     parser.add_argument("--peer-batch-size", type=int, default=32, help="PyTorch batch (sentence-transformers' default)")
-    parser.add_argument("--skip-peers", action="store_true", help="leave out PyTorch")
+    parser.add_argument("--skip-peers", action="store_true", help="leave out PyTorch and ONNX Runtime")
     parser.add_argument("--seed", type=int, default=0, help="which texts are drawn")
     parser.add_argument("--tokenization", type=int, metavar="N", help="only: tokenization of N reviews against extraction")
     parser.add_argument("--memory", type=int, metavar="N", help="only: peak RSS of extracting N review texts")
