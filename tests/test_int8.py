@@ -156,3 +156,12 @@ def test_beam_writes_the_local_int8_entry(tmp_path, tiny_encoder_dir, monkeypatc
     result = extract_with_beam(config.replace(cache_dir=str(tmp_path / "beam")), [])
     assert result.cache_hit is False
     assert_same_entry(local.entry_dir, entry_of(tmp_path / "beam"))
+
+
+def test_fine_tuning_with_int8_is_one_error_line(tmp_path, capsys):
+    from pipeline.commands.cli import main
+
+    status = main(["run", "--data", str(write_tiny_csv(tmp_path / "reviews.csv", 40)), "--fine-tune", "--precision", "int8"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(error) == 1
+    assert error[0].startswith("error: --precision int8 is for frozen features") and "drop one of the two" in error[0]

@@ -168,6 +168,9 @@ def validate(config: RunConfig) -> None:
                         f"trains one encoder and head: drop --ensemble")
     if config.precision not in PRECISIONS:
         raise UserError(f"--precision {config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+    if config.fine_tune and config.precision == "int8":
+        raise UserError("--precision int8 is for frozen features (TFLite, inference only) and --fine-tune trains the "
+                        "encoder; drop one of the two")
     if config.mixed_precision and config.precision not in ("auto", "float16"):
         raise UserError(f"--mixed-precision is the old name of --precision float16, and --precision {config.precision} "
                         f"asks for another; drop --mixed-precision")
