@@ -48,8 +48,8 @@ $(VENV)/.beam-installed: $(VENV)/.runtime-installed requirements-beam.txt
 clean-cache:
 	rm -rf artifacts/features
 
-# Speed against the tutorial way and PyTorch (docs/benchmarks.md); never part of `make test`.
-# PyTorch lives in its own venv; torch is installed first and alone so that pip takes the CPU build.
+# Speed against the tutorial way, PyTorch and ONNX Runtime (docs/benchmarks.md); never part of `make test`.
+# The peers live in their own venv; torch is installed first and alone so that pip takes the CPU build.
 PEERS_VENV := .venv-peers
 benchmark: $(VENV)/.runtime-installed $(PEERS_VENV)/.installed
 	$(PYTHON) benchmarks/extract.py

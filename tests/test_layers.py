@@ -18,7 +18,7 @@ PACKAGE = REPO_ROOT / "pipeline"
 FOLDERS: dict[str, list[str]] = {
     "base": ["errors", "files", "config", "devices"],
     "data": ["presets", "tables"],
-    "encoders": ["model_info", "modeling", "reduced_precision", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
+    "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
     "evaluation": ["metrics", "probe", "plots", "tensorboard_logging"],
     "training": ["head", "train", "token_batches", "fine_tune"],

@@ -16,7 +16,7 @@ LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative
 COMBINES = ("concat", "mean")
 # What the encoder reads of a text longer than --max-seq-length (pipeline.features.long_texts).
 LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "windows")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # of the encoder's matrix products (pipeline.base.devices)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # of the encoder's matrix products (pipeline.base.devices)
 # The defaults were chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
 HEADS = ("paperspace", "mlp")
@@ -105,7 +105,8 @@ class RunConfig:
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
     precision: str = field(default="auto", metadata={
         "help": "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, else float32), "
-                "float32, bfloat16 or float16", "choices": PRECISIONS})
+                "float32, bfloat16, float16, or int8 (int8 weights in the dense products, on the CPU; docs/precision.md)",
+        "choices": PRECISIONS})
     mixed_precision: bool = field(default=False, metadata={
         "help": "the old name of --precision float16 (on a machine without a GPU it now means --precision auto)"})
     fine_tune: bool = field(default=False, metadata={
@@ -171,6 +172,9 @@ def validate(config: RunConfig) -> None:
                         f"trains one encoder and head: drop --ensemble")
     if config.precision not in PRECISIONS:
         raise UserError(f"--precision {config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
+    if config.fine_tune and config.precision == "int8":
+        raise UserError("--precision int8 is for frozen features (TFLite, inference only) and --fine-tune trains the "
+                        "encoder; drop one of the two")
     if config.mixed_precision and config.precision not in ("auto", "float16"):
         raise UserError(f"--mixed-precision is the old name of --precision float16, and --precision {config.precision} "
                         f"asks for another; drop --mixed-precision")

@@ -29,6 +29,9 @@ AMX_FLAG, AVX512_BF16_FLAG = "amx_bf16", "avx512_bf16"
 BFLOAT16_UNITS = {AMX_FLAG: "AMX", AVX512_BF16_FLAG: "AVX512_BF16"}
 # Measured on a 2-core AMD EPYC Zen 3 (no bfloat16 units), the demo's snippets: see docs/benchmarks.md.
 EMULATED_BFLOAT16_SLOWDOWN = "1.4"
+# int8 (pipeline.encoders.int8) is the pipeline's own route: an encoder from elsewhere gets float32 and this reason.
+INT8_NEEDS_OUR_ENCODER = ("int8 needs an encoder converted by this pipeline (the embedded one, `python -m pipeline "
+                          "convert`'s, a fine-tuned run's encoder/), and {handle} is not one")
 # Grappler's rewrites, for encoders the pipeline cannot rebuild in reduced precision (pipeline.encoders.reduced_precision).
 GRAPH_REWRITES = {"float16": "auto_mixed_precision", "bfloat16": "auto_mixed_precision_onednn_bfloat16"}
 
@@ -46,6 +49,19 @@ def _stderr_captured() -> Iterator[Callable[[], str]]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextmanager
+def stderr_to_debug_log() -> Iterator[None]:
+    """Runs the block with file descriptor 2 caught and logged at debug level: for libraries that print status lines
+    (TFLite's "Created TensorFlow Lite XNNPACK delegate") where the command line promises quiet."""
+    with _stderr_captured() as caught:
+        try:
+            yield
+        finally:
+            said = caught()
+            if said:
+                log.debug("caught on stderr: %s", said)
 
 
 def start_tensorflow(*, verbose: bool = False) -> dict[str, Any]:
@@ -117,12 +133,32 @@ def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tup
         raise UserError("--precision float16 needs a GPU and TensorFlow sees none (a CPU has no float16 units, it "
                         "would be slower than float32); use --precision auto or float32, or bfloat16 on a CPU with "
                         "AMX or AVX512_BF16")
+    if requested == "int8" and gpus:
+        log.warning("--precision int8 runs the encoder on the CPU (TFLite), not on the GPU TensorFlow sees; for the "
+                    "GPU use --precision auto (float16)")
     if requested == "bfloat16" and not gpus and flags.isdisjoint(BFLOAT16_UNITS):
         log.warning("--precision bfloat16: this CPU has no bfloat16 units (no %s or %s), so bfloat16 is emulated and "
                     "about %sx slower than float32 here (a 2-core Zen 3 measured); the features are those a CPU "
                     "with AMX or AVX512_BF16 computes. For speed use --precision auto", AMX_FLAG, AVX512_BF16_FLAG,
                     EMULATED_BFLOAT16_SLOWDOWN)
     return requested, "asked for"
+
+
+def precision_for_encoder(requested: str, precision: str, why: str, *, rebuildable: bool, handle: str) -> tuple[str, str]:
+    """(precision, why) once the encoder is known: an encoder this pipeline cannot rebuild (pipeline.encoders.encoder
+    .rebuildable) has no int8 route, so it gets float32 (with one warning when int8 was asked for), and `auto`
+    does not give it bfloat16 through grappler's rewrite, which is slower than float32."""
+    if rebuildable:
+        return precision, why
+    if precision == "int8":
+        reason = INT8_NEEDS_OUR_ENCODER.format(handle=handle)
+        if requested == "int8":
+            log.warning("--precision int8: %s; extracting in float32", reason)
+            return "float32", f"int8 asked for, but {reason}"
+        return "float32", f"auto: {reason}"
+    if requested == "auto" and precision == "bfloat16":
+        return "float32", "auto: TensorFlow's bfloat16 rewrite, all an encoder from outside this pipeline can have, is slower than float32"
+    return precision, why
 
 
 @contextmanager

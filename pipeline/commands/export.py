@@ -135,6 +135,10 @@ def export_run(run_dir: str | os.PathLike[str], output_dir: str | os.PathLike[st
                     "cannot carry; the export computes in float32 (features differ in the last digits)",
                     run.run_dir, run.precision)
         run_model = load_run_model(run, precision="float32")
+    if run_model.encoder.precision == "int8":  # TFLite runs beside TensorFlow's graph, a SavedModel cannot hold it
+        log.warning("run %s computed its features with int8 weights through TFLite, which a SavedModel cannot carry; "
+                    "the export computes in float32 (features within the cosine bound of docs/quality.md)", run.run_dir)
+        run_model = load_run_model(run, precision="float32")
     module = build_end_to_end_module(run_model)
     ensure_writable_dir(output_dir.parent, "--output")
     temporary_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))

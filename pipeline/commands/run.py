@@ -135,7 +135,7 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
     """Starts TensorFlow, loads the encoder and settles pooling, layers, max_seq_length and precision from the
     options, the preset and the encoder; `prepare` calls it once the data is known to be good, and the Python
     API's FeatureExtractor calls it alone. `--max-seq-length auto` chooses from `training_texts`' lengths."""
-    from pipeline.base.devices import choose_precision, cpu_flags, start_tensorflow
+    from pipeline.base.devices import choose_precision, cpu_flags, precision_for_encoder, start_tensorflow
 
     started = start_tensorflow(verbose=log.isEnabledFor(logging.DEBUG))
     from pipeline.encoders.encoder import load_encoder, rebuildable
@@ -171,9 +171,8 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     requested = requested_precision(config, gpus=started["gpus"])
     precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags())
-    if requested == "auto" and precision == "bfloat16" and not rebuildable(encoder):
-        precision, precision_reason = "float32", ("auto: TensorFlow's bfloat16 rewrite, all an encoder from outside "
-                                                  "this pipeline can have, is slower than float32")
+    precision, precision_reason = precision_for_encoder(requested, precision, precision_reason,
+                                                        rebuildable=rebuildable(encoder), handle=config.encoder)
     encoder = load_encoder(config.encoder, precision=precision)
     log.info("precision: %s (%s)", precision, precision_reason)
     return FeatureSettings(encoder=encoder, pooling=pooling, layers=layers, combine=config.combine,

@@ -49,11 +49,12 @@ class Encoder:
     vocab_sha256: str  # hashed once at load: the cache key and every run config need it
     recommended_pooling: str | None
     available_layers: int  # layer outputs the encoder returns: every layer (dict signature), or only the last
-    precision: str = "float32"  # of the encoder's matrix products: float32, bfloat16 or float16
-    # How a reduced precision is had: "rebuilt" (our converter's graph traced again, pipeline.encoders.reduced_precision)
-    # or "graph rewrite" (grappler's, for encoders from elsewhere); None for float32.
+    precision: str = "float32"  # of the encoder's matrix products: float32, bfloat16, float16 or int8
+    # How a reduced precision is had: "rebuilt" (our converter's graph traced again, pipeline.encoders.reduced_precision),
+    # "graph rewrite" (grappler's, for encoders from elsewhere) or "tflite dynamic-range int8" (pipeline.encoders.int8);
+    # None for float32.
     precision_method: str | None = None
-    reduced_layer: Any = None  # the rebuilt encoder, called instead of `layer` when precision_method is "rebuilt"
+    reduced_layer: Any = None  # the rebuilt or int8 encoder, called instead of `layer` when there is one
     graph_rewrite: str | None = None  # grappler option switched on while the encoder runs (pipeline.base.devices)
 
     @property
@@ -117,6 +118,8 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
     from pipeline.encoders.reduced_precision import ReducedPrecisionEncoder, can_rebuild
 
     resolved, info = encoder.layer.resolved_object, read_model_info(encoder.model_dir)
+    if precision == "int8":
+        return _with_int8(encoder, resolved, info)
     if can_rebuild(resolved, info):
         return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt",
                                    reduced_layer=ReducedPrecisionEncoder(resolved, info, precision))
@@ -125,6 +128,18 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
                 encoder.handle, precision, GRAPH_REWRITES[precision])
     return dataclasses.replace(encoder, precision=precision, precision_method="graph rewrite",
                                graph_rewrite=GRAPH_REWRITES[precision])
+
+
+def _with_int8(encoder: Encoder, resolved: Any, info: dict[str, Any]) -> Encoder:
+    """Our converter's encoders only (pipeline.encoders.int8); pipeline.base.devices.precision_for_encoder has
+    already sent others to float32, so one reaching here is a caller's mistake."""
+    from pipeline.encoders.int8 import METHOD, load_int8_encoder
+    from pipeline.encoders.reduced_precision import can_rebuild
+
+    if not can_rebuild(resolved, info):
+        raise ValueError(f"encoder {encoder.handle} was not converted by this pipeline; int8 needs one that was")
+    return dataclasses.replace(encoder, precision="int8", precision_method=METHOD,
+                               reduced_layer=load_int8_encoder(encoder.model_dir, encoder.fingerprint, resolved, info))
 
 
 def resolve_handle(handle: str, *, models_dir: Path | None = None) -> Path:

@@ -165,16 +165,17 @@ def bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, A
         positions = tf.range(seq_length)
     embeddings = (
         tf.gather(params["word_embeddings"], word_ids)
-        + tf.gather(params["position_embedding"], positions)[tf.newaxis]
+        + tf.expand_dims(tf.gather(params["position_embedding"], positions), 0)
         + tf.gather(params["type_embeddings"], type_ids)
     )
     state = tf.reshape(embeddings, [-1, hidden])
     state = layer_norm(state, params["embeddings_norm_gamma"], params["embeddings_norm_beta"])
     state = dropout(state, config.hidden_dropout_rate)
 
-    # [batch, 1, 1, seq]: 0 for real tokens, a large negative number for padding.
+    # [batch, 1, 1, seq]: 0 for real tokens, a large negative number for padding. Reshaped, not indexed with
+    # tf.newaxis: a strided slice with a new axis is no TFLite builtin, and the int8 route converts this graph.
     addend = (1.0 - tf.cast(mask, tf.float32)) * _MASK_ADDEND
-    addend = addend[:, tf.newaxis, tf.newaxis, :]
+    addend = tf.reshape(addend, [batch_size, 1, 1, seq_length])
     scale = 1.0 / math.sqrt(head_size)
 
     encoder_outputs = []

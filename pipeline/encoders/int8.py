@@ -1,0 +1,162 @@
+"""An encoder converted by this pipeline, run with int8 weights on a CPU: TFLite dynamic-range quantization.
+
+Why this route (docs/precision.md, measured on a 2-core Zen 3): TensorFlow has no fast int8 matrix product
+of its own on CPUs, while its TFLite interpreter (in the tensorflow wheel) runs a dynamic-range quantized
+model through XNNPACK: int8 weights (per output channel), each product's float32 input quantized to int8
+per row as it is called, the sums in int32 scaled back to float32. Layer norms, softmax, GELU, the
+attention products (weights-free) and the residual stream stay float32, and so does pooling, which runs in
+TensorFlow after the call. Our converter's forward pass (pipeline.encoders.modeling.bert_forward) is traced
+from the saved float32 variables and converted once per encoder; the result is cached beside the encoder
+folder (`<folder>.int8.tflite`, with a record of the encoder's fingerprint), never rebuilt on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.base.devices import stderr_to_debug_log
+from pipeline.encoders.modeling import INPUT_NAMES, BertConfig, bert_forward
+from pipeline.encoders.reduced_precision import rebuilt_config, saved_params
+
+log = logging.getLogger(__name__)
+
+INT8_SUFFIX = ".int8.tflite"
+RECORD_SUFFIX = ".int8.json"
+# What the record says was done; a different method (a future change of this module) converts again.
+METHOD = "tflite dynamic-range int8"
+POOLED_OUTPUT = "pooled_output"
+
+
+def int8_model_path(model_dir: Path) -> Path:
+    """Beside the encoder folder, not inside it: the folder's own files are its fingerprint."""
+    return model_dir.with_name(model_dir.name + INT8_SUFFIX)
+
+
+def layer_output_name(index: int) -> str:
+    return f"encoder_outputs_{index}"
+
+
+def _serving_module(params: dict[str, Any], config: BertConfig) -> tf.Module:
+    """The forward pass as one signature: int32 ids, mask and type ids in, every layer's output and the pooled
+    output out (the sequence output is the last layer's, so it is not returned twice)."""
+    module = tf.Module()
+    module.params = {name: tf.Variable(variable.read_value(), trainable=False) for name, variable in params.items()}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES])
+    def serve(input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+        outputs = bert_forward(module.params, config, inputs, False)
+        named = {POOLED_OUTPUT: outputs["pooled_output"]}
+        for index, layer_output in enumerate(outputs["encoder_outputs"]):
+            named[layer_output_name(index)] = layer_output
+        return named
+
+    module.serve = serve
+    return module
+
+
+def convert_to_int8(resolved_object: Any, model_info: dict[str, Any]) -> bytes:
+    """The TFLite flatbuffer of the encoder with dynamic-range int8 weights (TFLiteConverter, Optimize.DEFAULT)."""
+    params = saved_params(resolved_object)
+    module = _serving_module(params, rebuilt_config(params, model_info))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with stderr_to_debug_log():  # the converter's MLIR status lines
+        return bytes(converter.convert())
+
+
+def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Path:
+    """The cached int8 model of the encoder in `model_dir`, converted first when missing or made from other
+    weights (`fingerprint` is the encoder folder's). The file is written whole or not at all, under a lock."""
+    from filelock import FileLock
+
+    path = int8_model_path(model_dir)
+    record_path = model_dir.with_name(model_dir.name + RECORD_SUFFIX)
+    expected = {"method": METHOD, "source_fingerprint": fingerprint}
+
+    def is_current() -> bool:
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return path.is_file() and {key: record.get(key) for key in expected} == expected
+
+    if is_current():
+        return path
+    with FileLock(str(model_dir.with_name(f".{model_dir.name}.int8.lock"))):
+        if is_current():  # another process converted it while this one waited
+            return path
+        log.info("converting %s to int8 (TFLite dynamic range) at %s, once", model_dir, path)
+        started = time.perf_counter()
+        model = convert_to_int8(resolved_object, model_info)
+        for target, content in ((path, model), (record_path, json.dumps({
+                **expected, "tensorflow": tf.__version__, "bytes": len(model)}, indent=2).encode("utf-8"))):
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(content)
+            os.replace(partial, target)  # the record last: a model without a current record is converted again
+        log.info("converted to int8 in %.1f s (%.0f MB)", time.perf_counter() - started, len(model) / 1e6)
+    return path
+
+
+def cpu_threads() -> int:
+    """The cores this process may use (what TensorFlow's own thread pools use too)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Int8Encoder:
+    """Called like the saved encoder (a dict of int32 inputs -> pooled_output, sequence_output, encoder_outputs,
+    all float32), inference only, inside or outside a tf.function: the TFLite interpreter runs through
+    tf.numpy_function, so a traced feature function keeps its pooling in TensorFlow."""
+
+    def __init__(self, model_path: Path, num_layers: int, hidden_size: int, threads: int | None = None):
+        self._num_layers = num_layers
+        self._hidden_size = hidden_size
+        self._lock = threading.Lock()  # one interpreter, one call at a time
+        self._output_names = [POOLED_OUTPUT] + [layer_output_name(index) for index in range(num_layers)]
+        # XNNPACK (TFLite's default CPU delegate) with its "latest features" on: they include its kernels for
+        # dynamically quantized fully connected layers (docs/benchmarks.md has both settings measured).
+        # tf.lite.Interpreter warns that it moves to the ai-edge-litert package, whose interpreter was no faster
+        # here; the wheel's is used and its warning and status line are kept off the user's screen.
+        with warnings.catch_warnings(), stderr_to_debug_log():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+            self._interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads or cpu_threads(),
+                                                    experimental_default_delegate_latest_features=True)
+            self._runner = self._interpreter.get_signature_runner()
+            self.run(*(np.ones((1, 2), np.int32),) * 3)  # the delegate is applied on the first call: quietly too
+
+    def run(self, input_word_ids: np.ndarray, input_mask: np.ndarray, input_type_ids: np.ndarray) -> list[np.ndarray]:
+        """[pooled_output, layer 0 output, ..., last layer output] as float32 arrays, for numpy inputs."""
+        inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+        with self._lock:
+            outputs = self._runner(**{name: np.asarray(value, dtype=np.int32) for name, value in inputs.items()})
+        return [np.array(outputs[name], dtype=np.float32) for name in self._output_names]
+
+    def __call__(self, inputs: dict[str, Any], training: bool | None = None) -> dict[str, Any]:
+        del training  # inference only: an int8 encoder is never trained
+        arguments = [tf.convert_to_tensor(inputs[name], dtype=tf.int32) for name in INPUT_NAMES]
+        results = tf.numpy_function(self.run, arguments, [tf.float32] * (1 + self._num_layers))
+        pooled, layer_outputs = results[0], list(results[1:])
+        pooled.set_shape([None, self._hidden_size])
+        for layer_output in layer_outputs:
+            layer_output.set_shape([None, None, self._hidden_size])
+        return {"pooled_output": pooled, "sequence_output": layer_outputs[-1], "encoder_outputs": layer_outputs}
+
+
+def load_int8_encoder(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Int8Encoder:
+    """The int8 encoder of a converted encoder folder, converting it once if needed."""
+    path = ensure_int8_model(model_dir, fingerprint, resolved_object, model_info)
+    config = rebuilt_config(saved_params(resolved_object), model_info)
+    return Int8Encoder(path, config.num_layers, config.hidden_size)
