@@ -143,19 +143,28 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool) -> list[TrialResult]:
+    """Every trial in order; the probes are fitted in a second thread from the start, beside the mlp heads (each
+    keeps about one core busy), and each trial's seconds are its own fitting time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
     class_weight = class_weights_for(prepared)
     results: list[TrialResult] = []
     best: TrialResult | None = None
-    with tqdm(trials, unit="trial", desc="sweep", disable=not show_progress) as progress:
+    with ThreadPoolExecutor(max_workers=1) as probe_thread, \
+            tqdm(trials, unit="trial", desc="sweep", disable=not show_progress) as progress:
+        probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight)
+                  for trial in trials if trial.model == "probe"}
         for trial in progress:
             started = time.perf_counter()
             if trial.model == "probe":
-                model, epochs_run = _fit_probe(parts, labels, trial, prepared, class_weight), None
+                fitted, seconds = probes[trial.name].result()
+                model, epochs_run = probe_as_keras(*fitted), None
             else:
                 model, epochs_run = _fit_mlp(parts, labels, trial, prepared, class_weight, logs_dir / trial.name)
+                seconds = time.perf_counter() - started
             val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
-            result = TrialResult(trial, val_auroc, time.perf_counter() - started, epochs_run, model)
+            result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
             _log_trial(logs_dir / trial.name, trial, val_auroc)
             if best is None or val_auroc > best.val_auroc:
                 if best is not None:
@@ -192,20 +201,24 @@ def _fit_mlp(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial:
                          best_weights_path=None, tensorboard_dir=trial_dir,
                          csv_log_path=trial_dir / "training_log.csv", epochs=MLP_TRIAL_SETTINGS["epochs"],
                          batch_size=MLP_TRIAL_SETTINGS["batch_size"], class_weight=class_weight,
-                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False, verbose=0)
+                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False,
+                         seed=prepared.config.seed)
     return model, len(history.epoch)
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
-               class_weight: dict[int, float] | None) -> Any:
+               class_weight: dict[int, float] | None) -> tuple[tuple[np.ndarray, ...], float]:
+    """The fitted probe's (mean, variance, coefficients, intercepts) for `probe_as_keras`, and its seconds; no
+    Keras here, as this runs beside the mlp trials' training."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    started = time.perf_counter()
     scaler = StandardScaler().fit(parts["train"])
     probe = LogisticRegression(max_iter=2000, C=trial.options["C"], random_state=prepared.config.seed,
                                class_weight=class_weight)
     probe.fit(scaler.transform(parts["train"]), labels["train"])
-    return probe_as_keras(scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+    return (scaler.mean_, scaler.var_, probe.coef_, probe.intercept_), time.perf_counter() - started
 
 
 def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray) -> Any:
