@@ -310,3 +310,33 @@ def test_training_logs_the_weight_histograms_and_per_epoch_scalars(tmp_path):
 
     buckets = tf.make_ndarray(kernel[0].tensor_proto)
     assert buckets.shape == (30, 3) and buckets[:, 2].sum() == 16 * 50  # every weight of the 16 x 50 kernel
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_the_fused_adam_step_is_keras_adam_and_adamw(weight_decay):
+    import tensorflow as tf
+
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import FusedAdam
+
+    features, labels = _separable(2)
+    weights = []
+    for fused in (False, True):
+        make_deterministic(4)
+        model = compile_head(build_mlp_head(features, 2, hidden_units=(16,), dropout_rate=0.0, input_dropout_rate=0.0,
+                                            seed=4), 2, learning_rate=1e-2, weight_decay=weight_decay)
+        assert FusedAdam.supports(model.optimizer)
+        update = FusedAdam(model.optimizer, model.trainable_variables) if fused else None
+        for step in range(5):
+            rows = slice(64 * step, 64 * (step + 1))
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(None, tf.constant(labels[rows], tf.float32), model(features[rows], training=True))
+            if update is None:
+                model.optimizer.minimize(loss, model.trainable_variables, tape=tape)
+            else:
+                update.apply(tape.gradient(loss, model.trainable_variables))
+        assert int(model.optimizer.iterations.numpy()) == 5
+        weights.append(model.get_weights())
+    for keras_update, fused_update in zip(*weights):
+        np.testing.assert_allclose(fused_update, keras_update, rtol=1e-4, atol=1e-6)
+    assert not FusedAdam.supports(__import__("tf_keras").optimizers.Adam(amsgrad=True))
