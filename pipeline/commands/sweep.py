@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,7 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     results: list[TrialResult] = []
     best: TrialResult | None = None
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
-            tqdm(trials, unit="trial", desc="sweep", disable=not show_progress) as progress:
+            tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
         probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight)
                   for trial in trials if trial.model == "probe"}
         for trial in progress:
@@ -177,11 +178,17 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     return results
 
 
-def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    from pipeline.evaluation.metrics import macro_auroc
-    from pipeline.training.head import predict_probabilities
+def _terminal() -> bool:
+    """The trials' bar redraws itself; off a terminal (a CI log, a file) the summary's table says it all."""
+    return sys.stderr.isatty()
 
-    value = macro_auroc(labels, predict_probabilities(model, features), num_classes)
+
+def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """One forward pass (not `predict`, whose function each new model traces anew, with TensorFlow's warning)."""
+    from pipeline.evaluation.metrics import macro_auroc
+
+    outputs = model(features, training=False).numpy()
+    value = macro_auroc(labels, outputs, num_classes)
     return value if np.isfinite(value) else float("-inf")
 
 
