@@ -4,10 +4,12 @@ Every layer of the embedded encoder is extracted once per pooling into the featu
 each layer choice is then cut from those arrays (concat: a slice; mean: the average of the slices, exactly
 what `--combine mean` computes). Stage 1 ranks the feature choices by the logistic-regression probe's
 validation AUROC; stage 2 fits the heads on the best of them and on the Paperspace recipe's own features;
-stage 3 averages 1 to 5 heads of the default kind (`--ensemble`), at two batch sizes. Defaults are chosen on
-validation AUROC; test numbers are printed for the record, never used to choose.
+stage 3 averages 1 to 5 heads of the default kind (`--ensemble`), at two batch sizes; stage `defaults` trains
+the default head exactly as `run` does (`--ensemble 3`; `--batch-size` and `--learning-rate` override it) and
+prints the mean validation and test AUROC over the seeds. Defaults are chosen on validation AUROC; test numbers
+are printed for the record, never used to choose.
 
-    .venv/bin/python benchmarks/quality.py [--seeds 0,1,2,3,4] [--stage 1|2|both|3] [--output results.json]
+    .venv/bin/python benchmarks/quality.py [--seeds 0,1,2,3,4] [--stage 1|2|both|3|defaults] [--output results.json]
 """
 
 from __future__ import annotations
@@ -130,6 +132,30 @@ def fit_ensembles(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, ba
             for size in range(1, MOST_MEMBERS + 1)]
 
 
+def fit_defaults(parts: dict[str, tuple[np.ndarray, np.ndarray]], seed: int, settings: Any) -> dict[str, Any]:
+    """The default head as `run` trains it (its HeadSettings), scored on validation and test."""
+    from pipeline.training.head import build_mlp_head, compile_head, predict_probabilities
+    from pipeline.training.train import train_ensemble
+
+    def build_member(member_seed: int, name: str) -> Any:
+        model = build_mlp_head(parts["train"][0], 2, hidden_units=settings.hidden_units, dropout_rate=settings.dropout_rate,
+                               seed=member_seed, name=name)
+        return compile_head(model, 2, learning_rate=settings.learning_rate, weight_decay=settings.weight_decay)
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        model, histories = train_ensemble(
+            build_member, members=settings.ensemble, seed=seed, train_features=parts["train"][0],
+            train_labels=parts["train"][1], val_features=parts["val"][0], val_labels=parts["val"][1], num_classes=2,
+            best_weights_path=Path(folder) / "best.weights.h5", tensorboard_dir=Path(folder) / "logs",
+            csv_log_path=Path(folder) / "log.csv", epochs=settings.epochs, batch_size=settings.batch_size)
+        seconds = time.perf_counter() - started
+    return {"model": f"mlp default, batch {settings.batch_size}, learning rate {settings.learning_rate:g}, "
+                     f"ensemble {settings.ensemble}",
+            "seconds": seconds, "epochs": [len(history.epoch) for history in histories],
+            **scores({split: predict_probabilities(model, parts[split][0]) for split in ("val", "test")}, parts)}
+
+
 def summary(results: list[dict[str, Any]]) -> str:
     lines = ["| features | model | val AUROC | test AUROC | test accuracy | test F1 |", "|---|---|---:|---:|---:|---:|"]
     keys = sorted({(row["features"], row["model"]) for row in results}, key=lambda key: (key[0], key[1]))
@@ -148,7 +174,9 @@ def summary(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--stage", choices=["1", "2", "both", "3"], default="both")
+    parser.add_argument("--stage", choices=["1", "2", "both", "3", "defaults"], default="both")
+    parser.add_argument("--batch-size", type=int, help="stage defaults: in place of the default head's")
+    parser.add_argument("--learning-rate", type=float, help="stage defaults: in place of the default head's")
     parser.add_argument("--features", default="mean, all concat", help="stage 2: the feature choice the heads get")
     parser.add_argument("--output", default="quality-results.json")
     arguments = parser.parse_args()
@@ -158,6 +186,16 @@ def main() -> None:
     started = time.perf_counter()
     for seed in seeds:
         arrays = {}
+        if arguments.stage == "defaults":
+            config = RunConfig(seed=seed, batch_size=arguments.batch_size, learning_rate=arguments.learning_rate)
+            prepared = prepare(config)
+            outcome = fit_defaults(split_features(prepared, extract(prepared, show_progress=False).features), seed,
+                                   config.head_settings())
+            results.append({"seed": seed, "features": "the default", **outcome})
+            print(f"seed {seed} {outcome['model']} val {outcome['val']['auroc']:.4f} test {outcome['test']['auroc']:.4f} "
+                  f"epochs {outcome['epochs']} in {outcome['seconds']:.1f} s", flush=True)
+            Path(arguments.output).write_text(json.dumps(results, indent=1))
+            continue
         for pooling in ("mean",) if arguments.stage == "3" else ("mean", "cls", "pooled"):
             layer_choice = "last" if pooling == "pooled" else "all"
             prepared = prepare(RunConfig(seed=seed, pooling=pooling, layers=layer_choice, combine="concat"))

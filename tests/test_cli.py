@@ -183,3 +183,20 @@ def test_option_types_come_from_the_config_annotations():
     assert (arguments.learning_rate, arguments.max_seq_length, arguments.hidden_units, arguments.pooling) == \
         (0.01, 64, (8, 4), "cls")
     assert build_parser().parse_args(["run"]).max_seq_length is None
+
+
+def test_a_run_shows_one_line_per_head_off_a_terminal_and_keras_epoch_lines_only_with_verbose(tmp_path, tiny_encoder_dir):
+    """stderr captured by a pipe is not a terminal (a CI log): no bar is redrawn, each head says once how it ended."""
+    csv_path = write_tiny_csv(tmp_path / "reviews.csv")
+    common = ["--data", csv_path, "--encoder", tiny_encoder_dir, "--epochs", 3, "--batch-size", 16, "--ensemble", 2,
+              "--max-seq-length", 16, "--cache-dir", tmp_path / "cache"]
+    default = run_cli("run", *common, "--output-dir", tmp_path / "run1", artifacts=tmp_path / "artifacts")
+    assert default.returncode == 0, default.stderr
+    heads = [line for line in default.stderr.splitlines() if line.startswith("head ")]
+    assert [line.split(":")[0] for line in heads] == ["head 1/2", "head 2/2"]
+    assert all(", best val AUROC " in line for line in heads)
+    assert "Epoch 1/3" not in default.stdout + default.stderr and "\r" not in default.stderr
+    verbose = run_cli("run", *common, "--output-dir", tmp_path / "run2", "--verbose", artifacts=tmp_path / "artifacts")
+    assert verbose.returncode == 0, verbose.stderr
+    assert verbose.stdout.count("Epoch 1/3") == 2 and "val_auroc: " in verbose.stdout  # Keras's lines, per head
+    assert not [line for line in verbose.stderr.splitlines() if line.startswith("head ")]

@@ -222,3 +222,121 @@ def test_ensemble_defaults_and_bounds():
     with pytest.raises(UserError, match="--ensemble 2 averages heads .* drop --ensemble"):
         validate(RunConfig(fine_tune=True, ensemble=2))
     validate(RunConfig(fine_tune=True, ensemble=1))
+
+
+# ----------------------------------------------------------------------------- what a user sees while heads train
+
+
+class _Terminal:
+    """A text stream that says it is a terminal, as sys.stderr does in an interactive shell."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def _fit_with_progress(tmp_path, stream, members=2, epochs=3):
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import train_ensemble
+
+    features, labels = _separable(2)
+
+    def build_member(member_seed, name):
+        return compile_head(build_mlp_head(features[:400], 2, hidden_units=(16,), seed=member_seed, name=name), 2)
+
+    train_ensemble(build_member, members=members, seed=1, train_features=features[:400], train_labels=labels[:400],
+                   val_features=features[400:], val_labels=labels[400:], num_classes=2,
+                   best_weights_path=tmp_path / BEST_WEIGHTS_FILE, tensorboard_dir=tmp_path / "logs",
+                   csv_log_path=tmp_path / "training_log.csv", epochs=epochs, batch_size=64, show_progress=True,
+                   progress_stream=stream)
+
+
+def test_progress_off_a_terminal_is_one_line_per_head_when_it_is_done(tmp_path):
+    import io
+    import re
+
+    stream = io.StringIO()
+    _fit_with_progress(tmp_path, stream)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in stream.getvalue()  # nothing redrawn: a CI log keeps every byte
+    for number, line in enumerate(lines, start=1):
+        assert re.fullmatch(rf"head {number}/2: 3/3 epochs, best val AUROC 0\.\d{{4}} \(epoch [123]\), \d+\.\d s", line), line
+
+
+def test_progress_on_a_terminal_is_a_bar_per_head_with_the_validation_auroc(tmp_path):
+    terminal = _Terminal()
+    _fit_with_progress(tmp_path, terminal)
+    shown = terminal.buffer.getvalue()
+    for head in ("head 1/2", "head 2/2"):
+        assert f"{head}: 0/3 epochs" in shown and f"{head}: 3/3 epochs" in shown  # drawn at the start, redrawn
+    assert "val AUROC 0." in shown and "best 0." in shown and "\r" in shown
+
+
+def test_histogram_buckets_count_every_value_between_the_extremes():
+    from pipeline.training.train import histogram_buckets
+
+    values = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
+    buckets = histogram_buckets(values)
+    assert buckets.shape == (30, 3) and buckets.dtype == np.float64
+    assert buckets[:, 2].sum() == values.size
+    assert buckets[0, 0] == pytest.approx(values.min()) and buckets[-1, 1] == pytest.approx(values.max())
+    np.testing.assert_array_equal(buckets[1:, 0], buckets[:-1, 1])  # contiguous
+    assert histogram_buckets(np.zeros(5)).tolist() == [[-0.5, 0.5, 5.0]]
+    assert histogram_buckets(np.zeros(0)).shape == (0, 3)
+
+
+def test_training_logs_the_weight_histograms_and_per_epoch_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _fit(2, tmp_path, epochs=3)
+    train = EventAccumulator(str(tmp_path / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    validation = EventAccumulator(str(tmp_path / "logs" / "validation"), size_guidance={"tensors": 0}).Reload()
+    tags = set(train.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_accuracy", "epoch_auroc", "epoch_pr_auc", "epoch_lr"} <= tags
+    assert {"epoch_loss", "epoch_accuracy", "epoch_auroc", "epoch_pr_auc"} <= set(validation.Tags()["tensors"])
+    kernel = train.Tensors("dense_0/kernel_0/histogram")
+    assert [event.step for event in kernel] == [0, 1, 2]
+    import tensorflow as tf
+
+    buckets = tf.make_ndarray(kernel[0].tensor_proto)
+    assert buckets.shape == (30, 3) and buckets[:, 2].sum() == 16 * 50  # every weight of the 16 x 50 kernel
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_the_fused_adam_step_is_keras_adam_and_adamw(weight_decay):
+    import tensorflow as tf
+
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import FusedAdam
+
+    features, labels = _separable(2)
+    weights = []
+    for fused in (False, True):
+        make_deterministic(4)
+        model = compile_head(build_mlp_head(features, 2, hidden_units=(16,), dropout_rate=0.0, input_dropout_rate=0.0,
+                                            seed=4), 2, learning_rate=1e-2, weight_decay=weight_decay)
+        assert FusedAdam.supports(model.optimizer)
+        update = FusedAdam(model.optimizer, model.trainable_variables) if fused else None
+        for step in range(5):
+            rows = slice(64 * step, 64 * (step + 1))
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(None, tf.constant(labels[rows], tf.float32), model(features[rows], training=True))
+            if update is None:
+                model.optimizer.minimize(loss, model.trainable_variables, tape=tape)
+            else:
+                update.apply(tape.gradient(loss, model.trainable_variables))
+        assert int(model.optimizer.iterations.numpy()) == 5
+        weights.append(model.get_weights())
+    for keras_update, fused_update in zip(*weights):
+        np.testing.assert_allclose(fused_update, keras_update, rtol=1e-4, atol=1e-6)
+    assert not FusedAdam.supports(__import__("tf_keras").optimizers.Adam(amsgrad=True))

@@ -242,7 +242,7 @@ def run(config: RunConfig, *, show_progress: bool = True,
     train_features, val_features, test_features = parts["train"], parts["validation"], parts["test"]
     metrics = write_run_folder(run_dir, lambda: _train_and_evaluate(
         prepared, run_dir, train_features, val_features, test_features, feature_result.summary(),
-        verbose=2 if show_progress else 0))
+        show_progress=show_progress))
     return RunResult(run_dir=run_dir, metrics=metrics)
 
 
@@ -286,7 +286,11 @@ def class_weights_for(prepared: Prepared) -> dict[int, float] | None:
 
 
 def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.ndarray, val_features: np.ndarray,
-                        test_features: np.ndarray, feature_summary: dict[str, Any], verbose: int) -> dict[str, Any]:
+                        test_features: np.ndarray, feature_summary: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+    """Trains the head (a progress bar per head; Keras's per-epoch lines instead with --verbose) while the probe
+    is fitted beside it: each keeps about one core busy, so the probe costs no wall time on two cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.base.devices import known_tensorflow_noise_dropped
     from pipeline.training.head import compile_head
     from pipeline.training.train import train_ensemble
@@ -300,23 +304,28 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
         model = _build_head(head, train_features, num_classes, seed=seed, name=name)
         return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
 
+    keras_lines = show_progress and log.isEnabledFor(logging.DEBUG)  # --verbose
     started = time.perf_counter()
-    with known_tensorflow_noise_dropped():
+    with known_tensorflow_noise_dropped(), ThreadPoolExecutor(max_workers=1) as probe_thread:
+        baseline = probe_thread.submit(fit_baseline, prepared, train_features, test_features)
         model, histories = train_ensemble(
             build_member, members=head.ensemble, seed=config.seed, train_features=train_features,
             train_labels=splits.train.labels, val_features=val_features, val_labels=splits.validation.labels,
             num_classes=num_classes, best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE,
             tensorboard_dir=run_dir / run_folder.LOGS_DIR, csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE,
-            epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weights_for(prepared), verbose=verbose,
+            epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weights_for(prepared),
+            verbose=2 if keras_lines else 0, show_progress=show_progress and not keras_lines,
         )
+        seconds = time.perf_counter() - started  # the heads' time, not the wait for the probe at the block's end
     training: dict[str, Any] = {"epochs_run": sum(len(history.epoch) for history in histories),
-                                "seconds": round(time.perf_counter() - started, 3)}
+                                "seconds": round(seconds, 3)}
     if head.ensemble > 1:
         training["members"] = [{"epochs_run": len(history.epoch),
                                 "best_val_auroc": round(float(max(history.history["val_auroc"])), 6)}
                                for history in histories]
     return evaluate_and_finish(prepared, run_dir, model, {"train": train_features, "validation": val_features,
-                                                          "test": test_features}, feature_summary, training)
+                                                          "test": test_features}, feature_summary, training,
+                               baseline=baseline.result())
 
 
 def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: dict[str, np.ndarray],
@@ -372,30 +381,38 @@ def write_config(prepared: Prepared, run_dir: Path) -> None:
     write_json_atomic(run_dir / run_folder.CONFIG_FILE, config_record(prepared))
 
 
+def fit_baseline(prepared: Prepared, train_features: np.ndarray, test_features: np.ndarray) -> dict[str, Any]:
+    """The probe's test metrics: logistic regression on the standardised features, fitted on the training split."""
+    from pipeline.evaluation.probe import logistic_regression_baseline
+
+    metrics, _ = logistic_regression_baseline(
+        train_features, prepared.splits.train.labels, test_features, prepared.splits.test.labels,
+        num_classes=len(prepared.label_names), seed=prepared.config.seed, class_weight=class_weights_for(prepared),
+    )
+    return metrics
+
+
 def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_features: dict[str, np.ndarray],
                         feature_summary: dict[str, Any], training: dict[str, Any],
                         extra_metrics: dict[str, Any] | None = None,
-                        probe_features: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                        probe_features: dict[str, np.ndarray] | None = None,
+                        baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Saves the trained head, scores it and the probe on the test split, writes the rest of the run folder.
 
     The probe is fitted on `probe_features` when given (a fine-tuned run's frozen features), else on
-    `split_features`, the head's own inputs."""
+    `split_features`, the head's own inputs; `baseline` is its test metrics when already fitted."""
     from pipeline.evaluation.metrics import classification_metrics, report_text
-    from pipeline.evaluation.probe import PROBE_DESCRIPTION, logistic_regression_baseline
+    from pipeline.evaluation.probe import PROBE_DESCRIPTION
     from pipeline.evaluation.tensorboard_logging import write_run_summaries
     from pipeline.training.head import predict_probabilities
 
     config, splits = prepared.config, prepared.splits
     num_classes = len(prepared.label_names)
-    class_weight = class_weights_for(prepared)
     model.save(str(run_dir / run_folder.HEAD_FILE))
     val_probabilities = predict_probabilities(model, split_features["validation"])
     test_probabilities = predict_probabilities(model, split_features["test"])
     probe_features = probe_features or split_features
-    baseline_metrics, _ = logistic_regression_baseline(
-        probe_features["train"], splits.train.labels, probe_features["test"], splits.test.labels,
-        num_classes=num_classes, seed=config.seed, class_weight=class_weight,
-    )
+    baseline_metrics = baseline or fit_baseline(prepared, probe_features["train"], probe_features["test"])
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
     report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))

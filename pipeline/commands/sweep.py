@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
                         "use `python -m pipeline run --fine-tune` (with --learning-rate or --epochs to try others)")
     if config.ensemble not in (None, 1):
         raise UserError(f"--ensemble {config.ensemble} cannot be swept: each trial is one head, so trials compare fairly "
-                        f"and 20 fit in two minutes; pass the sweep's pick to `python -m pipeline run --ensemble N`")
+                        f"and 20 fit in a few minutes; pass the sweep's pick to `python -m pipeline run --ensemble N`")
     if trials is None:
         trials = default_trials(config) if config.head == "mlp" else []
     if not trials:
@@ -143,19 +144,28 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool) -> list[TrialResult]:
+    """Every trial in order; the probes are fitted in a second thread from the start, beside the mlp heads (each
+    keeps about one core busy), and each trial's seconds are its own fitting time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
     class_weight = class_weights_for(prepared)
     results: list[TrialResult] = []
     best: TrialResult | None = None
-    with tqdm(trials, unit="trial", desc="sweep", disable=not show_progress) as progress:
+    with ThreadPoolExecutor(max_workers=1) as probe_thread, \
+            tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
+        probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight)
+                  for trial in trials if trial.model == "probe"}
         for trial in progress:
             started = time.perf_counter()
             if trial.model == "probe":
-                model, epochs_run = _fit_probe(parts, labels, trial, prepared, class_weight), None
+                fitted, seconds = probes[trial.name].result()
+                model, epochs_run = probe_as_keras(*fitted), None
             else:
                 model, epochs_run = _fit_mlp(parts, labels, trial, prepared, class_weight, logs_dir / trial.name)
+                seconds = time.perf_counter() - started
             val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
-            result = TrialResult(trial, val_auroc, time.perf_counter() - started, epochs_run, model)
+            result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
             _log_trial(logs_dir / trial.name, trial, val_auroc)
             if best is None or val_auroc > best.val_auroc:
                 if best is not None:
@@ -168,11 +178,17 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     return results
 
 
-def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    from pipeline.evaluation.metrics import macro_auroc
-    from pipeline.training.head import predict_probabilities
+def _terminal() -> bool:
+    """The trials' bar redraws itself; off a terminal (a CI log, a file) the summary's table says it all."""
+    return sys.stderr.isatty()
 
-    value = macro_auroc(labels, predict_probabilities(model, features), num_classes)
+
+def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """One forward pass (not `predict`, whose function each new model traces anew, with TensorFlow's warning)."""
+    from pipeline.evaluation.metrics import macro_auroc
+
+    outputs = model(features, training=False).numpy()
+    value = macro_auroc(labels, outputs, num_classes)
     return value if np.isfinite(value) else float("-inf")
 
 
@@ -192,20 +208,24 @@ def _fit_mlp(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial:
                          best_weights_path=None, tensorboard_dir=trial_dir,
                          csv_log_path=trial_dir / "training_log.csv", epochs=MLP_TRIAL_SETTINGS["epochs"],
                          batch_size=MLP_TRIAL_SETTINGS["batch_size"], class_weight=class_weight,
-                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False, verbose=0)
+                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False,
+                         seed=prepared.config.seed)
     return model, len(history.epoch)
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
-               class_weight: dict[int, float] | None) -> Any:
+               class_weight: dict[int, float] | None) -> tuple[tuple[np.ndarray, ...], float]:
+    """The fitted probe's (mean, variance, coefficients, intercepts) for `probe_as_keras`, and its seconds; no
+    Keras here, as this runs beside the mlp trials' training."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    started = time.perf_counter()
     scaler = StandardScaler().fit(parts["train"])
     probe = LogisticRegression(max_iter=2000, C=trial.options["C"], random_state=prepared.config.seed,
                                class_weight=class_weight)
     probe.fit(scaler.transform(parts["train"]), labels["train"])
-    return probe_as_keras(scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+    return (scaler.mean_, scaler.var_, probe.coef_, probe.intercept_), time.perf_counter() - started
 
 
 def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray) -> Any:

@@ -1,10 +1,23 @@
-"""Fit the head on cached features: seeded, with AUROC tracking, best-checkpointing and TensorBoard logs."""
+"""Fit the head on cached features: seeded, with AUROC tracking, best-checkpointing and TensorBoard logs.
+
+Why not `model.fit`: on a few thousand cached rows the head's arithmetic is small (one epoch of the default
+head is about 24 GFLOP, a fraction of a second on two cores) and Keras's per-step machinery was most of the
+time, with its weight histograms (TensorFlow's histogram op expands every weight into a [values, 30] float64
+matrix) costing as much as the epoch itself. Here one TensorFlow graph runs a whole epoch of steps
+(`EpochRunner`); the metrics are computed once per epoch, exactly, from the epoch's predictions; histograms are
+counted by NumPy (`WeightHistograms`); and Keras's own callbacks (checkpoint, early stopping,
+ReduceLROnPlateau, TensorBoard's scalars, CSV log, the `--verbose` epoch lines) are driven epoch by epoch
+as `fit` drives them. XLA is not used: it ignores the dropout layers' seeds, so reruns would differ
+(docs/benchmarks.md#training-the-heads).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import tensorflow as tf
@@ -12,8 +25,11 @@ import tf_keras as keras
 
 from pipeline.evaluation.metrics import macro_auroc, macro_pr_auc
 from pipeline.training.head import average_of, member_seed
+from pipeline.training.progress import HeadProgress
 
 log = logging.getLogger(__name__)
+
+HISTOGRAM_BUCKETS = 30  # as many as TensorFlow's own histogram summary
 
 
 def make_deterministic(seed: int) -> None:
@@ -22,26 +38,136 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-class MulticlassAurocCallback(keras.callbacks.Callback):
-    """One-vs-rest macro AUROC and PR-AUC at each epoch's end, put into `logs` like Keras's own metrics.
+class EpochRunner:
+    """One epoch of minibatch steps in one TensorFlow graph call, for a compiled Keras model.
 
-    It must come before the checkpoint, TensorBoard and CSV callbacks so they see the values.
+    The rows are gathered in the order given (a permutation of the training rows), `batch_size` at a time;
+    each step is what Keras's `train_step` does (forward in training mode, the compiled loss with the sample
+    weights and any regularisation losses, one optimizer update). Returns the mean loss over the rows and
+    every row's training-mode output, in the order given, for the epoch's metrics.
     """
 
-    def __init__(self, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
-                 val_labels: np.ndarray, num_classes: int, max_rows: int = 20_000):
+    def __init__(self, model: keras.Model, features: np.ndarray, labels: np.ndarray,
+                 sample_weights: np.ndarray, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+        self.features = tf.convert_to_tensor(np.asarray(features, dtype=np.float32))
+        self.labels = tf.convert_to_tensor(np.asarray(labels, dtype=np.float32))
+        self.sample_weights = tf.convert_to_tensor(np.asarray(sample_weights, dtype=np.float32))
+        variables = model.trainable_variables
+        self.fused = FusedAdam(model.optimizer, variables) if FusedAdam.supports(model.optimizer) else None
+        # Arguments, not captured constants: a captured 100 MB array is folded into the graph at every trace.
+        self._run = tf.function(self._epoch, reduce_retracing=True)
+
+    def run(self, order: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, outputs = self._run(self.features, self.labels, self.sample_weights,
+                                  tf.convert_to_tensor(order, dtype=tf.int32))
+        return float(loss), outputs.numpy()
+
+    def _epoch(self, features: tf.Tensor, labels: tf.Tensor, sample_weights: tf.Tensor,
+               order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.size(order)
+        steps = (rows + self.batch_size - 1) // self.batch_size
+        loss_sum = tf.constant(0.0)
+        outputs = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
+        for step in tf.range(steps):
+            batch = order[step * self.batch_size:(step + 1) * self.batch_size]
+            x, y, weights = (tf.gather(tensor, batch) for tensor in (features, labels, sample_weights))
+            with tf.GradientTape() as tape:
+                predicted = self.model(x, training=True)
+                loss = self.model.compute_loss(x, y, predicted, weights)
+            if self.fused is not None:
+                self.fused.apply(tape.gradient(loss, self.fused.variables))
+            else:
+                self.model.optimizer.minimize(loss, self.model.trainable_variables, tape=tape)
+            loss_sum += loss * tf.cast(tf.size(batch), tf.float32)
+            outputs = outputs.write(step, predicted)
+        return loss_sum / tf.cast(rows, tf.float32), outputs.concat()
+
+
+class FusedAdam:
+    """Keras's Adam and AdamW update, the same formula, in one TensorFlow kernel per weight (ResourceApplyAdam).
+
+    Keras updates each weight with about ten separate element-wise operations (moments, bias correction,
+    decay), each a pass over the weight: for the default head's 2304 x 256 kernel that was about a third of an
+    epoch's time at batch 64. Here: AdamW's decoupled decay (w -= w * weight_decay * learning_rate, before the
+    step, as Keras does it), then one fused kernel. The learning rate is read from the Keras optimizer at every
+    step, so ReduceLROnPlateau still steers it, and the optimizer's step counter still counts. Optimizers with
+    options this does not reproduce (amsgrad, clipping, EMA, weights excluded from decay) keep Keras's update.
+    """
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list[tf.Variable]):
+        self.optimizer, self.variables = optimizer, variables
+        self.moments = [tf.Variable(tf.zeros_like(variable), trainable=False) for variable in variables]
+        self.velocities = [tf.Variable(tf.zeros_like(variable), trainable=False) for variable in variables]
+
+    @staticmethod
+    def supports(optimizer: Any) -> bool:
+        return (type(optimizer) in (keras.optimizers.Adam, keras.optimizers.AdamW) and not optimizer.amsgrad
+                and not getattr(optimizer, "adaptive_epsilon", False) and not optimizer.use_ema
+                and optimizer.clipnorm is None and optimizer.clipvalue is None and optimizer.global_clipnorm is None
+                and not getattr(optimizer, "_exclude_from_weight_decay", None)
+                and not getattr(optimizer, "_exclude_from_weight_decay_names", None))
+
+    def apply(self, gradients: list[tf.Tensor]) -> None:
+        optimizer = self.optimizer
+        learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
+        step = tf.cast(optimizer.iterations + 1, tf.float32)
+        beta_1, beta_2 = tf.cast(optimizer.beta_1, tf.float32), tf.cast(optimizer.beta_2, tf.float32)
+        if optimizer.weight_decay:
+            decay = tf.cast(optimizer.weight_decay, tf.float32)
+            for variable in self.variables:
+                variable.assign_sub(variable * decay * learning_rate)
+        for variable, moment, velocity, gradient in zip(self.variables, self.moments, self.velocities, gradients):
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=moment.handle, v=velocity.handle, beta1_power=tf.pow(beta_1, step),
+                beta2_power=tf.pow(beta_2, step), lr=learning_rate, beta1=beta_1, beta2=beta_2,
+                epsilon=tf.cast(optimizer.epsilon, tf.float32), grad=gradient, use_locking=False)
+        optimizer.iterations.assign_add(1)
+
+
+def epoch_metrics(labels: np.ndarray, outputs: np.ndarray, num_classes: int, loss: float) -> dict[str, float]:
+    """loss, accuracy, auroc and pr_auc of one set of model outputs (a sigmoid column or K softmax columns)."""
+    predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+    return {"loss": loss, "accuracy": float(np.mean(predicted == labels)),
+            "auroc": macro_auroc(labels, outputs, num_classes), "pr_auc": macro_pr_auc(labels, outputs, num_classes)}
+
+
+class WeightHistograms(keras.callbacks.Callback):
+    """Each weight's histogram at each epoch's end, under the tags Keras's TensorBoard callback gives them
+    (`dense_0/kernel_0/histogram`), in `log_dir`; NumPy counts the buckets, far cheaper than TensorFlow's op."""
+
+    def __init__(self, log_dir: Path):
         super().__init__()
-        self.num_classes = num_classes
-        # Scoring every training row each epoch would cost more than the epoch; a fixed sample is enough.
-        rows = np.random.default_rng(0).permutation(len(train_labels))[:max_rows]
-        self.sets = {"": (train_features[rows], train_labels[rows]), "val_": (val_features, val_labels)}
+        self.log_dir = log_dir
+        self.writer: Any = None
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self.writer = tf.summary.create_file_writer(str(self.log_dir))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        logs = logs if logs is not None else {}
-        for prefix, (features, labels) in self.sets.items():
-            probabilities = self.model.predict(features, batch_size=4096, verbose=0)
-            logs[f"{prefix}auroc"] = macro_auroc(labels, probabilities, self.num_classes)
-            logs[f"{prefix}pr_auc"] = macro_pr_auc(labels, probabilities, self.num_classes)
+        from tensorboard.plugins.histogram import metadata
+
+        with self.writer.as_default():
+            for weight in self.model.weights:
+                tag = weight.name.replace(":", "_") + "/histogram"
+                tf.summary.write(tag, histogram_buckets(weight.numpy()), step=epoch,
+                                 metadata=metadata.create_summary_metadata(display_name=tag, description=""))
+        self.writer.flush()
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        self.writer.close()
+
+
+def histogram_buckets(values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarray:
+    """[buckets, 3] float64 rows of (left edge, right edge, count): the tensor TensorBoard's histogram plugin reads."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return np.zeros((0, 3))
+    low, high = float(values.min()), float(values.max())
+    if low == high:  # one value: one bucket around it, as TensorFlow's summary writes it
+        return np.array([[low - 0.5, high + 0.5, float(values.size)]])
+    counts, edges = np.histogram(values, bins=buckets, range=(low, high))
+    return np.column_stack([edges[:-1], edges[1:], counts.astype(np.float64)])
 
 
 def train_head(
@@ -60,18 +186,19 @@ def train_head(
     class_weight: dict[int, float] | None = None,
     early_stopping_patience: int = 4,
     histograms: bool = True,
-    verbose: int = 2,
+    seed: int = 0,
+    verbose: int = 0,
+    progress: HeadProgress | None = None,
 ) -> keras.callbacks.History:
-    """Fits `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
+    """Fits the compiled `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
 
     The best epoch's weights go to `best_weights_path` (or are kept in memory when it is None, which a
     sweep's many short trials prefer), the per-epoch scalars and weight histograms to `tensorboard_dir`,
-    one CSV row per epoch to `csv_log_path`.
+    one CSV row per epoch to `csv_log_path`. `seed` orders the rows of every epoch; `verbose` 2 prints
+    Keras's per-epoch lines; `progress` shows the epochs as they pass.
     """
-    callbacks: list[keras.callbacks.Callback] = []
-    if num_classes > 2:
-        callbacks.append(MulticlassAurocCallback(train_features, train_labels, val_features, val_labels, num_classes))
     keep_best = KeepBestWeights()
+    callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []
     if best_weights_path is not None:
         best_weights_path.parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.ModelCheckpoint(
@@ -84,25 +211,39 @@ def train_head(
         keras.callbacks.EarlyStopping(
             monitor="val_auroc", mode="max", patience=early_stopping_patience, restore_best_weights=True
         ),
-        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=1 if histograms else 0),
+        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
+        *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
         keras.callbacks.CSVLogger(str(csv_log_path)),
     ]
-    history = model.fit(
-        train_features,
-        train_labels,
-        validation_data=(val_features, val_labels),
-        epochs=epochs,
-        batch_size=batch_size,
-        class_weight=class_weight,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    weights = np.ones(len(train_labels), dtype=np.float32) if class_weight is None else \
+        np.array([class_weight[int(label)] for label in train_labels], dtype=np.float32)
+    runner = EpochRunner(model, train_features, train_labels, weights, batch_size)
+    steps = -(-len(train_labels) // batch_size)
+    callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+                                                 verbose=verbose, epochs=epochs, steps=steps)
+    val_inputs = tf.convert_to_tensor(np.asarray(val_features, dtype=np.float32))
+    order_generator = np.random.default_rng(seed)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        order = order_generator.permutation(len(train_labels))
+        loss, outputs = runner.run(order)
+        logs = epoch_metrics(train_labels[order], outputs, num_classes, loss)
+        val_outputs = model(val_inputs, training=False)
+        val_loss = float(model.compute_loss(val_inputs, tf.convert_to_tensor(val_labels, dtype=tf.float32), val_outputs))
+        logs.update({f"val_{name}": value for name, value in
+                     epoch_metrics(val_labels, val_outputs.numpy(), num_classes, val_loss).items()})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
     # EarlyStopping restores only when it stops early; the checkpoint holds the best epoch in every case.
     if best_weights_path is not None and best_weights_path.is_file():
         model.load_weights(str(best_weights_path))
     elif keep_best.best_weights is not None:
         model.set_weights(keep_best.best_weights)
+    history: keras.callbacks.History = model.history
     return history
 
 
@@ -122,29 +263,35 @@ def train_ensemble(
     epochs: int,
     batch_size: int,
     class_weight: dict[int, float] | None = None,
-    verbose: int = 2,
+    verbose: int = 0,
+    show_progress: bool = False,
+    progress_stream: IO[str] | None = None,
 ) -> tuple[keras.Model, list[keras.callbacks.History]]:
     """Trains `members` heads one after the other; returns the model averaging them, and each one's history.
 
     `build_member(seed, name)` gives a compiled, untrained head. Member 1 has the run's seed and writes the
     usual files, so `--ensemble 1` is exactly the single head; member N > 1 has its own seed (initial weights,
     dropout masks, data order), TensorBoard folder `member-N/` and weights and CSV files named `...-member-N`.
+    `show_progress`: a progress bar per head on a terminal, one line per head otherwise (HeadProgress), on
+    `progress_stream` (sys.stderr when None).
     """
     models, histories = [], []
     for member in range(members):
         suffix = "" if member == 0 else f"-member-{member + 1}"
-        if members > 1:
-            log.info("training head %d of %d", member + 1, members)
+        started = time.perf_counter()
         make_deterministic(member_seed(seed, member))
         model = build_member(member_seed(seed, member), "head" if members == 1 else f"member_{member + 1}")
+        label = "head" if members == 1 else f"head {member + 1}/{members}"
         histories.append(train_head(
             model, train_features=train_features, train_labels=train_labels, val_features=val_features,
             val_labels=val_labels, num_classes=num_classes,
             best_weights_path=best_weights_path.with_name(best_weights_path.name.replace(".", f"{suffix}.", 1)),
             tensorboard_dir=tensorboard_dir / f"member-{member + 1}" if member else tensorboard_dir,
             csv_log_path=csv_log_path.with_name(f"{csv_log_path.stem}{suffix}{csv_log_path.suffix}"),
-            epochs=epochs, batch_size=batch_size, class_weight=class_weight, verbose=verbose,
+            epochs=epochs, batch_size=batch_size, class_weight=class_weight, seed=member_seed(seed, member),
+            verbose=verbose, progress=HeadProgress(label, epochs, progress_stream) if show_progress else None,
         ))
+        log.debug("%s trained in %.1f s", label, time.perf_counter() - started)
         models.append(model)
     return average_of(models), histories
 
