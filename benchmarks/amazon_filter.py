@@ -24,7 +24,7 @@ import numpy as np
 from long_texts import amazon_table
 from sklearn.metrics import roc_auc_score
 
-from pipeline import load_run
+from pipeline.api.text_classifier import load_run
 from pipeline.base.config import RunConfig
 from pipeline.commands.run import run
 from pipeline.data import tables
