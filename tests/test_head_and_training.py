@@ -107,6 +107,40 @@ def test_logistic_regression_baseline_scores_the_same_test_set():
     assert metrics["rows"] == 200 and metrics["auroc"] > 0.95
 
 
+def test_the_probes_result_is_kept_beside_the_cache_and_read_back_only_for_the_same_arrays(tmp_path, caplog):
+    from pipeline.evaluation import probe
+
+    features, labels = _separable(2)
+    arguments = (features[:400], labels[:400], features[400:], labels[400:])
+    fitted, cached = probe.cached_baseline(tmp_path, *arguments, num_classes=2, seed=0)
+    assert not cached
+    expected, _ = logistic_regression_baseline(*arguments, num_classes=2, seed=0)
+    assert fitted == expected
+    records = list((tmp_path / probe.PROBES_DIR).glob("*.json"))
+    assert len(records) == 1
+
+    again, cached = probe.cached_baseline(tmp_path, *arguments, num_classes=2, seed=0)
+    assert cached and again == fitted
+
+    # Any change to what the fit depends on is another record: a label, the seed, class weights.
+    flipped = labels[:400].copy()
+    flipped[0] = 1 - flipped[0]
+    for changed, options in (((features[:400], flipped, *arguments[2:]), {"seed": 0}),
+                             (arguments, {"seed": 1}),
+                             (arguments, {"seed": 0, "class_weight": {0: 1.0, 1: 2.0}})):
+        _, cached = probe.cached_baseline(tmp_path, *changed, num_classes=2, **options)
+        assert not cached
+    assert len(list((tmp_path / probe.PROBES_DIR).glob("*.json"))) == 4
+
+    records[0].write_text("{not json", encoding="utf-8")  # a damaged record: fitted again and replaced
+    with caplog.at_level("WARNING"):
+        repaired, cached = probe.cached_baseline(tmp_path, *arguments, num_classes=2, seed=0)
+    assert not cached and repaired == fitted and "fitting the probe again" in caplog.text
+    assert probe.cached_baseline(tmp_path, *arguments, num_classes=2, seed=0) == (fitted, True)
+
+    assert probe.cached_baseline(None, *arguments, num_classes=2, seed=0) == (fitted, False)
+
+
 # ----------------------------------------------------------------------------- the mlp head
 
 
@@ -340,3 +374,92 @@ def test_the_fused_adam_step_is_keras_adam_and_adamw(weight_decay):
     for keras_update, fused_update in zip(*weights):
         np.testing.assert_allclose(fused_update, keras_update, rtol=1e-4, atol=1e-6)
     assert not FusedAdam.supports(__import__("tf_keras").optimizers.Adam(amsgrad=True))
+
+
+def test_the_epoch_runner_walks_a_heads_chain_with_its_standardisation_done_once():
+    import tf_keras as keras
+
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import training_chain
+
+    features, _ = _separable(2)
+    standardise, chain = training_chain(build_mlp_head(features, 2, hidden_units=(8,)))
+    assert standardise.name == "standardise"
+    assert [layer.name for layer in chain] == ["input_dropout", "dense_0", "dropout_0", "probabilities"]
+    standardise, chain = training_chain(build_head(16, 2))
+    assert standardise is None and [layer.name for layer in chain][:2] == ["dense_0", "batch_norm"]
+
+    inputs = keras.Input(shape=(16,))  # two branches joined: not a chain, so the model is called whole
+    joined = keras.layers.Concatenate()([keras.layers.Dense(4)(inputs), keras.layers.Dense(4)(inputs)])
+    assert training_chain(keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(joined))) == (None, None)
+
+
+@pytest.mark.parametrize("head", ["mlp", "paperspace", "branches"])
+def test_an_epoch_is_keras_steps_over_the_rows_in_the_order_given(head):
+    """Without dropout (whose masks come from another generator) an epoch of the runner is the plain Keras
+    loop: the model called in training mode on each batch of the ordered rows, then the update (the fused one
+    in both, so that only the loop differs; test_the_fused_adam_step_is_keras_adam_and_adamw holds it to Keras's)."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import EpochRunner, FusedAdam
+
+    features, labels = _separable(2, rows=300)
+    features = features * 3.0 + 5.0
+    order = np.random.default_rng(1).permutation(300)
+
+    def build() -> keras.Model:
+        make_deterministic(3)
+        if head == "mlp":
+            model = build_mlp_head(features, 2, hidden_units=(16,), dropout_rate=0.0, input_dropout_rate=0.0, seed=3)
+        elif head == "paperspace":
+            model = build_head(16, 2, seed=3)
+        else:
+            inputs = keras.Input(shape=(16,))
+            joined = keras.layers.Concatenate()([keras.layers.Dense(4)(inputs), keras.layers.Dense(4)(inputs)])
+            model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(joined))
+        if head == "paperspace":  # Keras's own update (the runner's other path); SGD, as Adam would divide a
+            # near-zero gradient's last-bit rounding by its own size and move a dead unit's weight by a whole step
+            return compile_head(model, 2, optimizer=keras.optimizers.SGD(learning_rate=1e-2))
+        return compile_head(model, 2, learning_rate=1e-2, weight_decay=0.01 if head == "mlp" else 0.0)
+
+    runner_model = build()
+    loss, outputs = EpochRunner(runner_model, features, labels, np.ones(300, np.float32), batch_size=64).run(order)
+    keras_model = build()
+    update = FusedAdam(keras_model.optimizer, keras_model.trainable_variables) if head != "paperspace" else None
+    keras_outputs, keras_losses = [], []
+    for start in range(0, 300, 64):
+        rows = order[start:start + 64]
+        with tf.GradientTape() as tape:
+            predicted = keras_model(features[rows], training=True)
+            step_loss = keras_model.compute_loss(None, tf.constant(labels[rows], tf.float32), predicted)
+        if update is None:
+            keras_model.optimizer.minimize(step_loss, keras_model.trainable_variables, tape=tape)
+        else:
+            update.apply(tape.gradient(step_loss, update.variables))
+        keras_outputs.append(predicted.numpy())
+        keras_losses.append(float(step_loss) * len(rows))
+    np.testing.assert_allclose(outputs, np.concatenate(keras_outputs), rtol=1e-4, atol=1e-5)
+    assert loss == pytest.approx(sum(keras_losses) / 300, rel=1e-4)
+    for ours, theirs in zip(runner_model.get_weights(), keras_model.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_zeroes_the_rate_asked_scales_the_rest_and_follows_its_seed():
+    import tensorflow as tf
+
+    from pipeline.training.train import dropout
+
+    ones = tf.ones((400, 1001))  # an odd width: the 16-bit halves of the last random word are cut to it
+    for rate in (0.2, 0.5):
+        dropped = dropout(ones, rate, tf.constant([7, 1], tf.int64)).numpy()
+        assert abs((dropped == 0).mean() - rate) < 0.005
+        np.testing.assert_allclose(np.unique(dropped), [0.0, 1 / (1 - rate)], rtol=1e-6)
+    first = dropout(ones, 0.2, tf.constant([7, 1], tf.int64)).numpy()
+    np.testing.assert_array_equal(first, dropout(ones, 0.2, tf.constant([7, 1], tf.int64)).numpy())
+    other_step = dropout(ones, 0.2, tf.constant([7, 2], tf.int64)).numpy()
+    # Two independent masks at rate 0.2 agree on 0.8^2 + 0.2^2 = 68% of the values.
+    assert abs((first == other_step).mean() - 0.68) < 0.01
+    # The columns are not alike: each keeps about 80% of its values.
+    assert np.all(np.abs((first != 0).mean(axis=0) - 0.8) < 0.1)

@@ -382,13 +382,16 @@ def write_config(prepared: Prepared, run_dir: Path) -> None:
 
 
 def fit_baseline(prepared: Prepared, train_features: np.ndarray, test_features: np.ndarray) -> dict[str, Any]:
-    """The probe's test metrics: logistic regression on the standardised features, fitted on the training split."""
-    from pipeline.evaluation.probe import logistic_regression_baseline
+    """The probe's test metrics: logistic regression on the standardised features, fitted on the training split,
+    or read from the feature cache's record of the same fit (pipeline.evaluation.probe.cached_baseline)."""
+    from pipeline.evaluation.probe import cached_baseline
 
-    metrics, _ = logistic_regression_baseline(
-        train_features, prepared.splits.train.labels, test_features, prepared.splits.test.labels,
-        num_classes=len(prepared.label_names), seed=prepared.config.seed, class_weight=class_weights_for(prepared),
+    metrics, cached = cached_baseline(
+        cache_dir_for(prepared.config), train_features, prepared.splits.train.labels, test_features,
+        prepared.splits.test.labels, num_classes=len(prepared.label_names), seed=prepared.config.seed,
+        class_weight=class_weights_for(prepared),
     )
+    log.debug("probe: %s", "the same fit's result, from the cache" if cached else "fitted")
     return metrics
 
 

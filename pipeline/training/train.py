@@ -5,7 +5,7 @@ head is about 24 GFLOP, a fraction of a second on two cores) and Keras's per-ste
 time, with its weight histograms (TensorFlow's histogram op expands every weight into a [values, 30] float64
 matrix) costing as much as the epoch itself. Here one TensorFlow graph runs a whole epoch of steps
 (`EpochRunner`); the metrics are computed once per epoch, exactly, from the epoch's predictions; histograms are
-counted by NumPy (`WeightHistograms`); and Keras's own callbacks (checkpoint, early stopping,
+counted by NumPy (`WeightHistograms`); and Keras's own callbacks (early stopping,
 ReduceLROnPlateau, TensorBoard's scalars, CSV log, the `--verbose` epoch lines) are driven epoch by epoch
 as `fit` drives them. XLA is not used: it ignores the dropout layers' seeds, so reruns would differ
 (docs/benchmarks.md#training-the-heads).
@@ -41,16 +41,24 @@ def make_deterministic(seed: int) -> None:
 class EpochRunner:
     """One epoch of minibatch steps in one TensorFlow graph call, for a compiled Keras model.
 
-    The rows are gathered in the order given (a permutation of the training rows), `batch_size` at a time;
+    The rows are taken in the order given (a permutation of the training rows), `batch_size` at a time;
     each step is what Keras's `train_step` does (forward in training mode, the compiled loss with the sample
     weights and any regularisation losses, one optimizer update). Returns the mean loss over the rows and
     every row's training-mode output, in the order given, for the epoch's metrics.
+
+    What it does once instead of at every step, for a head that is a chain of layers (every head here): a
+    leading Normalization layer standardises all rows once (element-wise, so the very values it gives a
+    batch), and each epoch gathers its rows in their order with one gather; the Dropout layers draw their
+    masks from a counter-based generator seeded by (`seed`, the layer, the step): 16 random bits a value
+    instead of a 32-bit float, which was the largest cost of an epoch after the products (`dropout`).
     """
 
     def __init__(self, model: keras.Model, features: np.ndarray, labels: np.ndarray,
-                 sample_weights: np.ndarray, batch_size: int):
-        self.model, self.batch_size = model, batch_size
-        self.features = tf.convert_to_tensor(np.asarray(features, dtype=np.float32))
+                 sample_weights: np.ndarray, batch_size: int, seed: int = 0):
+        self.model, self.batch_size, self.seed = model, batch_size, seed
+        self.standardise, self.chain = training_chain(model)
+        inputs = tf.convert_to_tensor(np.asarray(features, dtype=np.float32))
+        self.features = self.standardise(inputs) if self.standardise is not None else inputs
         self.labels = tf.convert_to_tensor(np.asarray(labels, dtype=np.float32))
         self.sample_weights = tf.convert_to_tensor(np.asarray(sample_weights, dtype=np.float32))
         variables = model.trainable_variables
@@ -67,21 +75,73 @@ class EpochRunner:
                order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         rows = tf.size(order)
         steps = (rows + self.batch_size - 1) // self.batch_size
+        features, labels, sample_weights = (tf.gather(tensor, order) for tensor in (features, labels, sample_weights))
         loss_sum = tf.constant(0.0)
         outputs = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
-            batch = order[step * self.batch_size:(step + 1) * self.batch_size]
-            x, y, weights = (tf.gather(tensor, batch) for tensor in (features, labels, sample_weights))
+            batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            x, y, weights = features[batch], labels[batch], sample_weights[batch]
             with tf.GradientTape() as tape:
-                predicted = self.model(x, training=True)
+                predicted = self._forward(x, self.model.optimizer.iterations)
                 loss = self.model.compute_loss(x, y, predicted, weights)
             if self.fused is not None:
                 self.fused.apply(tape.gradient(loss, self.fused.variables))
             else:
                 self.model.optimizer.minimize(loss, self.model.trainable_variables, tape=tape)
-            loss_sum += loss * tf.cast(tf.size(batch), tf.float32)
+            loss_sum += loss * tf.cast(tf.shape(x)[0], tf.float32)
             outputs = outputs.write(step, predicted)
         return loss_sum / tf.cast(rows, tf.float32), outputs.concat()
+
+    def _forward(self, x: tf.Tensor, step: tf.Variable) -> tf.Tensor:
+        """The model in training mode on already-standardised rows: its chain layer by layer, plain Dropout
+        layers through `dropout`; a model that is not a chain is called whole."""
+        if self.chain is None:
+            return self.model(x, training=True)
+        for position, layer in enumerate(self.chain):
+            if _is_plain_dropout(layer):
+                seed = tf.stack([tf.cast(self.seed * 1024 + position, tf.int64), tf.cast(step, tf.int64)])
+                x = dropout(x, layer.rate, seed)
+            else:
+                x = layer(x, training=True)
+        return x
+
+
+def training_chain(model: keras.Model) -> tuple[Any, list[Any] | None]:
+    """(the leading Normalization layer or None, the layers after it) when `model` is a chain, one layer
+    feeding the next from its single input to its single output; (None, None) for any other model."""
+    layers = model.layers
+    if not layers or not isinstance(layers[0], keras.layers.InputLayer) or len(model.inputs) != 1 \
+            or len(model.outputs) != 1 or model.outputs[0] is not layers[-1].output:
+        return None, None
+    try:
+        if any(layer.input is not previous.output for previous, layer in zip(layers, layers[1:])):
+            return None, None
+    except AttributeError:  # a layer called more than once has no single input
+        return None, None
+    chain = layers[1:]
+    if chain and type(chain[0]) is keras.layers.Normalization:
+        return chain[0], chain[1:]
+    return None, chain
+
+
+def _is_plain_dropout(layer: Any) -> bool:
+    return type(layer) is keras.layers.Dropout and layer.noise_shape is None and layer.rate > 0
+
+
+DROPOUT_BITS = 16  # random bits a value: the rate is met to 1/65,536, twice the values per random number drawn
+
+
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+    """Inverted dropout as Keras's layer does it (each value zeroed with probability `rate`, the others scaled
+    by 1 / (1 - rate)), its mask drawn from 16 of a counter-based generator's bits per value: the same seed
+    (shape [2]) gives the same mask, on any machine, in any order of calls."""
+    rows, columns = tf.shape(x)[0], tf.shape(x)[1]
+    pairs = (columns + 1) // 2
+    words = tf.random.stateless_uniform(tf.stack([rows, pairs]), seed=seed, minval=None, maxval=None, dtype=tf.int32)
+    halves = tf.reshape(tf.bitcast(words, tf.int16), tf.stack([rows, 2 * pairs]))[:, :columns]
+    # A uniform int16 is below the threshold with probability threshold_count / 2**16.
+    threshold = round(rate * 2 ** DROPOUT_BITS) - 2 ** (DROPOUT_BITS - 1)
+    return tf.where(halves >= threshold, x * (1.0 / (1.0 - rate)), tf.zeros_like(x))
 
 
 class FusedAdam:
@@ -114,9 +174,11 @@ class FusedAdam:
         step = tf.cast(optimizer.iterations + 1, tf.float32)
         beta_1, beta_2 = tf.cast(optimizer.beta_1, tf.float32), tf.cast(optimizer.beta_2, tf.float32)
         if optimizer.weight_decay:
-            decay = tf.cast(optimizer.weight_decay, tf.float32)
+            # w * (1 - decay * lr): Keras's w - w * decay * lr in one pass, and a buffer the variable takes over
+            # rather than an in-place subtraction (which copied the kernel, as the step still reads it).
+            keep = 1.0 - tf.cast(optimizer.weight_decay, tf.float32) * learning_rate
             for variable in self.variables:
-                variable.assign_sub(variable * decay * learning_rate)
+                variable.assign(variable * keep)
         for variable, moment, velocity, gradient in zip(self.variables, self.moments, self.velocities, gradients):
             tf.raw_ops.ResourceApplyAdam(
                 var=variable.handle, m=moment.handle, v=velocity.handle, beta1_power=tf.pow(beta_1, step),
@@ -197,27 +259,22 @@ def train_head(
     one CSV row per epoch to `csv_log_path`. `seed` orders the rows of every epoch; `verbose` 2 prints
     Keras's per-epoch lines; `progress` shows the epochs as they pass.
     """
+    # The best epoch's weights are kept in memory and written once at the end: Keras's ModelCheckpoint wrote an
+    # HDF5 file at every improvement, about a second of a run's three heads. EarlyStopping need not keep its own
+    # copy (restore_best_weights) either: the best weights are restored below whether it stopped early or not.
     keep_best = KeepBestWeights()
     callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []
-    if best_weights_path is not None:
-        best_weights_path.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(best_weights_path), monitor="val_auroc", mode="max", save_best_only=True, save_weights_only=True
-        ))
-    else:
-        callbacks.append(keep_best)
     callbacks += [
+        keep_best,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
-        keras.callbacks.EarlyStopping(
-            monitor="val_auroc", mode="max", patience=early_stopping_patience, restore_best_weights=True
-        ),
+        keras.callbacks.EarlyStopping(monitor="val_auroc", mode="max", patience=early_stopping_patience),
         keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
         *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
         keras.callbacks.CSVLogger(str(csv_log_path)),
     ]
     weights = np.ones(len(train_labels), dtype=np.float32) if class_weight is None else \
         np.array([class_weight[int(label)] for label in train_labels], dtype=np.float32)
-    runner = EpochRunner(model, train_features, train_labels, weights, batch_size)
+    runner = EpochRunner(model, train_features, train_labels, weights, batch_size, seed=seed)
     steps = -(-len(train_labels) // batch_size)
     callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
                                                  verbose=verbose, epochs=epochs, steps=steps)
@@ -238,11 +295,11 @@ def train_head(
         if model.stop_training:
             break
     callback_list.on_train_end()
-    # EarlyStopping restores only when it stops early; the checkpoint holds the best epoch in every case.
-    if best_weights_path is not None and best_weights_path.is_file():
-        model.load_weights(str(best_weights_path))
-    elif keep_best.best_weights is not None:
+    if keep_best.best_weights is not None:
         model.set_weights(keep_best.best_weights)
+        if best_weights_path is not None:
+            best_weights_path.parent.mkdir(parents=True, exist_ok=True)
+            model.save_weights(str(best_weights_path))
     history: keras.callbacks.History = model.history
     return history
 
