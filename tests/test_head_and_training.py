@@ -107,7 +107,7 @@ def test_logistic_regression_baseline_scores_the_same_test_set():
     assert metrics["rows"] == 200 and metrics["auroc"] > 0.95
 
 
-def test_the_probes_result_is_kept_beside_the_cache_and_read_back_only_for_the_same_arrays(tmp_path, caplog):
+def test_the_probes_result_is_kept_in_the_cache_entry_and_read_back_only_for_the_same_arrays(tmp_path, caplog):
     from pipeline.evaluation import probe
 
     features, labels = _separable(2)
@@ -139,6 +139,24 @@ def test_the_probes_result_is_kept_beside_the_cache_and_read_back_only_for_the_s
     assert probe.cached_baseline(tmp_path, *arguments, num_classes=2, seed=0) == (fitted, True)
 
     assert probe.cached_baseline(None, *arguments, num_classes=2, seed=0) == (fitted, False)
+
+
+def test_the_sweeps_probe_fits_are_kept_as_plain_arrays_per_strength(tmp_path):
+    from pipeline.evaluation import probe
+
+    features, labels = _separable(2)
+    fitted, cached = probe.fitted_probe(tmp_path, features, labels, C=0.01, seed=0)
+    assert not cached and [array.shape for array in fitted] == [(16,), (16,), (1, 16), (1,)]
+    again, cached = probe.fitted_probe(tmp_path, features, labels, C=0.01, seed=0)
+    assert cached
+    for stored, computed in zip(again, fitted):
+        np.testing.assert_array_equal(stored, computed)
+    stronger, cached = probe.fitted_probe(tmp_path, features, labels, C=1.0, seed=0)
+    assert not cached and not np.allclose(stronger[2], fitted[2])
+    records = sorted((tmp_path / probe.PROBES_DIR).glob("*.npz"))
+    assert len(records) == 2
+    with np.load(records[0], allow_pickle=False) as stored:  # plain arrays: readable without pickle
+        assert sorted(stored.files) == ["coefficients", "intercepts", "mean", "variance"]
 
 
 # ----------------------------------------------------------------------------- the mlp head

@@ -307,7 +307,8 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     keras_lines = show_progress and log.isEnabledFor(logging.DEBUG)  # --verbose
     started = time.perf_counter()
     with known_tensorflow_noise_dropped(), ThreadPoolExecutor(max_workers=1) as probe_thread:
-        baseline = probe_thread.submit(fit_baseline, prepared, train_features, test_features)
+        baseline = probe_thread.submit(fit_baseline, prepared, train_features, test_features,
+                                       _entry_dir(feature_summary))
         model, histories = train_ensemble(
             build_member, members=head.ensemble, seed=config.seed, train_features=train_features,
             train_labels=splits.train.labels, val_features=val_features, val_labels=splits.validation.labels,
@@ -376,18 +377,26 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
                                extra_metrics={"mode": "fine-tune", "fine_tune": details}, probe_features=probe_features)
 
 
+def _entry_dir(feature_summary: dict[str, Any]) -> Path | None:
+    """The feature cache entry the run's features were read from or written to (FeatureResult.summary)."""
+    entry = feature_summary.get("cache_entry")
+    return Path(entry) if entry else None
+
+
 def write_config(prepared: Prepared, run_dir: Path) -> None:
     """config.json, written before training, so even an interrupted run says what it was."""
     write_json_atomic(run_dir / run_folder.CONFIG_FILE, config_record(prepared))
 
 
-def fit_baseline(prepared: Prepared, train_features: np.ndarray, test_features: np.ndarray) -> dict[str, Any]:
+def fit_baseline(prepared: Prepared, train_features: np.ndarray, test_features: np.ndarray,
+                 entry_dir: Path | None) -> dict[str, Any]:
     """The probe's test metrics: logistic regression on the standardised features, fitted on the training split,
-    or read from the feature cache's record of the same fit (pipeline.evaluation.probe.cached_baseline)."""
+    or read from the record of the same fit in the feature cache entry `entry_dir` the features came from
+    (pipeline.evaluation.probe.cached_baseline)."""
     from pipeline.evaluation.probe import cached_baseline
 
     metrics, cached = cached_baseline(
-        cache_dir_for(prepared.config), train_features, prepared.splits.train.labels, test_features,
+        entry_dir, train_features, prepared.splits.train.labels, test_features,
         prepared.splits.test.labels, num_classes=len(prepared.label_names), seed=prepared.config.seed,
         class_weight=class_weights_for(prepared),
     )
@@ -415,7 +424,8 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     val_probabilities = predict_probabilities(model, split_features["validation"])
     test_probabilities = predict_probabilities(model, split_features["test"])
     probe_features = probe_features or split_features
-    baseline_metrics = baseline or fit_baseline(prepared, probe_features["train"], probe_features["test"])
+    baseline_metrics = baseline or fit_baseline(prepared, probe_features["train"], probe_features["test"],
+                                                _entry_dir(feature_summary))
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
     report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))

@@ -111,7 +111,8 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
     parts = split_features(prepared, feature_result.features)
 
     def work() -> dict[str, Any]:
-        results = _fit_trials(prepared, parts, trials, run_dir / run_folder.LOGS_DIR / SWEEP_LOGS, show_progress)
+        results = _fit_trials(prepared, parts, trials, run_dir / run_folder.LOGS_DIR / SWEEP_LOGS, show_progress,
+                              entry_dir=feature_result.entry_dir)
         best = max(results, key=lambda result: result.val_auroc)
         table = [{"trial": result.trial.name, "model": result.trial.model, "val_auroc": round(result.val_auroc, 6),
                   "seconds": round(result.seconds, 2), **{key: list(value) if isinstance(value, tuple) else value
@@ -143,7 +144,7 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
-                show_progress: bool) -> list[TrialResult]:
+                show_progress: bool, entry_dir: Path | None = None) -> list[TrialResult]:
     """Every trial in order; the probes are fitted in a second thread from the start, beside the mlp heads (each
     keeps about one core busy), and each trial's seconds are its own fitting time."""
     from concurrent.futures import ThreadPoolExecutor
@@ -154,7 +155,7 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     best: TrialResult | None = None
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
-        probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight)
+        probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight, entry_dir)
                   for trial in trials if trial.model == "probe"}
         for trial in progress:
             started = time.perf_counter()
@@ -214,18 +215,16 @@ def _fit_mlp(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial:
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
-               class_weight: dict[int, float] | None) -> tuple[tuple[np.ndarray, ...], float]:
-    """The fitted probe's (mean, variance, coefficients, intercepts) for `probe_as_keras`, and its seconds; no
-    Keras here, as this runs beside the mlp trials' training."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+               class_weight: dict[int, float] | None, entry_dir: Path | None) -> tuple[tuple[np.ndarray, ...], float]:
+    """The fitted probe's (mean, variance, coefficients, intercepts) for `probe_as_keras`, and its seconds (the
+    same fit's, read from the feature cache entry when it was made before); no Keras here, as this runs beside
+    the mlp trials' training."""
+    from pipeline.evaluation.probe import fitted_probe
 
     started = time.perf_counter()
-    scaler = StandardScaler().fit(parts["train"])
-    probe = LogisticRegression(max_iter=2000, C=trial.options["C"], random_state=prepared.config.seed,
-                               class_weight=class_weight)
-    probe.fit(scaler.transform(parts["train"]), labels["train"])
-    return (scaler.mean_, scaler.var_, probe.coef_, probe.intercept_), time.perf_counter() - started
+    fitted, _ = fitted_probe(entry_dir, parts["train"], labels["train"], C=trial.options["C"],
+                             seed=prepared.config.seed, class_weight=class_weight)
+    return fitted, time.perf_counter() - started
 
 
 def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray) -> Any:

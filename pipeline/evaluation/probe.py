@@ -2,13 +2,15 @@
 
 Its fit (L-BFGS on a few thousand standardised 2,304-wide vectors) costs about as many CPU seconds as the
 heads' training, and gives the same numbers every time for the same arrays and options, so its test
-metrics are kept beside the feature cache (`cached_baseline`), under a digest of the very arrays and options:
-a second run on the same split reads them in milliseconds; another split or seed fits anew.
+metrics are kept in the feature cache entry the arrays came from (`cached_baseline`), under a digest of the
+very arrays and options: a second run on the same split reads them in milliseconds; another split or seed
+fits anew, and removing the entry removes them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -20,14 +22,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.base.files import write_json_atomic
+from pipeline.base.files import write_bytes_atomic, write_json_atomic
 from pipeline.evaluation.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
 PROBE_DESCRIPTION = "standardised features + logistic regression"
 PROBE_C = 1.0
-PROBES_DIR = "probes"  # inside the feature cache folder; feature entries are the folders holding a manifest
+MAX_ITERATIONS = 2000
+PROBES_DIR = "probes"  # inside a feature cache entry; the entry's own files are those its manifest lists
 
 
 def logistic_regression_baseline(
@@ -43,7 +46,7 @@ def logistic_regression_baseline(
     """Test metrics and probabilities of standardised features -> logistic regression fitted on train."""
     probe = make_pipeline(
         StandardScaler(),
-        LogisticRegression(max_iter=2000, C=PROBE_C, random_state=seed, class_weight=class_weight),
+        LogisticRegression(max_iter=MAX_ITERATIONS, C=PROBE_C, random_state=seed, class_weight=class_weight),
     )
     probe.fit(train_features, train_labels)
     probabilities = probe.predict_proba(test_features)
@@ -51,7 +54,7 @@ def logistic_regression_baseline(
 
 
 def cached_baseline(
-    cache_dir: Path | None,
+    entry_dir: Path | None,
     train_features: np.ndarray,
     train_labels: np.ndarray,
     test_features: np.ndarray,
@@ -61,13 +64,14 @@ def cached_baseline(
     seed: int,
     class_weight: dict[int, float] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(the probe's test metrics, whether they were read from `cache_dir`): fitted and kept there when new.
+    """(the probe's test metrics, whether they were read from `entry_dir`): fitted and kept there when new.
 
-    Without a `cache_dir` the probe is always fitted. A record that cannot be read is fitted again and
-    replaced; one that cannot be written only costs the next run the fit."""
+    `entry_dir` is the feature cache entry the arrays were read from; without one the probe is always fitted.
+    A record that cannot be read is fitted again and replaced; one that cannot be written only costs the next
+    run the fit."""
     arguments = (train_features, train_labels, test_features, test_labels)
-    path = None if cache_dir is None else Path(cache_dir) / PROBES_DIR / \
-        f"{probe_digest(*arguments, num_classes=num_classes, seed=seed, class_weight=class_weight)}.json"
+    options = {"num_classes": num_classes, "seed": seed, "C": PROBE_C, "class_weight": _weights_record(class_weight)}
+    path = None if entry_dir is None else Path(entry_dir) / PROBES_DIR / f"{probe_digest(*arguments, options=options)}.json"
     if path is not None and path.is_file():
         try:
             return json.loads(path.read_text(encoding="utf-8"))["test"], True
@@ -83,17 +87,59 @@ def cached_baseline(
     return metrics, False
 
 
-def probe_digest(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                 test_labels: np.ndarray, *, num_classes: int, seed: int,
-                 class_weight: dict[int, float] | None) -> str:
-    """A digest of everything the probe's test metrics depend on: the arrays' bytes, shapes and types, the
-    options, the probe's settings and scikit-learn's version (another version may converge elsewhere)."""
+def fitted_probe(
+    entry_dir: Path | None,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    *,
+    C: float,
+    seed: int,
+    class_weight: dict[int, float] | None = None,
+) -> tuple[tuple[np.ndarray, ...], bool]:
+    """((mean, variance, coefficients, intercepts) of standardised features -> logistic regression at strength
+    `C`, whether they were read from `entry_dir`): the sweep's probe trials, kept as cached_baseline keeps the
+    run's probe (an .npz of plain arrays)."""
+    options = {"seed": seed, "C": C, "class_weight": _weights_record(class_weight), "parameters": True}
+    path = None if entry_dir is None else \
+        Path(entry_dir) / PROBES_DIR / f"{probe_digest(train_features, train_labels, options=options)}.npz"
+    names = ("mean", "variance", "coefficients", "intercepts")
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return tuple(stored[name] for name in names), True
+        except (OSError, ValueError, KeyError) as error:
+            log.warning("the probe's cached fit %s could not be read (%s); fitting the probe again", path, error)
+    scaler = StandardScaler().fit(train_features)
+    probe = LogisticRegression(max_iter=MAX_ITERATIONS, C=C, random_state=seed, class_weight=class_weight)
+    probe.fit(scaler.transform(train_features), train_labels)
+    fitted = (scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+    if path is not None:
+        try:
+            write_bytes_atomic(path, npz_bytes(dict(zip(names, fitted))))
+        except Exception as error:  # a read-only or full cache: the sweep's result does not depend on this file
+            log.warning("the probe's fit could not be kept in %s (%s)", path.parent, error)
+    return fitted, False
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes np.savez writes (plain arrays, no pickle), to be written atomically in one go."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def probe_digest(*arrays: np.ndarray, options: dict[str, Any]) -> str:
+    """A digest of everything a probe's result depends on: the arrays' bytes, shapes and types, the options
+    and scikit-learn's version (another version may converge elsewhere)."""
     digest = hashlib.blake2b(digest_size=20)
-    for array in (train_features, train_labels, test_features, test_labels):
+    for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape};".encode())
         digest.update(array.data.cast("B"))
-    settings = {"num_classes": num_classes, "seed": seed, "C": PROBE_C, "max_iter": 2000, "scikit_learn": sklearn.__version__,
-                "class_weight": None if class_weight is None else sorted((int(k), float(v)) for k, v in class_weight.items())}
-    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(json.dumps({**options, "max_iter": MAX_ITERATIONS, "scikit_learn": sklearn.__version__},
+                             sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _weights_record(class_weight: dict[int, float] | None) -> list[tuple[int, float]] | None:
+    return None if class_weight is None else sorted((int(label), float(weight)) for label, weight in class_weight.items())

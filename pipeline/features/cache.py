@@ -260,17 +260,25 @@ def read_cache_entry(entry_dir: Path, key: str,
             recorded = _manifest_field(manifest, name)
             if recorded != value:
                 raise ValueError(f"manifest.json records {name} {recorded!r}, this run needs {value!r}")
-        problems, arrays = [], []
-        for record in [{"file": DIGESTS_FILE, "sha256": manifest["digests_sha256"]}, *manifest["shards"]]:
-            try:  # check every file, so the one warning names all that is bad
-                arrays.append(_load_verified(entry_dir / record["file"], record["sha256"], rows=record.get("rows")))
+        problems = []
+        try:  # check every file, so the one warning names all that is bad
+            digests = _load_verified(entry_dir / DIGESTS_FILE, manifest["digests_sha256"])
+        except ValueError as error:
+            problems.append(str(error))
+        # The shards are read straight into one array: no copy per shard, and none to join them.
+        records = manifest["shards"]
+        features = np.empty((sum(int(record["rows"]) for record in records), int(manifest["feature_size"])), np.float32)
+        start = 0
+        for record in records:
+            rows = int(record["rows"])
+            try:
+                _read_verified_into(entry_dir / record["file"], record["sha256"], features[start:start + rows])
             except ValueError as error:
                 problems.append(str(error))
+            start += rows
         if problems:
             raise ValueError("; ".join(problems))
-        digests, shards = arrays[0], arrays[1:]
-        features = np.concatenate(shards) if shards else np.zeros((0, manifest["feature_size"]), np.float32)
-        if features.dtype != np.float32 or digests.shape != (len(features), 32) or digests.dtype != np.uint8:
+        if digests.shape != (len(features), 32) or digests.dtype != np.uint8:
             raise ValueError("arrays do not match the manifest")
         return digests, features
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -311,6 +319,39 @@ def _load_verified(path: Path, expected_sha256: str, rows: int | None = None) ->
     if rows is not None and len(array) != rows:
         raise ValueError(f"{path.name} has {len(array)} rows, the manifest says {rows}")
     return array
+
+
+def _read_verified_into(path: Path, expected_sha256: str, destination: np.ndarray) -> None:
+    """Fills `destination` (a C-ordered float32 block) from the .npy file at `path`, whose bytes must have the
+    recorded SHA-256 and hold a plain float32 array of exactly that shape; ValueError naming the fault. A file
+    of any other layout is read the general way (`_load_verified`), so its fault is named as it always was."""
+    try:
+        with path.open("rb") as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}[version]
+                shape, fortran_order, dtype = read_header(handle)
+            except (ValueError, KeyError):
+                shape, fortran_order, dtype = None, None, None
+            if dtype == np.dtype("<f4") and fortran_order is False and shape == destination.shape:
+                header = handle.tell()
+                handle.seek(0)
+                digest = hashlib.sha256(handle.read(header))
+                data = destination.data.cast("B")
+                complete = handle.readinto(data) == data.nbytes and not handle.read(1)
+                digest.update(data)
+                if not complete or digest.hexdigest() != expected_sha256:
+                    raise ValueError(f"{path.name} does not match its recorded SHA-256 (truncated or altered)")
+                return
+    except FileNotFoundError:
+        raise ValueError(f"{path.name} is missing") from None
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
+    array = _load_verified(path, expected_sha256, rows=len(destination))
+    if array.dtype != np.float32 or array.shape != destination.shape:
+        raise ValueError("arrays do not match the manifest")
+    destination[...] = array
 
 
 def _finished_shards(entry_dir: Path, key: str) -> dict[str, ShardRecord]:

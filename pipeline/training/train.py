@@ -7,7 +7,7 @@ matrix) costing as much as the epoch itself. Here one TensorFlow graph runs a wh
 (`EpochRunner`); the metrics are computed once per epoch, exactly, from the epoch's predictions; histograms are
 counted by NumPy (`WeightHistograms`); and Keras's own callbacks (early stopping,
 ReduceLROnPlateau, TensorBoard's scalars, CSV log, the `--verbose` epoch lines) are driven epoch by epoch
-as `fit` drives them. XLA is not used: it ignores the dropout layers' seeds, so reruns would differ
+as `fit` drives them. XLA is not used: it was slower here, and it ignored Keras's dropout seeds
 (docs/benchmarks.md#training-the-heads).
 """
 
