@@ -64,7 +64,9 @@ class EpochRunner:
         variables = model.trainable_variables
         self.fused = FusedAdam(model.optimizer, variables) if FusedAdam.supports(model.optimizer) else None
         # Arguments, not captured constants: a captured 100 MB array is folded into the graph at every trace.
-        self._run = tf.function(self._epoch, reduce_retracing=True)
+        # No autograph: the loop is an explicit while_loop, and rewriting the Python source of the epoch and of
+        # everything it calls took longer than tracing it (about a second of each run's first head).
+        self._run = tf.function(self._epoch, reduce_retracing=True, autograph=False)
 
     def run(self, order: np.ndarray) -> tuple[float, np.ndarray]:
         loss, outputs = self._run(self.features, self.labels, self.sample_weights,
@@ -76,10 +78,9 @@ class EpochRunner:
         rows = tf.size(order)
         steps = (rows + self.batch_size - 1) // self.batch_size
         features, labels, sample_weights = (tf.gather(tensor, order) for tensor in (features, labels, sample_weights))
-        loss_sum = tf.constant(0.0)
-        outputs = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
-        for step in tf.range(steps):
-            batch = slice(step * self.batch_size, (step + 1) * self.batch_size)
+
+        def step(index: tf.Tensor, loss_sum: tf.Tensor, outputs: tf.TensorArray) -> tuple[Any, ...]:
+            batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
             x, y, weights = features[batch], labels[batch], sample_weights[batch]
             with tf.GradientTape() as tape:
                 predicted = self._forward(x, self.model.optimizer.iterations)
@@ -88,8 +89,11 @@ class EpochRunner:
                 self.fused.apply(tape.gradient(loss, self.fused.variables))
             else:
                 self.model.optimizer.minimize(loss, self.model.trainable_variables, tape=tape)
-            loss_sum += loss * tf.cast(tf.shape(x)[0], tf.float32)
-            outputs = outputs.write(step, predicted)
+            return index + 1, loss_sum + loss * tf.cast(tf.shape(x)[0], tf.float32), outputs.write(index, predicted)
+
+        _, loss_sum, outputs = tf.while_loop(
+            lambda index, *_: index < steps, step,
+            (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=steps, infer_shape=False)))
         return loss_sum / tf.cast(rows, tf.float32), outputs.concat()
 
     def _forward(self, x: tf.Tensor, step: tf.Variable) -> tf.Tensor:
