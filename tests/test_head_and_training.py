@@ -246,8 +246,11 @@ def test_an_ensemble_averages_heads_of_their_own_seeds_and_reloads_as_one_model(
     rows = features[400:]
     each = [predict_probabilities(member, rows) for member in members]
     np.testing.assert_allclose(predict_probabilities(model, rows), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
-    # Member 1 is the single head of the same seed; the others start elsewhere and end elsewhere.
+    # Member 1 is the single head of the same seed; the others start elsewhere and end elsewhere. The members
+    # train side by side, in threads, and each ends exactly where it ends trained alone (member 3: seed 2005).
     np.testing.assert_array_equal(each[0], predict_probabilities(single, rows))
+    third_alone, _, _ = _fit_ensemble(1, num_classes, tmp_path / "third", seed=5 + 2000)
+    np.testing.assert_array_equal(each[2], predict_probabilities(third_alone, rows))
     assert not np.allclose(each[0], each[1], atol=1e-3) and not np.allclose(each[1], each[2], atol=1e-3)
     # Each member wrote its own logs, weights and CSV; member 1 where a single head writes them.
     for folder in ("logs/train", "logs/member-2/train", "logs/member-3/validation"):

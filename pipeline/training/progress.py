@@ -19,19 +19,23 @@ from tqdm import tqdm
 class HeadProgress(keras.callbacks.Callback):
     """Epochs done and the validation AUROC so far (`train_head` puts the metrics in `logs` first)."""
 
-    def __init__(self, label: str, epochs: int, stream: IO[str] | None = None):
+    def __init__(self, label: str, epochs: int, stream: IO[str] | None = None, *, position: int = 0,
+                 line_at_end: bool = True):
         super().__init__()
         self.label, self.epochs = label, epochs
         self.stream = stream  # None: sys.stderr as it is when training starts (tests and notebooks swap it)
+        self.position = position  # the bar's row on a terminal, when several heads train at once
+        self.line_at_end = line_at_end  # False: the caller calls write_line, so heads side by side write in order
         self.best_auroc, self.best_epoch, self.epochs_done = -np.inf, 0, 0
         self.bar: tqdm | None = None
-        self.started = 0.0
+        self.started = self.seconds = 0.0
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         self.stream = self.stream or sys.stderr
         self.started = time.perf_counter()
         if _is_terminal(self.stream):
             self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", file=self.stream, leave=True,
+                            position=self.position,
                             bar_format="{desc}: {n_fmt}/{total_fmt} epochs |{bar}| {elapsed}{postfix}")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -44,13 +48,19 @@ class HeadProgress(keras.callbacks.Callback):
             self.bar.update(1)
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        self.seconds = time.perf_counter() - self.started
         if self.bar is not None:
             self.bar.close()
+        elif self.line_at_end:
+            self.write_line()
+
+    def write_line(self) -> None:
+        """Off a terminal, the one line that says what the bar would have ended on (on a terminal, nothing)."""
+        if self.bar is not None or self.stream is None:
             return
-        assert self.stream is not None  # set in on_train_begin
         stopped = " (stopped early)" if self.epochs_done < self.epochs else ""
         self.stream.write(f"{self.label}: {self.epochs_done}/{self.epochs} epochs{stopped}, best val AUROC "
-                          f"{self._best()}, {time.perf_counter() - self.started:.1f} s\n")
+                          f"{self._best()}, {self.seconds:.1f} s\n")
         self.stream.flush()
 
     def _best(self) -> str:
