@@ -170,7 +170,8 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
     layers = resolve_layers(config.layers or default_layers, pooling=pooling, available_layers=encoder.available_layers,
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     requested = requested_precision(config, gpus=started["gpus"])
-    precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags())
+    precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags(),
+                                                   fine_tune=config.fine_tune)
     precision, precision_reason = precision_for_encoder(requested, precision, precision_reason,
                                                         rebuildable=rebuildable(encoder), handle=config.encoder)
     encoder = load_encoder(config.encoder, precision=precision)
