@@ -193,3 +193,17 @@ def test_the_rewrite_names_are_options_tensorflow_knows():
         with devices.graph_rewrite(option):
             assert tf.config.optimizer.get_experimental_options()[option] is True
         assert tf.config.optimizer.get_experimental_options()[option] is False
+
+
+def test_an_encoder_of_ours_whose_int8_model_cannot_be_written_keeps_float32_under_auto_and_refuses_int8():
+    """A converted encoder in a read-only shared folder, with no int8 model beside it: `auto` keeps float32 there (it
+    worked before `auto` chose int8), and an explicit int8 is one error line saying what to do."""
+    why = "its int8 model is converted once and written beside /opt/models/ours, and /opt/models is not writable"
+    assert devices.precision_for_encoder("auto", "int8", AVX2_INT8, rebuildable=True, handle="/opt/models/ours",
+                                         int8_unobtainable=why) == ("float32", f"auto: {why}")
+    with pytest.raises(UserError, match="--precision int8: its int8 model .* not writable; make that folder writable"):
+        devices.precision_for_encoder("int8", "int8", "asked for", rebuildable=True, handle="/opt/models/ours",
+                                      int8_unobtainable=why)
+    assert devices.precision_for_encoder("auto", "bfloat16", "auto: this CPU has AMX (amx_bf16)", rebuildable=True,
+                                         handle="/opt/models/ours", int8_unobtainable=why) == (
+        "bfloat16", "auto: this CPU has AMX (amx_bf16)")  # only int8 needs the file

@@ -215,3 +215,21 @@ def test_fine_tuning_with_int8_is_one_error_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(error) == 1
     assert error[0].startswith("error: --precision int8 is for frozen features") and "drop one of the two" in error[0]
+
+
+def test_an_int8_model_is_obtainable_when_cached_or_writable(tmp_path, tiny_encoder_dir, int8_encoder, monkeypatch):
+    """Root may write anywhere, so the folder's permission is stood in for: with it denied, a cached, current model
+    still serves, and a folder without one says why it cannot have one."""
+    import os
+    import shutil
+
+    from pipeline.encoders.encoder import load_encoder as load
+
+    fingerprint = load(str(tiny_encoder_dir)).fingerprint
+    assert int8.int8_model_unobtainable(tiny_encoder_dir, fingerprint) is None
+    copy = shutil.copytree(tiny_encoder_dir, tmp_path / "encoder")
+    assert int8.int8_model_unobtainable(copy, fingerprint) is None  # writable: converted on first use
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert int8.int8_model_unobtainable(tiny_encoder_dir, fingerprint) is None  # converted already (the fixture)
+    assert int8.int8_model_unobtainable(copy, fingerprint) == (
+        f"its int8 model is converted once and written beside {copy}, and {tmp_path} is not writable")

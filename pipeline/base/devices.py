@@ -156,10 +156,18 @@ def choose_precision(requested: str, *, gpus: int, flags: frozenset[str], fine_t
     return requested, "asked for"
 
 
-def precision_for_encoder(requested: str, precision: str, why: str, *, rebuildable: bool, handle: str) -> tuple[str, str]:
+def precision_for_encoder(requested: str, precision: str, why: str, *, rebuildable: bool, handle: str,
+                          int8_unobtainable: str | None = None) -> tuple[str, str]:
     """(precision, why) once the encoder is known: an encoder this pipeline cannot rebuild (pipeline.encoders.encoder
     .rebuildable) has no int8 route, so it gets float32 (with one warning when int8 was asked for), and `auto`
-    does not give it bfloat16 through grappler's rewrite, which is slower than float32."""
+    does not give it bfloat16 through grappler's rewrite, which is slower than float32. `int8_unobtainable` says why
+    an encoder of ours cannot have its int8 model (pipeline.encoders.int8.int8_model_unobtainable): `auto` then
+    keeps float32, and an explicit int8 is refused."""
+    if rebuildable and precision == "int8" and int8_unobtainable:
+        if requested == "int8":
+            raise UserError(f"--precision int8: {int8_unobtainable}; make that folder writable (or convert the "
+                            f"encoder into one that is), or use --precision float32")
+        return "float32", f"auto: {int8_unobtainable}"
     if rebuildable:
         return precision, why
     if precision == "int8":

@@ -172,8 +172,13 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
     requested = requested_precision(config, gpus=started["gpus"])
     precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags(),
                                                    fine_tune=config.fine_tune)
-    precision, precision_reason = precision_for_encoder(requested, precision, precision_reason,
-                                                        rebuildable=rebuildable(encoder), handle=config.encoder)
+    ours, unobtainable = rebuildable(encoder), None
+    if precision == "int8" and ours:  # converted once beside the encoder folder, which may be read-only
+        from pipeline.encoders.int8 import int8_model_unobtainable
+
+        unobtainable = int8_model_unobtainable(encoder.model_dir, encoder.fingerprint)
+    precision, precision_reason = precision_for_encoder(requested, precision, precision_reason, rebuildable=ours,
+                                                        handle=config.encoder, int8_unobtainable=unobtainable)
     encoder = load_encoder(config.encoder, precision=precision)
     log.info("precision: %s (%s)", precision, precision_reason)
     return FeatureSettings(encoder=encoder, pooling=pooling, layers=layers, combine=config.combine,
