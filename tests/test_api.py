@@ -61,10 +61,11 @@ def manifests(cache_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cli_run(tiny):
-    """A run folder written by `python -m pipeline run` on the tiny CSV, and the cache it filled."""
+    """A run folder written by `python -m pipeline run` on the tiny CSV, and the cache it filled; in float32, so that
+    its export (and the fitted classifier's, below) gives its probabilities exactly (an int8 run's export cannot)."""
     cache_dir, run_dir = tiny["folder"] / "cli-cache", tiny["folder"] / "cli-run"
     assert cli("run", "--data", tiny["csv"], *cli_options(tiny, cache_dir), "--epochs", 2, "--ensemble", 1,
-               "--output-dir", run_dir) == 0
+               "--precision", "float32", "--output-dir", run_dir) == 0
     return {"run_dir": run_dir, "cache_dir": cache_dir}
 
 
@@ -72,7 +73,7 @@ def cli_run(tiny):
 def fitted(tiny, cli_run):
     """A TextClassifier fitted on the DataFrame with the CLI run's options and cache."""
     frame = tiny["frame"]
-    return classifier(tiny, cli_run["cache_dir"]).fit(frame["text"], frame["label"])
+    return classifier(tiny, cli_run["cache_dir"], precision="float32").fit(frame["text"], frame["label"])
 
 
 # ----------------------------------------------------------------------------- FeatureExtractor
@@ -137,7 +138,7 @@ def test_the_api_and_the_extract_command_share_one_cache_entry(tiny, tmp_path, c
 
 
 def test_a_run_of_the_command_line_fills_the_entry_the_api_reads(tiny, cli_run):
-    features = extractor(tiny, cli_run["cache_dir"])
+    features = extractor(tiny, cli_run["cache_dir"], precision="float32")  # the run's
     features.transform(tiny["frame"]["text"])
     assert features.cache_info_["cache_hit"]
     assert features.cache_info_["entries"] == [str(Path(cli_run["cache_dir"]) / manifests(cli_run["cache_dir"])[0]["key"][:32])]

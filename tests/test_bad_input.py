@@ -288,8 +288,8 @@ def test_a_100000_character_text_is_read_up_to_the_cap(reading, words_read, inpu
     from pipeline.features.long_texts import LongTexts
 
     assert len(LONG_TEXT) >= 99_999
-    status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache") + reading,
-                                  capsys, caplog)
+    status, _, _ = run_in_process(usable_arguments(inputs["long_text"], tiny_encoder_dir, tmp_path / "cache") + reading
+                                  + ["--precision", "float32"], capsys, caplog)  # compared with float32 features below
     assert status == 0
     _, entry_dir = _cached_digests(tmp_path / "cache")
     manifest = json.loads((entry_dir / "manifest.json").read_text())

@@ -28,7 +28,8 @@ def test_an_old_cache_entry_is_a_hit_with_the_same_features(tmp_path, in_reposit
     stored = np.load(cache / CACHE_KEY / "shard-00000.npy", allow_pickle=False)
     manifest_before = (cache / CACHE_KEY / "manifest.json").read_bytes()
     code = main(["extract", "--data", "tests/data/before_layout/texts.csv", "--encoder", "tests/data/before_layout/encoder",
-                 "--cache-dir", str(cache), "--max-seq-length", "16", "--quiet"])
+                 "--cache-dir", str(cache), "--max-seq-length", "16", "--quiet",
+                 "--precision", "float32"])  # the entry's precision; `auto` may choose another on this CPU
     assert code == 0
     assert "cache hit" in capsys.readouterr().out
     assert sorted(path.name for path in cache.iterdir() if not path.name.startswith(".")) == [CACHE_KEY]

@@ -33,12 +33,14 @@ AWKWARD_TEXTS = [
 
 
 def make_tiny_run(folder: Path, encoder_dir: Path, csv_path: Path, epochs: int = 2) -> Path:
-    """A complete run of the real pipeline on a tiny CSV with the tiny encoder (max_seq_length 16)."""
+    """A complete run of the real pipeline on a tiny CSV with the tiny encoder (max_seq_length 16), in float32: these
+    tests hold the export to the run exactly, which an int8 run (`auto` on an AVX2 CPU) cannot give (test_int8.py)."""
     from pipeline.base.config import RunConfig
     from pipeline.commands.run import run
 
     config = RunConfig(data=str(csv_path), encoder=str(encoder_dir), epochs=epochs, batch_size=16,
-                       max_seq_length=16, output_dir=str(folder / "run"), cache_dir=str(folder / "cache"))
+                       max_seq_length=16, precision="float32", output_dir=str(folder / "run"),
+                       cache_dir=str(folder / "cache"))
     return run(config, show_progress=False).run_dir
 
 
@@ -397,6 +399,7 @@ def test_a_run_on_every_layer_with_the_mlp_head_exports_and_predicts_as_the_run_
     data = write_csv(tmp_path / "three.csv", ["text", "label"], rows)
     result = run(RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, pooling="mean",
                            layers="all", combine="mean", head="mlp", epochs=3, class_weights="balanced",
+                           precision="float32",  # exact agreement: an int8 run's export computes float32
                            output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")), show_progress=False)
     assert (result.metrics["config"]["layers"], result.metrics["config"]["combine"]) == ("-2,-1", "mean")
     exported = export_run(tmp_path / "run", tmp_path / "exported")

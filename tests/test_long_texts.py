@@ -251,7 +251,7 @@ def test_the_export_reads_a_long_text_as_the_run_did_in_a_fresh_process(reading,
     run_dir, exported = tmp_path / "run", tmp_path / "exported"
     assert main(["run", "--data", str(long_table), "--encoder", str(tiny_encoder_dir), "--max-seq-length", "16",
                  "--epochs", "2", "--ensemble", "1", "--cache-dir", str(tmp_path / "cache"), "--output-dir",
-                 str(run_dir), "--quiet", *reading]) == 0
+                 str(run_dir), "--quiet", "--precision", "float32", *reading]) == 0  # exact: an int8 run's export is float32
     assert main(["export", "--run", str(run_dir), "--output", str(exported), "--quiet"]) == 0
     assert json.loads((exported / "export_info.json").read_text())["long_texts"]["strategy"] == reading[1]
     words = ["the", "movie", "is", "good", "but", "the", "ending", "was", "dull", "and", "slow"]
@@ -312,17 +312,18 @@ def test_the_python_api_reads_long_texts_as_the_command_line_and_reports_the_cut
 
     windows = LongTexts("windows", window_overlap=4, max_windows=8)
     extractor = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
-                                 long_texts="windows", window_overlap=4, cache_dir=tmp_path, progress=False)
+                                 long_texts="windows", window_overlap=4, cache_dir=tmp_path, progress=False,
+                                 precision="float32")  # compared with the float32 `encoder`'s features
     features = extractor.transform([LONG, "good"])
     np.testing.assert_allclose(features, encode_texts([LONG, "good"], encoder, pooling="mean", max_seq_length=16,
                                                       long_texts=windows), atol=1e-5)
     assert extractor.long_texts_["texts_cut"] == 0 and extractor.long_texts_["strategy"] == "windows"
     truncating = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
-                                  long_texts="truncate", cache_dir=tmp_path, progress=False)
+                                  long_texts="truncate", cache_dir=tmp_path, progress=False, precision="float32")
     truncated = truncating.transform([LONG, "good"])  # a windows entry never serves truncated features
     assert truncating.long_texts_["texts_cut"] == 1 and not np.allclose(truncated[0], features[0], atol=1e-4)
     by_default = FeatureExtractor(str(tiny_encoder_dir), pooling="mean", layers="last", max_seq_length=16,
-                                  cache_dir=tmp_path, progress=False)
+                                  cache_dir=tmp_path, progress=False, precision="float32")
     default_windows = LongTexts("windows", window_overlap=3, max_windows=8)  # a quarter of the room of 14
     np.testing.assert_allclose(by_default.transform([LONG, "good"]), encode_texts(
         [LONG, "good"], encoder, pooling="mean", max_seq_length=16, long_texts=default_windows), atol=1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import assert_run_and_export_predict_the_runs_test_probabilities, tiny_review_rows, write_tiny_csv
-from test_devices import NO_BFLOAT16_UNITS, SAPPHIRE_RAPIDS, ZEN3, ZEN4
+from test_devices import AVX2_INT8, NO_AVX2, SAPPHIRE_RAPIDS, ZEN3, ZEN4
 
 from pipeline.encoders.encoder import load_encoder
 from pipeline.features import cache
@@ -155,6 +155,10 @@ def test_run_records_the_precision_everywhere_and_a_float32_run_does_not_reuse_b
     assert status == 0 and ", bfloat16), cache hit" in stdout, logged
 
 
+# An older x86 CPU (AVX, no AVX2): neither bfloat16 units nor the AVX2 int8 was measured on, so `auto` is float32.
+NO_AVX2_CPU = frozenset({"sse4_2", "avx", "aes"})
+
+
 def _on_machine(monkeypatch, *, gpus: int, flags: frozenset[str]) -> None:
     """Makes `run` see another machine: TensorFlow's start-up reports `gpus` GPUs, /proc/cpuinfo lists `flags`
     (the real work still runs on this CPU, emulating bfloat16 where it has no units)."""
@@ -199,8 +203,8 @@ def test_auto_on_a_cpu_with_bfloat16_units_is_bfloat16_for_our_encoders_and_floa
 
 def test_auto_on_a_zen4_computes_bfloat16_features_of_its_own_and_leaves_the_float32_ones_to_float32(
         tmp_path, tiny_encoder_dir, monkeypatch, capsys, caplog):
-    """A cache filled by `auto` on a Zen 3 (or on a Zen 4 before `auto` chose bfloat16 there) holds float32
-    features: `auto` on a Zen 4 must not read them as bfloat16, and they must still serve float32 afterwards.
+    """A cache filled by `auto` on a CPU without AVX2 (or on a Zen 4 before `auto` chose bfloat16 there) holds
+    float32 features: `auto` on a Zen 4 must not read them as bfloat16, and they must still serve float32 afterwards.
     Each run's summary says which precision `auto` chose and why."""
     data = write_tiny_csv(tmp_path / "reviews.csv", 80)
     common = ["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length", "32", "--epochs", "2",
@@ -208,9 +212,9 @@ def test_auto_on_a_zen4_computes_bfloat16_features_of_its_own_and_leaves_the_flo
     zen4_reason = "auto: this CPU has AVX512_BF16 (avx512_bf16)"
     runs = {}
     for name, flags, precision, reason, cache_state in [
-        ("zen3", ZEN3, "float32", NO_BFLOAT16_UNITS, "miss"),
+        ("no-avx2", NO_AVX2_CPU, "float32", NO_AVX2, "miss"),
         ("zen4", ZEN4, "bfloat16", zen4_reason, "miss"),
-        ("zen3-again", ZEN3, "float32", NO_BFLOAT16_UNITS, "hit"),
+        ("no-avx2-again", NO_AVX2_CPU, "float32", NO_AVX2, "hit"),
     ]:
         _on_machine(monkeypatch, gpus=0, flags=flags)
         status, stdout, logged = _run_in_process([*common, "--output-dir", tmp_path / name], capsys, caplog)
@@ -224,18 +228,19 @@ def test_auto_on_a_zen4_computes_bfloat16_features_of_its_own_and_leaves_the_flo
     assert zen4["precision"] == {"used": "bfloat16", "why": zen4_reason, "method": "rebuilt"}
     assert json.loads((tmp_path / "zen4" / "config.json").read_text())["precision"] == "bfloat16"
     entries = {name: metrics["features"]["cache_entry"] for name, metrics in runs.items()}
-    assert entries["zen4"] != entries["zen3"] and entries["zen3-again"] == entries["zen3"]
+    assert entries["zen4"] != entries["no-avx2"] and entries["no-avx2-again"] == entries["no-avx2"]
     manifest = json.loads((tmp_path / "cache" / entries["zen4"].rsplit("/", 1)[-1] / "manifest.json").read_text())
     assert manifest["encoder"]["precision"] == "bfloat16"
 
 
 @pytest.mark.parametrize("gpus, flags, precision, reason", [
     (0, SAPPHIRE_RAPIDS, "bfloat16", "auto: this CPU has AMX (amx_bf16)"),
+    (0, ZEN3, "int8", AVX2_INT8),
     (1, ZEN4, "float16", "auto: a GPU"),
-], ids=["sapphire-rapids", "gpu"])
+], ids=["sapphire-rapids", "zen3", "gpu"])
 def test_the_run_summary_says_why_auto_chose_its_precision(tmp_path, tiny_encoder_dir, monkeypatch, capsys, caplog,
                                                            gpus, flags, precision, reason):
-    """The other two machines of the issue (Zen 3 and Zen 4 are in the cache test above)."""
+    """The other machines of the issue (Zen 4 and a CPU without AVX2 are in the cache test above)."""
     _on_machine(monkeypatch, gpus=gpus, flags=flags)
     data = write_tiny_csv(tmp_path / "reviews.csv", 40)
     status, stdout, logged = _run_in_process(["run", "--data", data, "--encoder", tiny_encoder_dir, "--max-seq-length",

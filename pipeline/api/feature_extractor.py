@@ -37,8 +37,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     recommendation), `layers` (last, all, last4, "0,2,-1" or [0, 2, -1]; None: all where the encoder gives
     every layer), `combine` (concat, mean), `max_seq_length` (None: 128), `long_texts` (truncate, head-tail,
     windows; None: windows) with `head_tokens`, `window_overlap` and `max_windows` (docs/long-texts.md), `precision` (auto,
-    float32, bfloat16, float16), `cache_dir` (None: artifacts/features), `batch_size` (texts per encoder call,
-    `run`'s --extraction-batch-size) and `progress` (progress bars).
+    float32, bfloat16, float16, int8; auto as `run` chooses it, docs/precision.md), `cache_dir` (None: artifacts/features),
+    `batch_size` (texts per encoder call, `run`'s --extraction-batch-size) and `progress` (progress bars).
 
     `fit` learns nothing: the features are the frozen encoder's. Attributes after `fit` or the first
     `transform`: `settings_` (the loaded encoder and the settled pooling, layers, max_seq_length and precision;

@@ -29,6 +29,11 @@ AMX_FLAG, AVX512_BF16_FLAG = "amx_bf16", "avx512_bf16"
 BFLOAT16_UNITS = {AMX_FLAG: "AMX", AVX512_BF16_FLAG: "AVX512_BF16"}
 # Measured on a 2-core AMD EPYC Zen 3 (no bfloat16 units), the demo's snippets: see docs/benchmarks.md.
 EMULATED_BFLOAT16_SLOWDOWN = "1.4"
+# `auto` picks int8 (TFLite, XNNPACK) only on CPUs like the one it was measured on: AVX2 and no bfloat16 units. On
+# an idle Zen 3 it extracted 1.40-1.48x as fast as float32 within the quality guard (docs/benchmarks.md#int8); other
+# CPUs (no AVX2, an ARM, no /proc/cpuinfo) are unmeasured and keep float32.
+INT8_FLAG = "avx2"
+INT8_SPEED_UP = "1.40-1.48x"
 # int8 (pipeline.encoders.int8) is the pipeline's own route: an encoder from elsewhere gets float32 and this reason.
 INT8_NEEDS_OUR_ENCODER = ("int8 needs an encoder converted by this pipeline (the embedded one, `python -m pipeline "
                           "convert`'s, a fine-tuned run's encoder/), and {handle} is not one")
@@ -110,9 +115,10 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tuple[str, str]:
+def choose_precision(requested: str, *, gpus: int, flags: frozenset[str], fine_tune: bool = False) -> tuple[str, str]:
     """(precision, why) for the encoder: `auto` is float16 on a GPU, bfloat16 on a CPU with bfloat16 units (AMX or
-    AVX512_BF16), else float32.
+    AVX512_BF16), int8 on one with AVX2 and neither (where it was measured faster than float32; not with
+    `fine_tune`, which trains in float32 and has no int8 route for its tuned encoder), else float32.
 
     float16 without a GPU is refused: CPUs have no float16 matrix units, so it would be slower and less exact
     than float32 for nothing. bfloat16 on a CPU without bfloat16 units runs (emulated) with a warning: it is
@@ -128,7 +134,13 @@ def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tup
         for flag, units in BFLOAT16_UNITS.items():
             if flag in flags:
                 return "bfloat16", f"auto: this CPU has {units} ({flag})"
-        return "float32", f"auto: no GPU, and neither {AMX_FLAG} nor {AVX512_BF16_FLAG} on this CPU"
+        no_units = f"no GPU and no bfloat16 units ({AMX_FLAG}, {AVX512_BF16_FLAG})"
+        if fine_tune:  # --fine-tune refuses an explicit int8, so `auto` keeps the whole run in float32
+            return "float32", f"auto: {no_units} on this CPU, and int8 is for frozen features, not --fine-tune"
+        if INT8_FLAG in flags:
+            return "int8", (f"auto: {no_units} and {INT8_FLAG} on this CPU, where int8 extracted {INT8_SPEED_UP} as "
+                            f"fast as float32 (a Zen 3, measured)")
+        return "float32", f"auto: {no_units} and no {INT8_FLAG} on this CPU (int8 is measured faster only with {INT8_FLAG})"
     if requested == "float16" and not gpus:
         raise UserError("--precision float16 needs a GPU and TensorFlow sees none (a CPU has no float16 units, it "
                         "would be slower than float32); use --precision auto or float32, or bfloat16 on a CPU with "
@@ -144,10 +156,18 @@ def choose_precision(requested: str, *, gpus: int, flags: frozenset[str]) -> tup
     return requested, "asked for"
 
 
-def precision_for_encoder(requested: str, precision: str, why: str, *, rebuildable: bool, handle: str) -> tuple[str, str]:
+def precision_for_encoder(requested: str, precision: str, why: str, *, rebuildable: bool, handle: str,
+                          int8_unobtainable: str | None = None) -> tuple[str, str]:
     """(precision, why) once the encoder is known: an encoder this pipeline cannot rebuild (pipeline.encoders.encoder
     .rebuildable) has no int8 route, so it gets float32 (with one warning when int8 was asked for), and `auto`
-    does not give it bfloat16 through grappler's rewrite, which is slower than float32."""
+    does not give it bfloat16 through grappler's rewrite, which is slower than float32. `int8_unobtainable` says why
+    an encoder of ours cannot have its int8 model (pipeline.encoders.int8.int8_model_unobtainable): `auto` then
+    keeps float32, and an explicit int8 is refused."""
+    if rebuildable and precision == "int8" and int8_unobtainable:
+        if requested == "int8":
+            raise UserError(f"--precision int8: {int8_unobtainable}; make that folder writable (or convert the "
+                            f"encoder into one that is), or use --precision float32")
+        return "float32", f"auto: {int8_unobtainable}"
     if rebuildable:
         return precision, why
     if precision == "int8":

@@ -170,9 +170,15 @@ def settle_features(config: RunConfig, training_texts: Sequence[str] = ()) -> Fe
     layers = resolve_layers(config.layers or default_layers, pooling=pooling, available_layers=encoder.available_layers,
                             all_layers_given=encoder.all_layers_given, encoder=config.encoder)
     requested = requested_precision(config, gpus=started["gpus"])
-    precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags())
-    precision, precision_reason = precision_for_encoder(requested, precision, precision_reason,
-                                                        rebuildable=rebuildable(encoder), handle=config.encoder)
+    precision, precision_reason = choose_precision(requested, gpus=started["gpus"], flags=cpu_flags(),
+                                                   fine_tune=config.fine_tune)
+    ours, unobtainable = rebuildable(encoder), None
+    if precision == "int8" and ours:  # converted once beside the encoder folder, which may be read-only
+        from pipeline.encoders.int8 import int8_model_unobtainable
+
+        unobtainable = int8_model_unobtainable(encoder.model_dir, encoder.fingerprint)
+    precision, precision_reason = precision_for_encoder(requested, precision, precision_reason, rebuildable=ours,
+                                                        handle=config.encoder, int8_unobtainable=unobtainable)
     encoder = load_encoder(config.encoder, precision=precision)
     log.info("precision: %s (%s)", precision, precision_reason)
     return FeatureSettings(encoder=encoder, pooling=pooling, layers=layers, combine=config.combine,

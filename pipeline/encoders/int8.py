@@ -75,6 +75,28 @@ def convert_to_int8(resolved_object: Any, model_info: dict[str, Any]) -> bytes:
         return bytes(converter.convert())
 
 
+def _expected_record(fingerprint: str) -> dict[str, str]:
+    return {"method": METHOD, "source_fingerprint": fingerprint}
+
+
+def _is_current(model_dir: Path, fingerprint: str) -> bool:
+    """True when the int8 model beside `model_dir` was converted, by this method, from these weights."""
+    expected = _expected_record(fingerprint)
+    try:
+        record = json.loads(model_dir.with_name(model_dir.name + RECORD_SUFFIX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return int8_model_path(model_dir).is_file() and {key: record.get(key) for key in expected} == expected
+
+
+def int8_model_unobtainable(model_dir: Path, fingerprint: str) -> str | None:
+    """None when the encoder's int8 model is cached and current or can be written beside its folder; else why not
+    (a read-only shared models folder: `auto` then keeps float32 rather than fail where it used to work)."""
+    if _is_current(model_dir, fingerprint) or os.access(model_dir.parent, os.W_OK | os.X_OK):
+        return None
+    return f"its int8 model is converted once and written beside {model_dir}, and {model_dir.parent} is not writable"
+
+
 def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Path:
     """The cached int8 model of the encoder in `model_dir`, converted first when missing or made from other
     weights (`fingerprint` is the encoder folder's). The file is written whole or not at all, under a lock."""
@@ -82,14 +104,10 @@ def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, m
 
     path = int8_model_path(model_dir)
     record_path = model_dir.with_name(model_dir.name + RECORD_SUFFIX)
-    expected = {"method": METHOD, "source_fingerprint": fingerprint}
+    expected = _expected_record(fingerprint)
 
     def is_current() -> bool:
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return path.is_file() and {key: record.get(key) for key in expected} == expected
+        return _is_current(model_dir, fingerprint)
 
     if is_current():
         return path
