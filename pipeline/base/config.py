@@ -104,7 +104,8 @@ class RunConfig:
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: artifacts/features)"})
     extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
     precision: str = field(default="auto", metadata={
-        "help": "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, else float32), "
+        "help": "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, int8 on "
+                "one with AVX2 and neither, else float32), "
                 "float32, bfloat16, float16, or int8 (int8 weights in the dense products, on the CPU; docs/precision.md)",
         "choices": PRECISIONS})
     mixed_precision: bool = field(default=False, metadata={
