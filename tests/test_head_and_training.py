@@ -263,6 +263,26 @@ def test_an_ensemble_averages_heads_of_their_own_seeds_and_reloads_as_one_model(
     np.testing.assert_allclose(predict_probabilities(reloaded, rows), predict_probabilities(model, rows), rtol=1e-5, atol=1e-6)
 
 
+def test_a_head_that_fails_stops_the_heads_beside_it_after_their_epoch(tmp_path):
+    from pipeline.training.head import build_mlp_head
+    from pipeline.training.train import train_ensemble
+
+    features, labels = _separable(2)
+    (tmp_path / "training_log-member-2.csv").mkdir(parents=True)  # head 2 cannot write its CSV log: it fails at once
+
+    def build_member(member_seed, name):
+        return compile_head(build_mlp_head(features[:400], 2, hidden_units=(16,), seed=member_seed, name=name), 2)
+
+    with pytest.raises(Exception, match="training_log-member-2.csv; Is a directory"):  # TensorFlow's file error
+        train_ensemble(build_member, members=2, seed=5, train_features=features[:400], train_labels=labels[:400],
+                       val_features=features[400:], val_labels=labels[400:], num_classes=2,
+                       best_weights_path=tmp_path / BEST_WEIGHTS_FILE, tensorboard_dir=tmp_path / "logs",
+                       csv_log_path=tmp_path / "training_log.csv", epochs=200, batch_size=64)
+    with open(tmp_path / "training_log.csv", newline="") as handle:
+        epochs_logged = len(list(csv.DictReader(handle)))
+    assert 1 <= epochs_logged <= 3  # head 1 stopped after the epoch it was in (early stopping needs at least 5)
+
+
 def test_ensemble_defaults_and_bounds():
     from pipeline.base.config import MAX_ENSEMBLE, RunConfig, validate
     from pipeline.base.errors import UserError

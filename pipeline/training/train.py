@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any
 
@@ -389,11 +389,13 @@ def train_ensemble(
     with ThreadPoolExecutor(max_workers=members, thread_name_prefix="head") as pool:
         futures = [pool.submit(train_head, **job) for job in jobs]
         try:
-            histories = [future.result() for future in futures]
+            for future in as_completed(futures):
+                future.result()  # a head's error is raised as soon as it happens
         except BaseException:  # Ctrl-C or a head's error: the others stop after their epoch, not at their end
             for model in models:
                 model.stop_training = True
             raise
+        histories = [future.result() for future in futures]
     for progress in progress_bars:  # off a terminal, one line per head, in order, once all are done
         if progress is not None:
             progress.write_line()
