@@ -107,3 +107,19 @@ def test_demo_documents_hide_one_labelled_snippet_among_plot_summaries(tmp_path)
         position = text.index(found[0]) / len(text)
         assert {"start": position == 0, "middle": 0 < position < 0.9, "end": text.endswith(found[0])}[place]
     assert pd.read_csv(module.demo_documents(tmp_path, 30, seed=1)).equals(documents)
+
+
+def test_the_int8_table_sets_ours_against_both_onnx_runtime_int8_ways_with_each_ones_cosine(extract, capsys):
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(4, 8)).astype(np.float32)
+    ours = {"b float32": reference, "b int8": reference + 0.01, "b bfloat16": reference}
+    result = {"texts": 4, "tokens": 40, "vectors": ours,
+              "runs": {"b float32": [2.0, 3.0], "b bfloat16": [2.5], "b int8": [1.0, 1.5]},
+              "cpu": {"b float32": [4.0], "b bfloat16": [5.0], "b int8": [2.0]}}
+    onnx_sets = {"short-onnx": {"seconds": [2.0], "cpu_seconds": [4.0], "vectors": reference},
+                 "short-onnx-int8": {"seconds": [0.8], "cpu_seconds": [1.6], "vectors": -reference},
+                 "short-onnx-int8-pc": {"seconds": [1.25], "cpu_seconds": [2.4], "vectors": reference * 2}}
+    extract.print_int8_table({"short": result}, {"sets": onnx_sets})
+    printed = capsys.readouterr().out
+    assert "e onnx int8-pc" in printed and "b8/e8 0.80x   b8/e8pc 1.25x   e8/b32 2.50x" in printed
+    assert "e int8 -1.00000 / -1.00000, e int8-pc 1.00000 / 1.00000" in printed

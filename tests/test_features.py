@@ -279,3 +279,38 @@ def test_a_kill_while_reusing_shards_does_not_forget_the_ones_not_reached(encode
     entry_dir = next(path for path in tmp_path.iterdir() if path.is_dir())
     listed = [shard["file"] for shard in json.loads((entry_dir / "progress.json").read_text())["shards"]]
     assert listed == ["shard-00000.npy", "shard-00001.npy"]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_batches_computed_side_by_side_come_back_in_order_and_a_failure_stops_the_rest(in_flight):
+    import threading
+    import time
+
+    bounds = [(start, start + 1) for start in range(12)]
+    running, most_running, lock = [0], [0], threading.Lock()
+
+    def encode(start: int, end: int) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most_running[0] = max(most_running[0], running[0])
+        time.sleep(0.01 * (start % 3))  # later batches can finish first
+        with lock:
+            running[0] -= 1
+        return np.full((end - start, 2), start, np.float32)
+
+    results = list(features_module._in_order(encode, bounds, in_flight))
+    assert [int(array[0, 0]) for array in results] == list(range(12))
+    assert most_running[0] == in_flight
+
+    started = []
+
+    def failing(start: int, end: int) -> np.ndarray:
+        started.append(start)
+        if start == 2:
+            raise RuntimeError("batch 2 failed")
+        time.sleep(0.01)
+        return np.zeros((1, 2), np.float32)
+
+    with pytest.raises(RuntimeError, match="batch 2 failed"):
+        list(features_module._in_order(failing, bounds, in_flight))
+    assert len(started) <= 3 + in_flight  # the batches after the failure were never started

@@ -138,7 +138,8 @@ def test_an_int8_run_records_int8_everywhere_and_its_export_says_it_computes_flo
     assert len(said) == 1 and said[0].levelno == logging.INFO  # documented behaviour, nothing to fix: no warning
     assert "the export computes them in float32" in said[0].getMessage()
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING and record.name.startswith("pipeline")]
-    assert json.loads((tmp_path / "exported" / "export_info.json").read_text())["precision"] == "float32"
+    export_info = json.loads((tmp_path / "exported" / "export_info.json").read_text())
+    assert (export_info["precision"], export_info["run_precision"]) == ("float32", "int8")
 
 
 # The export of an int8 run computes float32 features, each within the quality guard's cosine of the run's int8 ones
@@ -233,3 +234,34 @@ def test_an_int8_model_is_obtainable_when_cached_or_writable(tmp_path, tiny_enco
     assert int8.int8_model_unobtainable(tiny_encoder_dir, fingerprint) is None  # converted already (the fixture)
     assert int8.int8_model_unobtainable(copy, fingerprint) == (
         f"its int8 model is converted once and written beside {copy}, and {tmp_path} is not writable")
+
+
+def test_calls_from_several_threads_each_get_an_interpreter_made_on_demand(tiny_encoder_dir, int8_encoder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    layer = int8.Int8Encoder(int8.int8_model_path(tiny_encoder_dir), int8_encoder.available_layers,
+                             int8_encoder.hidden_size, copies=2)
+    assert layer._runners_made == 0  # a run whose features are all cached makes none
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(5, 100, size=(rows, width), dtype=np.int32) for rows, width in [(3, 7), (5, 12), (1, 4)] * 4]
+    one_at_a_time = [layer.run(ids, np.ones_like(ids), np.zeros_like(ids)) for ids in batches]
+    assert layer._runners_made == 1  # a caller that never overlaps its calls makes one
+    with ThreadPoolExecutor(4) as pool:
+        side_by_side = list(pool.map(lambda ids: layer.run(ids, np.ones_like(ids), np.zeros_like(ids)), batches))
+    assert layer._runners_made == 2  # never more than `copies`, however many threads call
+    for expected, got in zip(one_at_a_time, side_by_side):
+        assert len(got) == 1 + int8_encoder.available_layers
+        for expected_array, got_array in zip(expected, got):
+            np.testing.assert_array_equal(got_array, expected_array)
+
+
+def test_an_int8_encoder_extracts_two_batches_at_a_time_with_the_same_features(tiny_encoder_dir, int8_encoder,
+                                                                                monkeypatch):
+    from pipeline.encoders.encoder import Encoder
+
+    assert int8_encoder.concurrent_batches == int8.INTERPRETER_COPIES == 2
+    assert load_encoder(str(tiny_encoder_dir)).concurrent_batches == 1  # TensorFlow's kernels use every core already
+    options = {"pooling": "mean", "layers": (-1,), "max_seq_length": 32, "batch_size": 4}
+    two_at_a_time = encode_texts(TEXTS, int8_encoder, **options)
+    monkeypatch.setattr(Encoder, "concurrent_batches", property(lambda self: 1))
+    np.testing.assert_array_equal(two_at_a_time, encode_texts(TEXTS, int8_encoder, **options))

@@ -241,7 +241,8 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "max_seq_length": run.max_seq_length,
         "long_texts": run.long_texts.record(),
         "do_lower_case": encoder.do_lower_case,
-        "precision": encoder.precision,
+        "precision": encoder.precision,  # what the export computes in
+        "run_precision": run.precision,  # what the run computed in: int8 or a graph rewrite export as float32
         "signatures": {
             SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes]",
             LABELS_SIGNATURE: "() -> labels: string [classes], the class of each probability column",

@@ -66,6 +66,12 @@ class Encoder:
         """What runs the texts: the reduced-precision rebuild when there is one, else the hub layer."""
         return self.reduced_layer if self.reduced_layer is not None else self.layer
 
+    @property
+    def concurrent_batches(self) -> int:
+        """Batches worth computing at once: more than one only for an encoder that runs calls side by side
+        (the int8 one's interpreters); TensorFlow's own kernels already use every core for one batch."""
+        return int(getattr(self.forward_layer, "concurrent_calls", 1))
+
     def __call__(self, input_word_ids: tf.Tensor, input_mask: tf.Tensor, input_type_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         """Runs the frozen encoder: {'pooled_output': [B, H], 'sequence_output': [B, T, H],
         'encoder_outputs': a [B, T, H] tensor per layer (only the last for an old list-signature encoder)}."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import warnings
@@ -35,6 +36,8 @@ RECORD_SUFFIX = ".int8.json"
 # What the record says was done; a different method (a future change of this module) converts again.
 METHOD = "tflite dynamic-range int8"
 POOLED_OUTPUT = "pooled_output"
+# Interpreters per int8 encoder, and so batches in flight during extraction (see Int8Encoder).
+INTERPRETER_COPIES = 2
 
 
 def int8_model_path(model_dir: Path) -> Path:
@@ -126,6 +129,21 @@ def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, m
     return path
 
 
+def _signature_runner(model_path: Path, threads: int) -> Any:
+    """One interpreter of the int8 model, ready to call (its delegate applied on a first tiny call)."""
+    # XNNPACK (TFLite's default CPU delegate) with its "latest features" on: they include its kernels for
+    # dynamically quantized fully connected layers (docs/benchmarks.md has both settings measured).
+    # tf.lite.Interpreter warns that it moves to the ai-edge-litert package, whose interpreter was no faster
+    # here; the wheel's is used and its warning and status line are kept off the user's screen.
+    with warnings.catch_warnings(), stderr_to_debug_log():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads,
+                                          experimental_default_delegate_latest_features=True)
+        runner = interpreter.get_signature_runner()
+        runner(**{name: np.ones((1, 2), np.int32) for name in INPUT_NAMES})
+    return runner
+
+
 def cpu_threads() -> int:
     """The cores this process may use (what TensorFlow's own thread pools use too)."""
     try:
@@ -137,30 +155,52 @@ def cpu_threads() -> int:
 class Int8Encoder:
     """Called like the saved encoder (a dict of int32 inputs -> pooled_output, sequence_output, encoder_outputs,
     all float32), inference only, inside or outside a tf.function: the TFLite interpreter runs through
-    tf.numpy_function, so a traced feature function keeps its pooling in TensorFlow."""
+    tf.numpy_function, so a traced feature function keeps its pooling in TensorFlow.
 
-    def __init__(self, model_path: Path, num_layers: int, hidden_size: int, threads: int | None = None):
+    It holds `copies` interpreters of the same model and runs up to that many calls at once, one per
+    interpreter (an interpreter runs one call at a time). Why: only XNNPACK's partitions of the graph use the
+    interpreter's threads; the ops between them (layer norms, softmax, the attention products) run on one,
+    so one interpreter kept a 2-core machine one core busy. Two batches in flight use both
+    (docs/benchmarks.md#int8); the extraction loop sends them (`concurrent_calls`).
+    """
+
+    def __init__(self, model_path: Path, num_layers: int, hidden_size: int, threads: int | None = None,
+                 copies: int = INTERPRETER_COPIES):
+        self._model_path = model_path
+        self._threads = threads or cpu_threads()
         self._num_layers = num_layers
         self._hidden_size = hidden_size
-        self._lock = threading.Lock()  # one interpreter, one call at a time
+        self.concurrent_calls = copies
         self._output_names = [POOLED_OUTPUT] + [layer_output_name(index) for index in range(num_layers)]
-        # XNNPACK (TFLite's default CPU delegate) with its "latest features" on: they include its kernels for
-        # dynamically quantized fully connected layers (docs/benchmarks.md has both settings measured).
-        # tf.lite.Interpreter warns that it moves to the ai-edge-litert package, whose interpreter was no faster
-        # here; the wheel's is used and its warning and status line are kept off the user's screen.
-        with warnings.catch_warnings(), stderr_to_debug_log():
-            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
-            self._interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads or cpu_threads(),
-                                                    experimental_default_delegate_latest_features=True)
-            self._runner = self._interpreter.get_signature_runner()
-            self.run(*(np.ones((1, 2), np.int32),) * 3)  # the delegate is applied on the first call: quietly too
+        # Interpreters are made on demand (about a third of a second each): a run whose features are all cached
+        # makes none, and a caller that never overlaps its calls makes one.
+        self._free_runners: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._runners_made = 0
+        self._making = threading.Lock()
+
+    def _take_runner(self) -> Any:
+        """A free interpreter: an idle one, a new one while fewer than `concurrent_calls` exist, else the next freed."""
+        try:
+            return self._free_runners.get_nowait()
+        except queue.Empty:
+            pass
+        with self._making:
+            if self._runners_made < self.concurrent_calls:
+                runner = _signature_runner(self._model_path, self._threads)
+                self._runners_made += 1
+                return runner
+        return self._free_runners.get()
 
     def run(self, input_word_ids: np.ndarray, input_mask: np.ndarray, input_type_ids: np.ndarray) -> list[np.ndarray]:
-        """[pooled_output, layer 0 output, ..., last layer output] as float32 arrays, for numpy inputs."""
+        """[pooled_output, layer 0 output, ..., last layer output] as float32 arrays, for numpy inputs. Safe to call
+        from several threads: each call has an interpreter to itself."""
         inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
-        with self._lock:
-            outputs = self._runner(**{name: np.asarray(value, dtype=np.int32) for name, value in inputs.items()})
-        return [np.array(outputs[name], dtype=np.float32) for name in self._output_names]
+        runner = self._take_runner()
+        try:
+            outputs = runner(**{name: np.asarray(value, dtype=np.int32) for name, value in inputs.items()})
+            return [np.asarray(outputs[name], dtype=np.float32) for name in self._output_names]
+        finally:
+            self._free_runners.put(runner)
 
     def __call__(self, inputs: dict[str, Any], training: bool | None = None) -> dict[str, Any]:
         del training  # inference only: an int8 encoder is never trained

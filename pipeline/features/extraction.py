@@ -7,9 +7,11 @@ pooling come from `pipeline.features.encoder_io`, which fine-tuning and the expo
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,24 +245,50 @@ def _batch_bounds(lengths: list[int], max_rows: int, token_budget: int) -> list[
 
 
 def _encode_rows(rows_token_ids: Sequence[Sequence[int]], feature_fn: FeatureFunction, batch_size: int,
-                 max_seq_length: int, cls_id: int, sep_id: int, progress: tqdm | None = None) -> np.ndarray:
+                 max_seq_length: int, cls_id: int, sep_id: int, progress: tqdm | None = None,
+                 in_flight: int = 1) -> np.ndarray:
     """Encodes rows already sorted by length, each batch padded only to its own longest row.
 
     A batch holds at most `batch_size` rows and TOKEN_BUDGET padded tokens, so short texts go many
     to a call and long ones few. Only the pooled [batch, hidden] rows come back from the graph; they
-    go straight into one preallocated array: a shard's features plus one batch in flight.
+    go straight into one preallocated array: a shard's features plus `in_flight` batches at a time
+    (more than one for an encoder that runs several calls at once: Encoder.concurrent_batches).
     """
-    output: np.ndarray | None = None
-    for start, end in _batch_bounds([len(row) for row in rows_token_ids], batch_size, TOKEN_BUDGET):
+    bounds = _batch_bounds([len(row) for row in rows_token_ids], batch_size, TOKEN_BUDGET)
+
+    def encode(start: int, end: int) -> np.ndarray:
         batch = pack_inputs(rows_token_ids[start:end], max_seq_length=max_seq_length, cls_id=cls_id, sep_id=sep_id)
-        vectors = feature_fn(tf.constant(batch["input_word_ids"]), tf.constant(batch["input_mask"]),
-                             tf.constant(batch["input_type_ids"])).numpy()
+        return feature_fn(tf.constant(batch["input_word_ids"]), tf.constant(batch["input_mask"]),
+                          tf.constant(batch["input_type_ids"])).numpy()
+
+    output: np.ndarray | None = None
+    for (start, _), vectors in zip(bounds, _in_order(encode, bounds, in_flight)):
         if output is None:
             output = np.empty((len(rows_token_ids), vectors.shape[1]), dtype=np.float32)
         output[start : start + len(vectors)] = vectors
         if progress is not None:
             progress.update(len(vectors))
     return output if output is not None else np.zeros((0, 0), np.float32)
+
+
+def _in_order(encode: Callable[[int, int], np.ndarray], bounds: list[tuple[int, int]],
+              in_flight: int) -> Iterator[np.ndarray]:
+    """encode(start, end) of each batch, yielded in order, with up to `in_flight` batches computing at once
+    (threads: the encoder releases the interpreter lock while it computes). A failure stops the rest."""
+    if in_flight <= 1:
+        yield from (encode(start, end) for start, end in bounds)
+        return
+    executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="encode")
+    pending: collections.deque[Future[np.ndarray]] = collections.deque()
+    try:
+        for start, end in bounds:
+            pending.append(executor.submit(encode, start, end))
+            if len(pending) > in_flight:  # one more waits its turn, packed as soon as a worker is free
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder, *, pooling: str,
@@ -273,7 +301,7 @@ def encode_sorted_rows(rows_token_ids: Sequence[Sequence[int]], encoder: Encoder
     cls_id, sep_id = encoder.tokenizer.vocab["[CLS]"], encoder.tokenizer.vocab["[SEP]"]
     with graph_rewrite(encoder.graph_rewrite):
         return _encode_rows(rows_token_ids, make_feature_function(encoder, pooling, layers, combine), batch_size,
-                            max_seq_length, cls_id, sep_id, progress=progress)
+                            max_seq_length, cls_id, sep_id, progress=progress, in_flight=encoder.concurrent_batches)
 
 
 def encode_sorted_texts(texts_segments: Sequence[Sequence[Sequence[int]]], encoder: Encoder, *, pooling: str,
