@@ -44,6 +44,9 @@ SWEEP_LOGS = "sweep"
 MLP_GRID: dict[str, list[Any]] = {"hidden_units": [(256,), (64,)], "dropout_rate": [0.3, 0.5], "weight_decay": [1e-3, 1e-2],
             "learning_rate": [1e-3, 3e-3]}
 MLP_TRIAL_SETTINGS = {"epochs": 10, "batch_size": 256, "patience": 3}
+# mlp trials trained side by side (a thread each), as an ensemble's heads are: one trial's epoch keeps two cores
+# only partly busy. Each trial's arithmetic is its own, so its result is what it gets trained alone.
+MLP_TRIALS_AT_ONCE = 2
 # Strong regularisation suits a few thousand rows of thousands of standardised features (C=1 overfits the
 # demo's 2,304 features); weaker ones also converge more slowly.
 PROBE_STRENGTHS = [0.001, 0.003, 0.01, 0.1]
@@ -145,37 +148,53 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool, entry_dir: Path | None = None) -> list[TrialResult]:
-    """Every trial in order; the probes are fitted in a second thread from the start, beside the mlp heads (each
-    keeps about one core busy), and each trial's seconds are its own fitting time."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Every trial, reported in order. The mlp heads are built first, one after the other in this thread (each
+    from the run's seed, which is global), then trained MLP_TRIALS_AT_ONCE at a time; the probes are fitted in a
+    thread of their own from the start. Each trial's seconds are its own fitting time."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from pipeline.training.train import TrainingRows
 
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
     class_weight = class_weights_for(prepared)
     results: list[TrialResult] = []
     best: TrialResult | None = None
+    models = {trial.name: _built_mlp(parts["train"], trial, prepared) for trial in trials if trial.model == "mlp"}
+    rows = TrainingRows(parts["train"])  # standardised once, shared by every trial
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
+            ThreadPoolExecutor(max_workers=MLP_TRIALS_AT_ONCE, thread_name_prefix="trial") as trial_threads, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
         probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight, entry_dir)
                   for trial in trials if trial.model == "probe"}
-        for trial in progress:
-            started = time.perf_counter()
-            if trial.model == "probe":
-                fitted, seconds = probes[trial.name].result()
-                model, epochs_run = probe_as_keras(*fitted), None
-            else:
-                model, epochs_run = _fit_mlp(parts, labels, trial, prepared, class_weight, logs_dir / trial.name)
-                seconds = time.perf_counter() - started
-            val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
-            result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
-            _log_trial(logs_dir / trial.name, trial, val_auroc)
-            if best is None or val_auroc > best.val_auroc:
-                if best is not None:
-                    best.model = None  # only the best model is kept in memory
-                best = result
-            else:
-                result.model = None
-            results.append(result)
-            progress.set_postfix(best=f"{best.val_auroc:.4f}")
+        heads: dict[str, Future[tuple[int, float]]] = {
+            trial.name: trial_threads.submit(_train_mlp, models[trial.name], parts, labels, prepared, class_weight,
+                                             logs_dir / trial.name, rows)
+            for trial in trials if trial.model == "mlp"}
+        try:
+            for trial in progress:
+                if trial.model == "probe":
+                    fitted, seconds = probes[trial.name].result()
+                    model, epochs_run = probe_as_keras(*fitted), None
+                else:
+                    model = models.pop(trial.name)
+                    epochs_run, seconds = heads[trial.name].result()
+                val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
+                result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
+                _log_trial(logs_dir / trial.name, trial, val_auroc)
+                if best is None or val_auroc > best.val_auroc:
+                    if best is not None:
+                        best.model = None  # only the best model is kept in memory
+                    best = result
+                else:
+                    result.model = None
+                results.append(result)
+                progress.set_postfix(best=f"{best.val_auroc:.4f}")
+        except BaseException:  # a trial's error or Ctrl-C: the rest are not started, the running ones stop soon
+            for future in heads.values():
+                future.cancel()
+            for model in models.values():
+                model.stop_training = True
+            raise
     return results
 
 
@@ -193,25 +212,34 @@ def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes
     return value if np.isfinite(value) else float("-inf")
 
 
-def _fit_mlp(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
-             class_weight: dict[int, float] | None, trial_dir: Path) -> tuple[Any, int]:
+def _built_mlp(train_features: np.ndarray, trial: Trial, prepared: Prepared) -> Any:
+    """The trial's compiled, untrained mlp head, built from the run's seed (as `run` builds a single head)."""
     from pipeline.training.head import build_mlp_head, compile_head
-    from pipeline.training.train import make_deterministic, train_head
+    from pipeline.training.train import make_deterministic
 
     num_classes = len(prepared.label_names)
     make_deterministic(prepared.config.seed)
-    model = build_mlp_head(parts["train"], num_classes, hidden_units=trial.options["hidden_units"],
+    model = build_mlp_head(train_features, num_classes, hidden_units=trial.options["hidden_units"],
                            dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed)
     compile_head(model, num_classes, learning_rate=trial.options["learning_rate"],
                  weight_decay=trial.options["weight_decay"])
+    return model
+
+
+def _train_mlp(model: Any, parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], prepared: Prepared,
+               class_weight: dict[int, float] | None, trial_dir: Path, rows: Any) -> tuple[int, float]:
+    """Trains a trial's head in place (its weights those of its best validation epoch); (epochs run, seconds)."""
+    from pipeline.training.train import train_head
+
+    started = time.perf_counter()
     history = train_head(model, train_features=parts["train"], train_labels=labels["train"],
-                         val_features=parts["validation"], val_labels=labels["validation"], num_classes=num_classes,
-                         best_weights_path=None, tensorboard_dir=trial_dir,
+                         val_features=parts["validation"], val_labels=labels["validation"],
+                         num_classes=len(prepared.label_names), best_weights_path=None, tensorboard_dir=trial_dir,
                          csv_log_path=trial_dir / "training_log.csv", epochs=MLP_TRIAL_SETTINGS["epochs"],
                          batch_size=MLP_TRIAL_SETTINGS["batch_size"], class_weight=class_weight,
                          early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False,
-                         seed=prepared.config.seed)
-    return model, len(history.epoch)
+                         seed=prepared.config.seed, rows=rows)
+    return len(history.epoch), time.perf_counter() - started
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
