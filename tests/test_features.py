@@ -314,3 +314,18 @@ def test_batches_computed_side_by_side_come_back_in_order_and_a_failure_stops_th
     with pytest.raises(RuntimeError, match="batch 2 failed"):
         list(features_module._in_order(failing, bounds, in_flight))
     assert len(started) <= 3 + in_flight  # the batches after the failure were never started
+
+
+def test_a_bar_redraws_often_on_a_terminal_and_seldom_in_a_log():
+    import io
+
+    from pipeline.base.progress_bars import LOG_INTERVAL, TERMINAL_INTERVAL, redraw_interval
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    closed = io.StringIO()
+    closed.close()
+    assert redraw_interval(Terminal()) == TERMINAL_INTERVAL < 1
+    assert redraw_interval(io.StringIO()) == redraw_interval(closed) == LOG_INTERVAL >= 30

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable, require_folder, write_bytes_atomic
+from pipeline.base.progress_bars import redraw_interval
 from pipeline.runs.exported_model import EXPORT_INFO_FILE, ExportedModel, looks_like_exported_model
 from pipeline.runs.run_folder import looks_like_run_folder, read_run_folder
 
@@ -96,7 +97,8 @@ def predict_texts(model: Model, texts: list[str], *, show_progress: bool = True)
     """Probabilities for every text, batched by similar length (less padding), in the order given."""
     order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     probabilities = np.zeros((len(texts), len(model.label_names)), np.float32)
-    with tqdm(total=len(texts), unit="text", desc="predict", disable=not show_progress) as progress:
+    with tqdm(total=len(texts), unit="text", desc="predict", disable=not show_progress,
+              mininterval=redraw_interval()) as progress:
         for start in range(0, len(order), model.chunk_size):
             rows = order[start : start + model.chunk_size]
             probabilities[rows] = model.predict([texts[row] for row in rows])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from pipeline.base.progress_bars import redraw_interval
 from tokenization import FullTokenizer
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def tokenize_whole(texts: list[str], tokenizer: FullTokenizer, *, show_progress:
     """Every id of every text, uncut, each kept as a compact int32 array: long-text handling
     (pipeline.features.long_texts) decides what is read, and counts what is not."""
     with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
-              mininterval=0.5) as progress:
+              mininterval=redraw_interval()) as progress:
         return [int_array("i", tokenizer.encode(text)) for text in progress]
 
 
@@ -41,7 +42,7 @@ def tokenize_all(texts: list[str], tokenizer: FullTokenizer, max_seq_length: int
     1% of the encoder's time, which is why it is not overlapped with the encoder (docs/benchmarks.md).
     """
     with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
-              mininterval=0.5) as progress:
+              mininterval=redraw_interval()) as progress:
         return [int_array("i", token_ids(tokenizer, text, max_seq_length)) for text in progress]
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.base.devices import graph_rewrite
+from pipeline.base.progress_bars import redraw_interval
 from pipeline.features import cache
 from pipeline.features.encoder_io import feature_size, pool, tokenize_whole
 from pipeline.features.long_texts import (
@@ -180,7 +181,8 @@ def _compute_entry(unique_texts: list[str], whole_ids: Sequence[Sequence[int]], 
     entry.begin_writing()
     shard_arrays = []
     extraction_started = time.perf_counter()
-    with tqdm(total=len(order), unit="text", desc="features", disable=not show_progress, smoothing=0.1) as progress:
+    with tqdm(total=len(order), unit="text", desc="features", disable=not show_progress, smoothing=0.1,
+              mininterval=redraw_interval()) as progress:
         for shard_index, start in enumerate(range(0, len(order), cache.SHARD_ROWS)):
             shard_order = order[start : start + cache.SHARD_ROWS]
             array = entry.reuse_shard(shard_index, len(shard_order))

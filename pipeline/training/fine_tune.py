@@ -32,6 +32,7 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from pipeline.base.errors import UserError
+from pipeline.base.progress_bars import redraw_interval
 from pipeline.encoders.encoder import call_encoder_layer
 from pipeline.encoders.model_info import read_model_info, write_model_info
 from pipeline.evaluation.metrics import macro_auroc, macro_pr_auc
@@ -362,7 +363,8 @@ class TextsProgress(keras.callbacks.Callback):
         self._last_batch_end = self._started
         # stdout, like Keras's own progress: the run captures stderr while training to drop TensorFlow's noise.
         self._bar = tqdm(total=sum(self.batch_rows[epoch]), unit="text", desc=f"fine-tuning {epoch + 1}/{self.epochs}",
-                         disable=not self.show, smoothing=0.1, leave=False, file=sys.stdout)
+                         disable=not self.show, smoothing=0.1, leave=False, file=sys.stdout,
+                         mininterval=redraw_interval(sys.stdout))
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         rows = self.batch_rows[self._epoch][batch]
