@@ -159,8 +159,8 @@ class Int8Encoder:
 
     It holds `copies` interpreters of the same model and runs up to that many calls at once, one per
     interpreter (an interpreter runs one call at a time). Why: only XNNPACK's partitions of the graph use the
-    interpreter's threads; the ops between them (layer norms, softmax, the attention products) run on one,
-    so one interpreter kept a 2-core machine one core busy. Two batches in flight use both
+    interpreter's threads; the ops between its 9 partitions run on one, so one interpreter left much of a
+    2-core machine idle. Two batches in flight keep both busy
     (docs/benchmarks.md#int8); the extraction loop sends them (`concurrent_calls`).
     """
 
@@ -172,8 +172,9 @@ class Int8Encoder:
         self._hidden_size = hidden_size
         self.concurrent_calls = copies
         self._output_names = [POOLED_OUTPUT] + [layer_output_name(index) for index in range(num_layers)]
-        # Interpreters are made on demand (about a third of a second each): a run whose features are all cached
-        # makes none, and a caller that never overlaps its calls makes one.
+        # Interpreters are made on demand (each reads the model and applies its delegate): a run whose features are
+        # all cached makes none, and a caller that never overlaps its calls makes one. The signature runner returns
+        # copies of the outputs (tested), so an interpreter is free for the next call as soon as it returns.
         self._free_runners: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._runners_made = 0
         self._making = threading.Lock()
