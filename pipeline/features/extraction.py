@@ -276,7 +276,7 @@ def _encode_rows(rows_token_ids: Sequence[Sequence[int]], feature_fn: FeatureFun
 def _in_order(encode: Callable[[int, int], np.ndarray], bounds: list[tuple[int, int]],
               in_flight: int) -> Iterator[np.ndarray]:
     """encode(start, end) of each batch, yielded in order, with up to `in_flight` batches computing at once
-    (threads: the encoder releases the interpreter lock while it computes). A failure stops the rest."""
+    (threads: the encoder releases Python's GIL while it computes). A failure stops the rest."""
     if in_flight <= 1:
         yield from (encode(start, end) for start, end in bounds)
         return
