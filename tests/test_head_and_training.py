@@ -263,12 +263,29 @@ def test_an_ensemble_averages_heads_of_their_own_seeds_and_reloads_as_one_model(
     np.testing.assert_allclose(predict_probabilities(reloaded, rows), predict_probabilities(model, rows), rtol=1e-5, atol=1e-6)
 
 
-def test_a_head_that_fails_stops_the_heads_beside_it_after_their_epoch(tmp_path):
+def test_a_head_that_fails_stops_the_heads_beside_it_after_their_epoch(tmp_path, monkeypatch):
+    import threading
+
+    from pipeline.training import train as train_module
     from pipeline.training.head import build_mlp_head
     from pipeline.training.train import train_ensemble
 
     features, labels = _separable(2)
     (tmp_path / "training_log-member-2.csv").mkdir(parents=True)  # head 2 cannot write its CSV log: it fails at once
+    original, told_to_stop = train_module.train_head, threading.Event()
+
+    def head_1_starts_once_told_to_stop(model, **options):
+        # Head 1 starts only after head 2's failure has stopped it, however the threads are scheduled: the stop must
+        # hold although it came before head 1's first epoch.
+        if "member" not in options["csv_log_path"].name:
+            for _ in range(1000):
+                if model.stop_training:
+                    told_to_stop.set()
+                    break
+                threading.Event().wait(0.01)
+        return original(model, **options)
+
+    monkeypatch.setattr(train_module, "train_head", head_1_starts_once_told_to_stop)
 
     def build_member(member_seed, name):
         return compile_head(build_mlp_head(features[:400], 2, hidden_units=(16,), seed=member_seed, name=name), 2)
@@ -280,7 +297,7 @@ def test_a_head_that_fails_stops_the_heads_beside_it_after_their_epoch(tmp_path)
                        csv_log_path=tmp_path / "training_log.csv", epochs=200, batch_size=64)
     with open(tmp_path / "training_log.csv", newline="") as handle:
         epochs_logged = len(list(csv.DictReader(handle)))
-    assert 1 <= epochs_logged <= 3  # head 1 stopped after the epoch it was in (early stopping needs at least 5)
+    assert told_to_stop.is_set() and epochs_logged == 1  # stopped after the epoch it was in (early stopping needs 5)
 
 
 def test_ensemble_defaults_and_bounds():
@@ -504,3 +521,37 @@ def test_dropout_zeroes_the_rate_asked_scales_the_rest_and_follows_its_seed():
     assert abs((first == other_step).mean() - 0.68) < 0.01
     # The columns are not alike: each keeps about 80% of its values.
     assert np.all(np.abs((first != 0).mean(axis=0) - 0.8) < 0.1)
+
+
+def test_trainings_side_by_side_come_back_in_order_and_the_first_error_stops_the_rest_at_once():
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from pipeline.training.train import trained_side_by_side
+
+    models = [SimpleNamespace(stop_training=False) for _ in range(4)]
+    assert list(trained_side_by_side([lambda index=index: index * 10 for index in range(4)], models, workers=2)) == \
+        [0, 10, 20, 30]
+
+    released, started, began = threading.Event(), [], time.perf_counter()
+
+    def slow_first() -> int:  # trains until told to stop (as train_head does between epochs), or for 3 s
+        started.append(0)
+        while not models[0].stop_training and time.perf_counter() - began < 3:
+            time.sleep(0.01)
+        released.set()
+        return 0
+
+    def failing_second() -> int:
+        started.append(1)
+        raise RuntimeError("head 2 failed")
+
+    def never(index: int) -> int:
+        started.append(index)
+        return index
+
+    with pytest.raises(RuntimeError, match="head 2 failed"):
+        list(trained_side_by_side([slow_first, failing_second, lambda: never(2), lambda: never(3)], models, workers=2))
+    assert released.is_set() and models[0].stop_training  # told to stop: raised while the first was still training
+    assert time.perf_counter() - began < 2.5 and sorted(started)[:2] == [0, 1]

@@ -151,50 +151,44 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     """Every trial, reported in order. The mlp heads are built first, one after the other in this thread (each
     from the run's seed, which is global), then trained MLP_TRIALS_AT_ONCE at a time; the probes are fitted in a
     thread of their own from the start. Each trial's seconds are its own fitting time."""
-    from concurrent.futures import Future, ThreadPoolExecutor
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import closing
 
-    from pipeline.training.train import TrainingRows
+    from pipeline.training.train import TrainingRows, trained_side_by_side
 
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
     class_weight = class_weights_for(prepared)
     results: list[TrialResult] = []
     best: TrialResult | None = None
-    models = {trial.name: _built_mlp(parts["train"], trial, prepared) for trial in trials if trial.model == "mlp"}
+    mlp_trials = [trial for trial in trials if trial.model == "mlp"]
+    models = [_built_mlp(parts["train"], trial, prepared) for trial in mlp_trials]
     rows = TrainingRows(parts["train"])  # standardised once, shared by every trial
+    trainings = [functools.partial(_train_mlp, model, parts, labels, prepared, class_weight, logs_dir / trial.name, rows)
+                 for trial, model in zip(mlp_trials, models)]
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
-            ThreadPoolExecutor(max_workers=MLP_TRIALS_AT_ONCE, thread_name_prefix="trial") as trial_threads, \
+            closing(trained_side_by_side(trainings, models, workers=MLP_TRIALS_AT_ONCE)) as trained, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
         probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight, entry_dir)
                   for trial in trials if trial.model == "probe"}
-        heads: dict[str, Future[tuple[int, float]]] = {
-            trial.name: trial_threads.submit(_train_mlp, models[trial.name], parts, labels, prepared, class_weight,
-                                             logs_dir / trial.name, rows)
-            for trial in trials if trial.model == "mlp"}
-        try:
-            for trial in progress:
-                if trial.model == "probe":
-                    fitted, seconds = probes[trial.name].result()
-                    model, epochs_run = probe_as_keras(*fitted), None
-                else:
-                    model = models.pop(trial.name)
-                    epochs_run, seconds = heads[trial.name].result()
-                val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
-                result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
-                _log_trial(logs_dir / trial.name, trial, val_auroc)
-                if best is None or val_auroc > best.val_auroc:
-                    if best is not None:
-                        best.model = None  # only the best model is kept in memory
-                    best = result
-                else:
-                    result.model = None
-                results.append(result)
-                progress.set_postfix(best=f"{best.val_auroc:.4f}")
-        except BaseException:  # a trial's error or Ctrl-C: the rest are not started, the running ones stop soon
-            for future in heads.values():
-                future.cancel()
-            for model in models.values():
-                model.stop_training = True
-            raise
+        heads = zip(models, trained)
+        for trial in progress:
+            if trial.model == "probe":
+                fitted, seconds = probes[trial.name].result()
+                model, epochs_run = probe_as_keras(*fitted), None
+            else:
+                model, (epochs_run, seconds) = next(heads)
+            val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
+            result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
+            _log_trial(logs_dir / trial.name, trial, val_auroc)
+            if best is None or val_auroc > best.val_auroc:
+                if best is not None:
+                    best.model = None  # only the best model is kept in memory
+                best = result
+            else:
+                result.model = None
+            results.append(result)
+            progress.set_postfix(best=f"{best.val_auroc:.4f}")
     return results
 
 

@@ -13,13 +13,14 @@ as `fit` drives them. XLA is not used: it was slower here, and it ignored Keras'
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ from pipeline.training.head import average_of, member_seed
 from pipeline.training.progress import HeadProgress
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HISTOGRAM_BUCKETS = 30  # as many as TensorFlow's own histogram summary
 
@@ -310,7 +312,8 @@ def train_head(
                                                  verbose=verbose, epochs=epochs, steps=steps)
     val_inputs = tf.convert_to_tensor(np.asarray(val_features, dtype=np.float32))
     order_generator = np.random.default_rng(seed)
-    model.stop_training = False
+    # Not reset here, as Keras's fit does: a stop asked for by another thread before this head's first epoch
+    # (trained_side_by_side, when a head beside it fails) must not be lost. It is reset once training is over.
     callback_list.on_train_begin()
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
@@ -325,6 +328,7 @@ def train_head(
         if model.stop_training:
             break
     callback_list.on_train_end()
+    model.stop_training = False
     if keep_best.best_weights is not None:
         model.set_weights(keep_best.best_weights)
         if best_weights_path is not None:
@@ -386,21 +390,36 @@ def train_ensemble(
     # callbacks run in Python), so the heads fill each other's gaps. Each head's arithmetic is its own and
     # deterministic, so its weights are those it gets trained alone (tested).
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=members, thread_name_prefix="head") as pool:
-        futures = [pool.submit(train_head, **job) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                future.result()  # a head's error is raised as soon as it happens
-        except BaseException:  # Ctrl-C or a head's error: the others stop after their epoch, not at their end
-            for model in models:
-                model.stop_training = True
-            raise
-        histories = [future.result() for future in futures]
+    histories = list(trained_side_by_side([functools.partial(train_head, **job) for job in jobs], models,
+                                          workers=members))
     for progress in progress_bars:  # off a terminal, one line per head, in order, once all are done
         if progress is not None:
             progress.write_line()
     log.debug("%d heads trained side by side in %.1f s", members, time.perf_counter() - started)
     return average_of(models), histories
+
+
+def trained_side_by_side(trainings: Sequence[Callable[[], T]], models: Sequence[keras.Model], *,
+                         workers: int) -> Generator[T, None, None]:
+    """Each of `trainings` (the training of the head in `models` at the same place) run in a thread, `workers`
+    at a time; their results are yielded in order. The first error, in any of them, or Ctrl-C, or the caller
+    closing the generator, cancels those not started and sets `stop_training` on those still training, so they
+    stop after their epoch; an error is raised as soon as it happens, not when its turn comes."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="head") as pool:
+        futures = [pool.submit(training) for training in trainings]
+        try:
+            for future in futures:
+                while not future.done():
+                    wait([other for other in futures if not other.done()], return_when=FIRST_COMPLETED)
+                    for other in futures:
+                        if other.done() and not other.cancelled() and other.exception() is not None:
+                            other.result()  # raises its error
+                yield future.result()
+        except BaseException:  # GeneratorExit included: a caller that leaves early stops the rest too
+            for other, model in zip(futures, models):
+                if not other.cancel() and not other.done():
+                    model.stop_training = True
+            raise
 
 
 class KeepBestWeights(keras.callbacks.Callback):
