@@ -123,3 +123,31 @@ def test_the_int8_table_sets_ours_against_both_onnx_runtime_int8_ways_with_each_
     printed = capsys.readouterr().out
     assert "e onnx int8-pc" in printed and "b8/e8 0.80x   b8/e8pc 1.25x   e8/b32 2.50x" in printed
     assert "e int8 -1.00000 / -1.00000, e int8-pc 1.00000 / 1.00000" in printed
+
+
+@pytest.fixture(scope="module")
+def head_epoch():
+    spec = importlib.util.spec_from_file_location("benchmark_head_epoch", REPO_ROOT / "benchmarks" / "head_epoch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_head_epoch_benchmark_compares_like_with_like_and_prints_every_way(head_epoch, monkeypatch, capsys):
+    features = np.random.default_rng(0).standard_normal((256, 48)).astype(np.float32)
+    # The XLA way trains the pipeline's very head, only compiled: on full batches both epochs give the same loss.
+    (graph,), (compiled,) = head_epoch.epoch_runners(features, 1, xla=False), head_epoch.epoch_runners(features, 1, xla=True)
+    (graph_loss, graph_outputs), (xla_loss, xla_outputs) = graph(), compiled()
+    assert graph_outputs.shape == xla_outputs.shape == (256, 1)
+    assert abs(graph_loss - xla_loss) < 1e-4 and np.allclose(graph_outputs, xla_outputs, atol=1e-4)
+    monkeypatch.setattr(sys, "argv", ["head_epoch.py", "--rows", "200", "--width", "48", "--rounds", "1", "--xla"])
+    head_epoch.main()
+    output = capsys.readouterr().out
+    rows = dict(re.findall(r"^(products\+adam|products|epoch x3|epoch|xla x3|xla)\s+[\d.]+\s+[\d.]+\s+([\d.]+)x$",
+                           output, re.MULTILINE))
+    assert set(rows) == {"products", "products+adam", "epoch", "epoch x3", "xla", "xla x3"}, output
+    assert rows["products+adam"] == "1.00"
+    # 200 rows are 3 full batches of 64: per batch, 64 x 48 x 256 multiply-adds forward and as many for the weight
+    # gradient, 2 FLOP each. The demo's 10,246 x 2,304: the 24 GFLOP an epoch docs/benchmarks.md counts.
+    assert head_epoch.epoch_flops(200, 48) == 3 * 2 * (64 * 48 * 256) * 2
+    assert round(head_epoch.epoch_flops(10246, 2304) / 1e9, 1) == 24.2

@@ -42,7 +42,7 @@ SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "a
                              "amx_bf16", "amx_tile", "amx_int8"})
 # What `auto` says on a CPU without bfloat16 units: int8 with AVX2 (the Zen 3 it was measured on), float32 without.
 AVX2_INT8 = ("auto: no GPU and no bfloat16 units (amx_bf16, avx512_bf16) and avx2 on this CPU, where int8 extracted "
-             "1.40-1.48x as fast as float32 (a Zen 3, measured)")
+             "1.4-1.8x as fast as float32 (AMD Zen 3 and Zen 4 with AVX2, measured)")
 NO_AVX2 = ("auto: no GPU and no bfloat16 units (amx_bf16, avx512_bf16) and no avx2 on this CPU (int8 is measured "
            "faster only with avx2)")
 FINE_TUNE_ON_ZEN3 = ("auto: no GPU and no bfloat16 units (amx_bf16, avx512_bf16) on this CPU, and int8 is for frozen "

@@ -173,3 +173,70 @@ def test_a_damaged_model_note_is_a_user_error_not_a_crash(tiny_encoder_dir, tmp_
     (copy / "pipeline_model.json").write_text("{not json")
     with pytest.raises(UserError, match="pipeline_model.json is unreadable"):
         load_encoder(str(copy))
+
+
+# ----------------------------------------------------------------------------- loaded on first use
+
+
+def _counting_loads(monkeypatch):
+    """A list that gets one entry per SavedModel the encoder module loads."""
+    from pipeline.encoders import encoder as encoder_module
+
+    loads, load = [], encoder_module._load_layer
+    monkeypatch.setattr(encoder_module, "_load_layer", lambda model_dir: loads.append(model_dir) or load(model_dir))
+    return loads
+
+
+def test_a_converted_encoder_is_described_from_its_notes_and_its_saved_model_loaded_once_on_first_use(
+        tiny_encoder_dir, tmp_path, monkeypatch):
+    described, asked = tmp_path / "with-notes", tmp_path / "without-notes"
+    shutil.copytree(tiny_encoder_dir, described)
+    shutil.copytree(tiny_encoder_dir, asked)
+    (asked / "pipeline_model.json").unlink()  # a hub model has none: the SavedModel itself is asked, at once
+    loads = _counting_loads(monkeypatch)
+    from_model = load_encoder(str(asked))
+    assert loads == [asked]
+    from_notes = load_encoder(str(described))
+    assert loads == [asked]
+    same = ("signature", "hidden_size", "available_layers", "max_seq_length", "do_lower_case", "vocab_sha256", "fingerprint")
+    assert {key: getattr(from_notes, key) for key in same} == {key: getattr(from_model, key) for key in same}
+    assert from_notes.vocab_file == described / "assets" / "vocab.txt"
+    first = from_notes(*_batch())["sequence_output"].numpy()
+    second = from_notes(*_batch())["sequence_output"].numpy()
+    assert loads == [asked, described]
+    np.testing.assert_array_equal(first, from_model(*_batch())["sequence_output"].numpy())
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size", 64), ("num_layers", 5), ("do_lower_case", False)])
+def test_notes_that_do_not_match_their_saved_model_stop_the_first_use_with_one_line(tiny_encoder_dir, tmp_path, key, value):
+    import json
+
+    copy = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder_dir, copy)
+    notes = json.loads((copy / "pipeline_model.json").read_text())
+    (copy / "pipeline_model.json").write_text(json.dumps({**notes, key: value}))
+    encoder = load_encoder(str(copy))
+    with pytest.raises(UserError) as caught:
+        encoder(*_batch())
+    message = str(caught.value)
+    assert f"does not match the SavedModel beside it ({key})" in message and "pipeline convert" in message
+    assert "\n" not in message
+
+
+def test_features_served_from_the_cache_load_no_saved_model(tiny_encoder_dir, tmp_path, monkeypatch):
+    from pipeline.encoders import encoder as encoder_module
+    from pipeline.features.extraction import extract_features
+
+    copy = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder_dir, copy)
+    texts = ["the movie was great", "the film was bad", "a story"]
+    options = {"pooling": "mean", "layers": (-2, -1), "max_seq_length": 16, "cache_dir": tmp_path / "cache",
+               "show_progress": False}
+    loads = _counting_loads(monkeypatch)
+    computed = extract_features(texts, load_encoder(str(copy)), **options)
+    assert (computed.cache_hit, loads) == (False, [copy])
+    monkeypatch.setattr(encoder_module, "_LOADED", {})  # as a second process would start
+    served = extract_features(texts, load_encoder(str(copy)), **options)
+    assert (served.cache_hit, loads) == (True, [copy])
+    np.testing.assert_array_equal(served.features, computed.features)

@@ -265,3 +265,22 @@ def test_an_int8_encoder_extracts_two_batches_at_a_time_with_the_same_features(t
     two_at_a_time = encode_texts(TEXTS, int8_encoder, **options)
     monkeypatch.setattr(Encoder, "concurrent_batches", property(lambda self: 1))
     np.testing.assert_array_equal(two_at_a_time, encode_texts(TEXTS, int8_encoder, **options))
+
+
+def test_an_int8_encoder_already_converted_loads_no_saved_model_until_asked_to_train(tmp_path, tiny_encoder_dir,
+                                                                                    int8_encoder, monkeypatch):
+    import shutil
+
+    from pipeline.encoders import encoder as encoder_module
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_encoder_dir, folder)
+    for suffix in (int8.INT8_SUFFIX, int8.RECORD_SUFFIX):  # converted before, beside the folder
+        shutil.copy(tiny_encoder_dir.with_name(tiny_encoder_dir.name + suffix), folder.with_name(folder.name + suffix))
+    loads, load = [], encoder_module._load_layer
+    monkeypatch.setattr(encoder_module, "_load_layer", lambda model_dir: loads.append(model_dir) or load(model_dir))
+    copied = load_encoder(str(folder), precision="int8")
+    options = {"pooling": "mean", "layers": (-2, -1), "max_seq_length": 32}
+    np.testing.assert_array_equal(encode_texts(TEXTS, copied, **options), encode_texts(TEXTS, int8_encoder, **options))
+    assert loads == []
+    assert copied.layer is copied.layer and loads == [folder]  # the float32 model, for whoever asks for it

@@ -29,11 +29,13 @@ AMX_FLAG, AVX512_BF16_FLAG = "amx_bf16", "avx512_bf16"
 BFLOAT16_UNITS = {AMX_FLAG: "AMX", AVX512_BF16_FLAG: "AVX512_BF16"}
 # Measured on a 2-core AMD EPYC Zen 3 (no bfloat16 units), the demo's snippets: see docs/benchmarks.md.
 EMULATED_BFLOAT16_SLOWDOWN = "1.4"
-# `auto` picks int8 (TFLite, XNNPACK) only on CPUs like the one it was measured on: AVX2 and no bfloat16 units. On
-# an idle Zen 3 it extracted 1.40-1.48x as fast as float32 within the quality guard (docs/benchmarks.md#int8); other
-# CPUs (no AVX2, an ARM, no /proc/cpuinfo) are unmeasured and keep float32.
+# `auto` picks int8 (TFLite, XNNPACK) only on CPUs like those it was measured on: AVX2 and no bfloat16 units. On
+# idle 2-core AMD EPYCs, a Zen 3 and a Zen 4 whose hypervisor shows AVX2 only, it extracted 1.4-1.8x as fast as
+# float32 within the quality guard (docs/benchmarks.md#int8); other CPUs (no AVX2, an ARM, no /proc/cpuinfo) are
+# unmeasured and keep float32.
 INT8_FLAG = "avx2"
-INT8_SPEED_UP = "1.40-1.48x"
+INT8_SPEED_UP = "1.4-1.8x"
+INT8_MEASURED_ON = "AMD Zen 3 and Zen 4 with AVX2"
 # int8 (pipeline.encoders.int8) is the pipeline's own route: an encoder from elsewhere gets float32 and this reason.
 INT8_NEEDS_OUR_ENCODER = ("int8 needs an encoder converted by this pipeline (the embedded one, `python -m pipeline "
                           "convert`'s, a fine-tuned run's encoder/), and {handle} is not one")
@@ -139,7 +141,7 @@ def choose_precision(requested: str, *, gpus: int, flags: frozenset[str], fine_t
             return "float32", f"auto: {no_units} on this CPU, and int8 is for frozen features, not --fine-tune"
         if INT8_FLAG in flags:
             return "int8", (f"auto: {no_units} and {INT8_FLAG} on this CPU, where int8 extracted {INT8_SPEED_UP} as "
-                            f"fast as float32 (a Zen 3, measured)")
+                            f"fast as float32 ({INT8_MEASURED_ON}, measured)")
         return "float32", f"auto: {no_units} and no {INT8_FLAG} on this CPU (int8 is measured faster only with {INT8_FLAG})"
     if requested == "float16" and not gpus:
         raise UserError("--precision float16 needs a GPU and TensorFlow sees none (a CPU has no float16 units, it "

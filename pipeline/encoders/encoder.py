@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class Encoder:
 
     handle: str
     model_dir: Path
-    layer: hub.KerasLayer
+    layer_source: SavedModelLayer  # the hub layer, loaded on first use (see `layer`)
     signature: str  # "dict" (new hub BERT) or "list" (old hub BERT)
     tokenizer: FullTokenizer
     vocab_file: Path
@@ -56,6 +57,13 @@ class Encoder:
     precision_method: str | None = None
     reduced_layer: Any = None  # the rebuilt or int8 encoder, called instead of `layer` when there is one
     graph_rewrite: str | None = None  # grappler option switched on while the encoder runs (pipeline.base.devices)
+
+    @property
+    def layer(self) -> hub.KerasLayer:
+        """The frozen hub layer. For an encoder our converter wrote, what the pipeline needs to know about it is
+        read from its notes, and the SavedModel itself is loaded here, on first use: a run whose features are
+        all cached never loads it (1.5-2 s of a cached demo run)."""
+        return self.layer_source.get()
 
     @property
     def all_layers_given(self) -> bool:
@@ -114,6 +122,8 @@ def rebuildable(encoder: Encoder) -> bool:
     """True when `encoder` can compute in a reduced precision by the pipeline's own rebuild (see with_precision)."""
     from pipeline.encoders.reduced_precision import can_rebuild
 
+    if encoder.layer_source.described_by_notes:  # our converter's, checked against its variables when loaded
+        return True
     return can_rebuild(encoder.layer.resolved_object, read_model_info(encoder.model_dir))
 
 
@@ -121,14 +131,14 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
     """The same encoder computing in `precision`: our converter's encoders are rebuilt with their dense
     weights converted (fast on hardware with that precision); others get grappler's rewrite, with a warning."""
     from pipeline.base.devices import GRAPH_REWRITES
-    from pipeline.encoders.reduced_precision import ReducedPrecisionEncoder, can_rebuild
+    from pipeline.encoders.reduced_precision import ReducedPrecisionEncoder
 
-    resolved, info = encoder.layer.resolved_object, read_model_info(encoder.model_dir)
     if precision == "int8":
-        return _with_int8(encoder, resolved, info)
-    if can_rebuild(resolved, info):
-        return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt",
-                                   reduced_layer=ReducedPrecisionEncoder(resolved, info, precision))
+        return _with_int8(encoder)
+    if rebuildable(encoder):
+        return dataclasses.replace(encoder, precision=precision, precision_method="rebuilt", reduced_layer=
+                                   ReducedPrecisionEncoder(encoder.layer.resolved_object, read_model_info(encoder.model_dir),
+                                                           precision))
     log.warning("encoder %s was not converted by this pipeline, so %s comes from TensorFlow's generic graph "
                 "rewrite (%s), which was slower than float32 on our own encoder; compare with --precision float32",
                 encoder.handle, precision, GRAPH_REWRITES[precision])
@@ -136,16 +146,18 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
                                graph_rewrite=GRAPH_REWRITES[precision])
 
 
-def _with_int8(encoder: Encoder, resolved: Any, info: dict[str, Any]) -> Encoder:
+def _with_int8(encoder: Encoder) -> Encoder:
     """Our converter's encoders only (pipeline.encoders.int8); pipeline.base.devices.precision_for_encoder has
-    already sent others to float32, so one reaching here is a caller's mistake."""
-    from pipeline.encoders.int8 import METHOD, load_int8_encoder
-    from pipeline.encoders.reduced_precision import can_rebuild
+    already sent others to float32, so one reaching here is a caller's mistake. The SavedModel is loaded only
+    if the int8 model has to be converted from it."""
+    from pipeline.encoders.int8 import METHOD, Int8Encoder, ensure_int8_model
 
-    if not can_rebuild(resolved, info):
+    if not rebuildable(encoder):
         raise ValueError(f"encoder {encoder.handle} was not converted by this pipeline; int8 needs one that was")
+    path = ensure_int8_model(encoder.model_dir, encoder.fingerprint, lambda: encoder.layer.resolved_object,
+                             read_model_info(encoder.model_dir))
     return dataclasses.replace(encoder, precision="int8", precision_method=METHOD,
-                               reduced_layer=load_int8_encoder(encoder.model_dir, encoder.fingerprint, resolved, info))
+                               reduced_layer=Int8Encoder(path, encoder.available_layers, encoder.hidden_size))
 
 
 def resolve_handle(handle: str, *, models_dir: Path | None = None) -> Path:
@@ -187,28 +199,98 @@ def _resolve_remote(handle: str) -> Path:
         ) from None
 
 
-def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
+class SavedModelLayer:
+    """The encoder folder's hub.KerasLayer, loaded once, on the first `get` (from any thread).
+
+    `notes`: what our converter recorded (pipeline_model.json), when it says all the pipeline needs; the
+    loaded model is then checked against them, so notes that do not match their model stop the run
+    instead of going unnoticed. Without notes (a TF-Hub model) the model itself must say what it is, so
+    `_load_from_dir` loads it at once."""
+
+    def __init__(self, model_dir: Path, notes: dict[str, Any] | None = None):
+        self.model_dir = model_dir
+        self.notes = notes
+        self._layer: hub.KerasLayer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def described_by_notes(self) -> bool:
+        return self.notes is not None
+
+    def get(self) -> hub.KerasLayer:
+        with self._lock:
+            if self._layer is None:
+                layer = _load_layer(self.model_dir)
+                if self.notes is not None:
+                    _check_notes(layer, self.model_dir, self.notes)
+                self._layer = layer
+            return self._layer
+
+
+def _load_layer(model_dir: Path) -> hub.KerasLayer:
     try:
-        layer = hub.KerasLayer(str(model_dir), trainable=False)
+        return hub.KerasLayer(str(model_dir), trainable=False)
     except Exception as error:
         raise UserError(
             f"encoder folder {model_dir} could not be loaded as a TF-Hub SavedModel "
             f"({type(error).__name__}); pass a TF-Hub BERT encoder folder"
         ) from None
+
+
+# What our converter writes into pipeline_model.json, enough to describe the encoder without loading it.
+_DESCRIBING_NOTES = {"signature": str, "hidden_size": int, "num_layers": int, "num_attention_heads": int,
+                     "max_seq_length": int, "do_lower_case": bool}
+
+
+def notes_describing(model_dir: Path, info: dict[str, Any]) -> dict[str, Any] | None:
+    """`info` (pipeline_model.json) when it describes a dict-signature encoder with its vocabulary where our
+    converter puts it; None otherwise (the SavedModel is then asked instead)."""
+    described = all(isinstance(info.get(key), kind) for key, kind in _DESCRIBING_NOTES.items())
+    if described and info["signature"] == "dict" and (model_dir / "assets" / "vocab.txt").is_file():
+        return info
+    return None
+
+
+def _check_notes(layer: hub.KerasLayer, model_dir: Path, notes: dict[str, Any]) -> None:
+    """The loaded model must be what its notes said: same signature, width, layers, lower-casing and variables."""
+    from pipeline.encoders.reduced_precision import can_rebuild
+
     resolved = layer.resolved_object
-    vocab_file, do_lower_case = _tokenizer_assets(resolved, model_dir)
-    signature, hidden_size, available_layers = _detect_signature(layer, model_dir)
+    _, do_lower_case = _tokenizer_assets(resolved, model_dir)
+    found = dict(zip(("signature", "hidden_size", "num_layers"), _detect_signature(layer, model_dir)),
+                 do_lower_case=do_lower_case)
+    differing = sorted(key for key, value in found.items() if notes[key] != value)
+    if differing or not can_rebuild(resolved, notes):
+        what = ", ".join(differing) if differing else "variable names"
+        raise UserError(f"{model_dir / MODEL_INFO_FILENAME} does not match the SavedModel beside it ({what}); "
+                        f"convert the model again with `python -m pipeline convert`")
+
+
+def _load_from_dir(handle: str, model_dir: Path) -> Encoder:
     info = read_model_info(model_dir)
+    notes = notes_describing(model_dir, info)
+    if notes is not None:
+        source = SavedModelLayer(model_dir, notes)
+        vocab_file, do_lower_case = model_dir / "assets" / "vocab.txt", bool(notes["do_lower_case"])
+        signature, hidden_size, available_layers = "dict", int(notes["hidden_size"]), int(notes["num_layers"])
+        max_seq_length = int(notes["max_seq_length"])
+    else:
+        source = SavedModelLayer(model_dir)
+        layer = source.get()
+        resolved = layer.resolved_object
+        vocab_file, do_lower_case = _tokenizer_assets(resolved, model_dir)
+        signature, hidden_size, available_layers = _detect_signature(layer, model_dir)
+        max_seq_length = int(info.get("max_seq_length") or _max_positions(resolved))
     return Encoder(
         handle=handle,
         model_dir=model_dir,
-        layer=layer,
+        layer_source=source,
         signature=signature,
         tokenizer=FullTokenizer(str(vocab_file), do_lower_case=do_lower_case),
         vocab_file=vocab_file,
         do_lower_case=do_lower_case,
         hidden_size=hidden_size,
-        max_seq_length=int(info.get("max_seq_length") or _max_positions(resolved)),
+        max_seq_length=max_seq_length,
         fingerprint=model_fingerprint(model_dir),
         vocab_sha256=file_sha256(vocab_file),
         recommended_pooling=info.get("recommended_pooling"),

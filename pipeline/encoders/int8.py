@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,10 @@ def int8_model_unobtainable(model_dir: Path, fingerprint: str) -> str | None:
     return f"its int8 model is converted once and written beside {model_dir}, and {model_dir.parent} is not writable"
 
 
-def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Path:
+def ensure_int8_model(model_dir: Path, fingerprint: str, saved_model: Callable[[], Any], model_info: dict[str, Any]) -> Path:
     """The cached int8 model of the encoder in `model_dir`, converted first when missing or made from other
-    weights (`fingerprint` is the encoder folder's). The file is written whole or not at all, under a lock."""
+    weights (`fingerprint` is the encoder folder's) from the loaded SavedModel `saved_model()` gives, which is
+    asked for only then. The file is written whole or not at all, under a lock."""
     from filelock import FileLock
 
     path = int8_model_path(model_dir)
@@ -119,7 +121,7 @@ def ensure_int8_model(model_dir: Path, fingerprint: str, resolved_object: Any, m
             return path
         log.info("converting %s to int8 (TFLite dynamic range) at %s, once", model_dir, path)
         started = time.perf_counter()
-        model = convert_to_int8(resolved_object, model_info)
+        model = convert_to_int8(saved_model(), model_info)
         for target, content in ((path, model), (record_path, json.dumps({
                 **expected, "tensorflow": tf.__version__, "bytes": len(model)}, indent=2).encode("utf-8"))):
             partial = target.with_name(f".{target.name}.partial")
@@ -212,10 +214,3 @@ class Int8Encoder:
         for layer_output in layer_outputs:
             layer_output.set_shape([None, None, self._hidden_size])
         return {"pooled_output": pooled, "sequence_output": layer_outputs[-1], "encoder_outputs": layer_outputs}
-
-
-def load_int8_encoder(model_dir: Path, fingerprint: str, resolved_object: Any, model_info: dict[str, Any]) -> Int8Encoder:
-    """The int8 encoder of a converted encoder folder, converting it once if needed."""
-    path = ensure_int8_model(model_dir, fingerprint, resolved_object, model_info)
-    config = rebuilt_config(saved_params(resolved_object), model_info)
-    return Int8Encoder(path, config.num_layers, config.hidden_size)
