@@ -7,8 +7,8 @@ matrix) costing as much as the epoch itself. Here one TensorFlow graph runs a wh
 (`EpochRunner`); the metrics are computed once per epoch, exactly, from the epoch's predictions; histograms are
 counted by NumPy (`WeightHistograms`); and Keras's own callbacks (early stopping,
 ReduceLROnPlateau, TensorBoard's scalars, CSV log, the `--verbose` epoch lines) are driven epoch by epoch
-as `fit` drives them. XLA is not used: it was slower here, and it ignored Keras's dropout seeds
-(docs/benchmarks.md#training-the-heads).
+as `fit` drives them. XLA is not used: with this loop's stateless dropout it does the same work, but 1.5-2x
+slower (benchmarks/head_epoch.py, docs/benchmarks.md#training-the-heads).
 """
 
 from __future__ import annotations
