@@ -62,7 +62,7 @@ class Encoder:
     def layer(self) -> hub.KerasLayer:
         """The frozen hub layer. For an encoder our converter wrote, what the pipeline needs to know about it is
         read from its notes, and the SavedModel itself is loaded here, on first use: a run whose features are
-        all cached never loads it (1.5-2 s of a cached demo run)."""
+        all cached never loads it (0.6-0.8 s and 120 MB of a cached demo run, docs/benchmarks.md)."""
         return self.layer_source.get()
 
     @property
