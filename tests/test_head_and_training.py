@@ -176,6 +176,31 @@ def test_mlp_head_standardises_with_the_training_splits_statistics_inside_the_mo
     assert model.layers[-1].units == 1 and model.layers[-1].activation.__name__ == "sigmoid"
 
 
+@pytest.mark.parametrize("rows", [1, 511, 512, 1300])
+def test_standardisation_statistics_are_numpys_float64_counts_to_the_last_bit(rows):
+    from pipeline.training.head import standardisation_statistics
+
+    features = (np.random.default_rng(rows).standard_normal((rows, 40)) * 30.0 + 5.0).astype(np.float32)
+    mean, variance = standardisation_statistics(features)
+    assert mean.dtype == variance.dtype == np.float32
+    # Chunks of 512 rows, a partial one included: the very bits np.mean / np.var give, so every pinned result stands.
+    np.testing.assert_array_equal(mean, np.mean(features, axis=0, dtype=np.float64).astype(np.float32))
+    np.testing.assert_array_equal(variance, np.var(features, axis=0, dtype=np.float64).astype(np.float32))
+
+
+def test_mlp_head_takes_statistics_counted_once():
+    from pipeline.training.head import build_mlp_head, standardisation_statistics
+
+    features, _ = _separable(2)
+    mean, variance = np.full(features.shape[1], 3.0, np.float32), np.full(features.shape[1], 4.0, np.float32)
+    given = build_mlp_head(features[:400], 2, hidden_units=(8,), seed=1, statistics=(mean, variance))
+    np.testing.assert_array_equal(given.get_layer("standardise").mean.numpy().ravel(), mean)
+    np.testing.assert_array_equal(given.get_layer("standardise").variance.numpy().ravel(), variance)
+    counted = build_mlp_head(features[:400], 2, hidden_units=(8,), seed=1)
+    np.testing.assert_array_equal(counted.get_layer("standardise").variance.numpy().ravel(),
+                                  standardisation_statistics(features[:400])[1])
+
+
 @pytest.mark.parametrize("num_classes", [2, 3])
 def test_mlp_head_with_weight_decay_learns_and_reloads_with_its_standardisation(tmp_path, num_classes):
     import tf_keras as keras

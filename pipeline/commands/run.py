@@ -298,7 +298,7 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline.base.devices import known_tensorflow_noise_dropped
-    from pipeline.training.head import compile_head
+    from pipeline.training.head import compile_head, standardisation_statistics
     from pipeline.training.train import train_ensemble
 
     config, splits = prepared.config, prepared.splits
@@ -306,8 +306,10 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     write_config(prepared, run_dir)
     head = prepared.head
 
+    statistics = standardisation_statistics(train_features) if head.head == "mlp" else None  # one count for all
+
     def build_member(seed: int, name: str) -> Any:
-        model = _build_head(head, train_features, num_classes, seed=seed, name=name)
+        model = _build_head(head, train_features, num_classes, seed=seed, name=name, statistics=statistics)
         return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
 
     keras_lines = show_progress and log.isEnabledFor(logging.DEBUG)  # --verbose
@@ -457,13 +459,14 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     return metrics
 
 
-def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int, name: str) -> Any:
-    """An untrained Keras model of the chosen head."""
+def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int, name: str,
+                statistics: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """An untrained Keras model of the chosen head (`statistics`: the mlp head's standardisation, if counted)."""
     from pipeline.training.head import build_head, build_mlp_head
 
     if head.head == "mlp":
         return build_mlp_head(train_features, num_classes, hidden_units=head.hidden_units,
-                              dropout_rate=head.dropout_rate, seed=seed, name=name)
+                              dropout_rate=head.dropout_rate, seed=seed, name=name, statistics=statistics)
     return build_head(train_features.shape[1], num_classes, hidden_units=head.hidden_units,
                       dropout_rate=head.dropout_rate, seed=seed, name=name)
 

@@ -155,6 +155,7 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import closing
 
+    from pipeline.training.head import standardisation_statistics
     from pipeline.training.train import TrainingRows, trained_side_by_side
 
     labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
@@ -162,7 +163,8 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     results: list[TrialResult] = []
     best: TrialResult | None = None
     mlp_trials = [trial for trial in trials if trial.model == "mlp"]
-    models = [_built_mlp(parts["train"], trial, prepared) for trial in mlp_trials]
+    statistics = standardisation_statistics(parts["train"])  # counted once for all the trials' heads
+    models = [_built_mlp(parts["train"], statistics, trial, prepared) for trial in mlp_trials]
     rows = TrainingRows(parts["train"])  # standardised once, shared by every trial
     trainings = [functools.partial(_train_mlp, model, parts, labels, prepared, class_weight, logs_dir / trial.name, rows)
                  for trial, model in zip(mlp_trials, models)]
@@ -206,7 +208,8 @@ def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes
     return value if np.isfinite(value) else float("-inf")
 
 
-def _built_mlp(train_features: np.ndarray, trial: Trial, prepared: Prepared) -> Any:
+def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndarray], trial: Trial,
+               prepared: Prepared) -> Any:
     """The trial's compiled, untrained mlp head, built from the run's seed (as `run` builds a single head)."""
     from pipeline.training.head import build_mlp_head, compile_head
     from pipeline.training.train import make_deterministic
@@ -214,7 +217,7 @@ def _built_mlp(train_features: np.ndarray, trial: Trial, prepared: Prepared) -> 
     num_classes = len(prepared.label_names)
     make_deterministic(prepared.config.seed)
     model = build_mlp_head(train_features, num_classes, hidden_units=trial.options["hidden_units"],
-                           dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed)
+                           dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed, statistics=statistics)
     compile_head(model, num_classes, learning_rate=trial.options["learning_rate"],
                  weight_decay=trial.options["weight_decay"])
     return model

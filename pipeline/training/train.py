@@ -52,7 +52,7 @@ class EpochRunner:
 
     What it does once instead of at every step, for a head that is a chain of layers (every head here): a
     leading Normalization layer standardises all rows once (element-wise, so the very values it gives a
-    batch), and each epoch gathers its rows in their order with one gather; the Dropout layers draw their
+    batch), and each step gathers its batch's rows from them; the Dropout layers draw their
     masks from a counter-based generator seeded by (`seed`, the layer, the step): 16 random bits a value
     instead of a 32-bit float, which was the largest cost of an epoch after the products (`dropout`).
     """
@@ -80,11 +80,13 @@ class EpochRunner:
                order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         rows = tf.size(order)
         steps = (rows + self.batch_size - 1) // self.batch_size
-        features, labels, sample_weights = (tf.gather(tensor, order) for tensor in (features, labels, sample_weights))
+        labels, sample_weights = (tf.gather(tensor, order) for tensor in (labels, sample_weights))
 
         def step(index: tf.Tensor, loss_sum: tf.Tensor, outputs: tf.TensorArray) -> tuple[Any, ...]:
             batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
-            x, y, weights = features[batch], labels[batch], sample_weights[batch]
+            # The batch's rows gathered at each step, not the epoch's at once: a fresh 94-MB buffer an epoch (the
+            # demo's) is new memory every time, and touching it cost more system time than the gather itself.
+            x, y, weights = tf.gather(features, order[batch]), labels[batch], sample_weights[batch]
             with tf.GradientTape() as tape:
                 predicted = self._forward(x, self.model.optimizer.iterations)
                 loss = self.model.compute_loss(x, y, predicted, weights)
