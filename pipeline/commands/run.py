@@ -55,7 +55,7 @@ class Prepared:
     max_seq_length_reason: str  # "asked for", "the preset's", "the default", or auto's choice
     splits: data_module.Splits
     encoder: Encoder  # computing in `precision`
-    precision: str  # settled: float32, bfloat16 or float16
+    precision: str  # settled: float32, bfloat16, float16 or int8
     precision_reason: str
     label_names: list[str]
     class_weighting: str | None
@@ -127,7 +127,7 @@ class FeatureSettings:
     max_seq_length: int
     max_seq_length_reason: str  # "asked for", "the preset's", "the default", or auto's choice
     long_texts: LongTexts  # what is read of a text longer than max_seq_length
-    precision: str  # settled: float32, bfloat16 or float16
+    precision: str  # settled: float32, bfloat16, float16 or int8
     precision_reason: str
 
 

@@ -51,7 +51,7 @@ class ShardJob:
     shard_rows: int
     encoder_folder: str  # the launcher's resolved SavedModel folder; the same path must exist on the workers
     models_dir: str | None
-    precision: str  # settled by the launcher (run.prepare): float32, bfloat16 or float16
+    precision: str  # settled by the launcher (run.prepare): float32, bfloat16, float16 or int8
     encoder_fingerprint: str
     vocab_file: str
     vocab_sha256: str
