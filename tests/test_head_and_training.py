@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from pipeline.evaluation.metrics import classification_metrics
+from pipeline.evaluation.metrics import classification_metrics, macro_auroc, macro_pr_auc, ranking_metrics
 from pipeline.evaluation.probe import logistic_regression_baseline
 from pipeline.runs.run_folder import BEST_WEIGHTS_FILE
 from pipeline.training.head import build_head, compile_head, predict_probabilities
@@ -96,6 +96,28 @@ def test_three_class_metrics_use_macro_averages():
     assert metrics["accuracy"] == 0.75
     assert metrics["f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
     assert 0 < metrics["auroc"] <= 1
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_ranking_metrics_are_scikit_learns_to_the_last_bit(num_classes):
+    """The epochs' one-sort AUROC and PR-AUC against scikit-learn's, with ties (a score rounded to a few
+    values), without, a column of one sigmoid unit, and a class absent from the labels."""
+    generator = np.random.default_rng(7)
+    compared = 0
+    for case in range(150):
+        rows = int(generator.integers(3, 2000))
+        labels = generator.integers(0, num_classes, rows)
+        if case % 5 == 0:
+            labels[labels == num_classes - 1] = 0  # a class absent (for two classes: one class only)
+        outputs = generator.random((rows, 1 if num_classes == 2 else num_classes)).astype(np.float32)
+        if case % 3 == 0:
+            outputs = (np.round(outputs * generator.integers(2, 30)) / 30).astype(np.float32)
+        expected = (macro_auroc(labels, outputs, num_classes), macro_pr_auc(labels, outputs, num_classes))
+        with np.errstate(all="ignore"):
+            got = ranking_metrics(labels, outputs, num_classes)
+        assert np.array_equal(got, expected, equal_nan=True), (case, got, expected)
+        compared += np.isfinite(expected[0])
+    assert compared > 100  # most cases have two classes or more, and so a number to compare
 
 
 def test_logistic_regression_baseline_scores_the_same_test_set():

@@ -201,10 +201,10 @@ def _terminal() -> bool:
 
 def _val_auroc(model: Any, features: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
     """One forward pass (not `predict`, whose function each new model traces anew, with TensorFlow's warning)."""
-    from pipeline.evaluation.metrics import macro_auroc
+    from pipeline.evaluation.metrics import ranking_metrics
 
     outputs = model(features, training=False).numpy()
-    value = macro_auroc(labels, outputs, num_classes)
+    value, _ = ranking_metrics(labels, outputs, num_classes)
     return value if np.isfinite(value) else float("-inf")
 
 

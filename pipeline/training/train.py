@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline.evaluation.metrics import macro_auroc, macro_pr_auc
+from pipeline.evaluation.metrics import ranking_metrics
 from pipeline.training.head import average_of, member_seed
 from pipeline.training.progress import HeadProgress
 
@@ -222,8 +222,8 @@ class FusedAdam:
 def epoch_metrics(labels: np.ndarray, outputs: np.ndarray, num_classes: int, loss: float) -> dict[str, float]:
     """loss, accuracy, auroc and pr_auc of one set of model outputs (a sigmoid column or K softmax columns)."""
     predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
-    return {"loss": loss, "accuracy": float(np.mean(predicted == labels)),
-            "auroc": macro_auroc(labels, outputs, num_classes), "pr_auc": macro_pr_auc(labels, outputs, num_classes)}
+    auroc, pr_auc = ranking_metrics(labels, outputs, num_classes)
+    return {"loss": loss, "accuracy": float(np.mean(predicted == labels)), "auroc": auroc, "pr_auc": pr_auc}
 
 
 class WeightHistograms(keras.callbacks.Callback):
