@@ -1,7 +1,6 @@
 """`python -m pipeline <command>`."""
 
-import sys
-
+from pipeline.base.quick_exit import quick_exit
 from pipeline.commands.cli import main
 
-sys.exit(main())
+quick_exit(main())

@@ -16,7 +16,7 @@ PACKAGE = REPO_ROOT / "pipeline"
 
 # The folders from the base up, and inside each the order its modules may import one another in.
 FOLDERS: dict[str, list[str]] = {
-    "base": ["errors", "files", "config", "devices", "progress_bars"],
+    "base": ["errors", "files", "config", "devices", "progress_bars", "quick_exit"],
     "data": ["presets", "tables"],
     "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
@@ -27,7 +27,7 @@ FOLDERS: dict[str, list[str]] = {
     "api": ["inputs", "cached_features", "feature_extractor", "text_classifier"],
 }
 WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder", "evaluation.metrics", "evaluation.probe",
-                      "evaluation.plots", "encoders.checkpoint", "encoders.model_info", "data.tables", "base.config",
+                      "evaluation.plots", "encoders.checkpoint", "encoders.model_info", "data.tables", "base.config", "base.quick_exit",
                       "training.token_batches"]
 
 
