@@ -21,9 +21,17 @@ def cli_command(*arguments: object) -> list[str]:
     return [sys.executable, "-m", "pipeline", *map(str, arguments)]
 
 
-def _cli_environment(artifacts: Path | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment, TensorFlow's C++ logging quieted, plus PIPELINE_ARTIFACTS if given, plus `env`."""
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+# What a child process is given of this one's environment: what any program needs to start (the search path, the
+# home and temporary folders, the locale) and the two folders the fixtures in conftest.py set for every test.
+PASSED_TO_CHILDREN = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "PIPELINE_MODELS", "PIPELINE_ARTIFACTS")
+
+
+def child_environment(artifacts: Path | None = None, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a process a test starts: PASSED_TO_CHILDREN, TensorFlow's C++ logging quieted,
+    PIPELINE_ARTIFACTS if given, and `env`. Nothing else of the caller's shell: TF_USE_LEGACY_KERAS,
+    CUDA_VISIBLE_DEVICES, PYTHONPATH and the like would change what is tested."""
+    environment = {name: os.environ[name] for name in PASSED_TO_CHILDREN if name in os.environ}
+    environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if artifacts is not None:
         environment["PIPELINE_ARTIFACTS"] = str(artifacts)
     environment.update(env or {})
@@ -33,13 +41,13 @@ def _cli_environment(artifacts: Path | None = None, env: dict[str, str] | None =
 def run_cli(*arguments: object, artifacts: Path | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Runs `python -m pipeline *arguments` in REPO_ROOT to its end; stdout and stderr captured as text."""
-    return subprocess.run(cli_command(*arguments), cwd=REPO_ROOT, env=_cli_environment(artifacts, env),
+    return subprocess.run(cli_command(*arguments), cwd=REPO_ROOT, env=child_environment(artifacts, env),
                           capture_output=True, text=True, timeout=timeout)
 
 
 def start_cli(*arguments: object, artifacts: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Starts `python -m pipeline *arguments` like run_cli, without waiting (for concurrent runs and kills)."""
-    return subprocess.Popen(cli_command(*arguments), cwd=REPO_ROOT, env=_cli_environment(artifacts, env),
+    return subprocess.Popen(cli_command(*arguments), cwd=REPO_ROOT, env=child_environment(artifacts, env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

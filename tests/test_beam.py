@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import needs_embedded_assets
-from helpers import REPO_ROOT, run_cli, write_csv, write_tiny_csv
+from helpers import REPO_ROOT, child_environment, run_cli, write_csv, write_tiny_csv
 
 beam = pytest.importorskip("apache_beam", reason="Apache Beam is not installed: run `make beam` (make test does)")
 
@@ -314,5 +314,6 @@ def test_beam_is_not_needed_by_the_rest_of_the_pipeline():
     """`make demo` does not install Beam: nothing but the Beam modules may import it."""
     command = ("import sys; sys.modules['apache_beam'] = None; import pipeline.commands.cli, pipeline.commands.run, pipeline.features.cache, "
                "pipeline.commands.sweep; print('ok')")
-    loaded = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    loaded = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                            env=child_environment())
     assert loaded.stdout.strip() == "ok", loaded.stderr

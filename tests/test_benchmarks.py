@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import needs_embedded_assets
+from helpers import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "benchmarks" / "extract.py"
@@ -54,10 +55,10 @@ def test_pytorch_is_skipped_with_a_message_when_its_environment_is_missing(extra
 
 @needs_embedded_assets
 def test_a_tiny_run_measures_a_and_b_on_the_embedded_encoder_and_they_agree():
-    # The subprocess inherits PIPELINE_MODELS and PIPELINE_ARTIFACTS from the fixtures in conftest.py.
+    # The subprocess is given PIPELINE_MODELS and PIPELINE_ARTIFACTS as the fixtures in conftest.py set them.
     completed = subprocess.run(
         [sys.executable, str(SCRIPT), "--short", "24", "--reviews", "8", "--repeats", "1", "--skip-peers"],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=600, check=False, cwd=REPO_ROOT, env=child_environment(),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     output = completed.stdout

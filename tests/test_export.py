@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import needs_embedded_assets
-from helpers import run_cli, write_tiny_csv
+from helpers import child_environment, run_cli, write_tiny_csv
 
 TOLERANCE = 1e-5
 # Texts the tiny run never saw: empty, blank, accents and capitals, emoji and CJK, deleted
@@ -223,7 +223,7 @@ def test_loads_in_a_fresh_process_with_only_tensorflow_and_tensorflow_text(expor
     try:
         result = subprocess.run([sys.executable, "-I", "-c", FRESH_PROCESS_SCRIPT, str(export_dir), json.dumps(texts)],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                                env=child_environment())
     finally:
         for source, target in moved:
             os.rename(target, source)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO_ROOT, run_cli, write_csv, write_tiny_csv
+from helpers import REPO_ROOT, child_environment, run_cli, write_csv, write_tiny_csv
 
 TINY_OPTIONS = ("--fine-tune", "--epochs", "3", "--learning-rate", "1e-3", "--batch-size", "16", "--max-seq-length", "16",
                 "--quiet")
@@ -180,7 +180,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_as_the_uninterrupted_run(tmp_pa
     steps_per_epoch = 10
     killed = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "kill_during_fine_tuning.py"),
                              str(steps_per_epoch + 4), *map(str, arguments)], cwd=REPO_ROOT,
-                            env={**__import__("os").environ, **environment}, capture_output=True, text=True, timeout=300)
+                            env=child_environment(env=environment), capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr
     assert (tmp_path / "run" / "INCOMPLETE").exists() and len(training_log(tmp_path / "run")) == 1
     resumed = run_cli(*arguments, artifacts=tmp_path / "artifacts")

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import write_tiny_csv
+from helpers import child_environment, write_tiny_csv
 
 from pipeline.evaluation import tensorboard_logging as tb
 
@@ -186,7 +186,7 @@ def tensorboard_server(tiny_run, tmp_path_factory):
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [tensorboard_program(), "--logdir", str(tiny_run.run_dir), "--host", "127.0.0.1", "--port", "0"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_environment(),
         )
     try:
         url = _wait_for_address(process, log_path)
@@ -290,7 +290,7 @@ def take_screenshot(url: str, output: Path, profile_dir: Path, timeout: float = 
     chromium = shutil.which("chromium")
     return subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", f"--screenshot={output}", url],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=child_environment(),
     )
 
 

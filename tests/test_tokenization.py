@@ -4,6 +4,7 @@ reference BERT tokenizer on hard cases (tests/data/tokenizer_reference.json)."""
 import hashlib
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -167,7 +168,8 @@ def test_package_does_not_import_tensorflow():
     # Run in a fresh interpreter: other tests in this session may have loaded TensorFlow.
     code = "import sys, tokenization, tokenization.packing; print('tensorflow' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
     )
     assert result.stdout.strip() == "False"
 
