@@ -120,6 +120,15 @@ def test_ranking_metrics_are_scikit_learns_to_the_last_bit(num_classes):
     assert compared > 100  # most cases have two classes or more, and so a number to compare
 
 
+def test_ranking_metrics_refuse_a_diverged_heads_outputs_as_scikit_learn_does():
+    labels = np.array([0, 1, 0, 1])
+    outputs = np.array([[0.1], [np.nan], [0.3], [0.8]], dtype=np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        macro_auroc(labels, outputs, 2)
+    with pytest.raises(ValueError, match="NaN"):
+        ranking_metrics(labels, outputs, 2)
+
+
 def test_logistic_regression_baseline_scores_the_same_test_set():
     features, labels = _separable(2)
     metrics, probabilities = logistic_regression_baseline(
