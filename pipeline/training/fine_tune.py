@@ -35,7 +35,7 @@ from pipeline.base.errors import UserError
 from pipeline.base.progress_bars import redraw_interval
 from pipeline.encoders.encoder import call_encoder_layer
 from pipeline.encoders.model_info import read_model_info, write_model_info
-from pipeline.evaluation.metrics import macro_auroc, macro_pr_auc
+from pipeline.evaluation.metrics import ranking_metrics
 from pipeline.features.encoder_io import feature_size, pool, tokenize_whole
 from pipeline.features.long_texts import TRUNCATE, LongTexts, segments
 from pipeline.training import token_batches
@@ -320,8 +320,7 @@ class ValidationAuroc(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs if logs is not None else {}
         probabilities = self.model.predict(self.inputs, verbose=0)
-        logs["val_auroc"] = macro_auroc(self.labels, probabilities, self.num_classes)
-        logs["val_pr_auc"] = macro_pr_auc(self.labels, probabilities, self.num_classes)
+        logs["val_auroc"], logs["val_pr_auc"] = ranking_metrics(self.labels, probabilities, self.num_classes)
 
 
 class LearningRatePerStep(keras.callbacks.Callback):
