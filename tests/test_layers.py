@@ -21,7 +21,7 @@ FOLDERS: dict[str, list[str]] = {
     "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
     "evaluation": ["metrics", "probe", "plots", "tensorboard_logging"],
-    "training": ["head", "progress", "train", "token_batches", "fine_tune"],
+    "training": ["head", "progress", "train", "in_step", "token_batches", "fine_tune"],
     "runs": ["run_folder", "run_model", "exported_model"],
     "commands": ["run", "beam_extract", "sweep", "export", "predict", "explore", "cli"],
     "api": ["inputs", "cached_features", "feature_extractor", "text_classifier"],

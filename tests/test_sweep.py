@@ -102,7 +102,8 @@ def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_pat
     assert probabilities.shape == (len(labels), classes)
 
 
-def test_mlp_trials_trained_side_by_side_score_as_trained_one_at_a_time(tmp_path, tiny_encoder_dir, monkeypatch):
+def test_mlp_trials_trained_in_step_groups_score_as_trained_one_at_a_time(tmp_path, tiny_encoder_dir, monkeypatch):
+    """One group per trial is each trial trained alone; two groups train in step side by side: the same scores."""
     import threading
 
     from pipeline.commands import sweep as sweep_module
@@ -111,27 +112,29 @@ def test_mlp_trials_trained_side_by_side_score_as_trained_one_at_a_time(tmp_path
     trials = [Trial(f"mlp-{units}-{rate}", "mlp", {"hidden_units": (units,), "dropout_rate": 0.3, "weight_decay": 1e-3,
                                                    "learning_rate": rate})
               for units, rate in [(8, 3e-3), (16, 1e-3), (4, 1e-2)]] + [Trial("probe-C1", "probe", {"C": 1.0})]
-    original, running, most_running, lock = sweep_module._train_mlp, [0], [0], threading.Lock()
+    original, running, most_running, sizes, lock = sweep_module._train_mlp_group, [0], [0], [], threading.Lock()
 
-    def counted(*arguments, **options):
+    def counted(models, *arguments, **options):
         with lock:
             running[0] += 1
             most_running[0] = max(most_running[0], running[0])
+            sizes.append(len(models))
         try:
-            return original(*arguments, **options)
+            return original(models, *arguments, **options)
         finally:
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(sweep_module, "_train_mlp", counted)
+    monkeypatch.setattr(sweep_module, "_train_mlp_group", counted)
     scores = {}
-    for at_once in (1, 2):
-        monkeypatch.setattr(sweep_module, "MLP_TRIALS_AT_ONCE", at_once)
-        most_running[0] = 0
+    for groups, group_sizes in ((3, [1, 1, 1]), (2, [2, 1])):
+        monkeypatch.setattr(sweep_module, "MLP_GROUPS", groups)
+        most_running[0], sizes[:] = 0, []
         config = RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, pooling="mean",
-                           output_dir=str(tmp_path / f"run-{at_once}"), cache_dir=str(tmp_path / "cache"), seed=3)
+                           output_dir=str(tmp_path / f"run-{groups}"), cache_dir=str(tmp_path / "cache"), seed=3)
         record = sweep(config, trials=trials, show_progress=False).metrics["sweep"]
-        assert most_running[0] == at_once
-        scores[at_once] = [(row["trial"], row["val_auroc"]) for row in record["trials"]]
+        assert most_running[0] == groups and sizes == group_sizes
+        scores[groups] = [(row["trial"], row["val_auroc"]) for row in record["trials"]]
+        assert all(row["seconds"] > 0 for row in record["trials"] if row["model"] == "mlp")
     assert [name for name, _ in scores[2]] == [trial.name for trial in trials]  # reported in the grid's order
-    assert scores[2] == scores[1]
+    assert scores[2] == scores[3]

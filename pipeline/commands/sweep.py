@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,11 @@ SWEEP_LOGS = "sweep"
 MLP_GRID: dict[str, list[Any]] = {"hidden_units": [(256,), (64,)], "dropout_rate": [0.3, 0.5], "weight_decay": [1e-3, 1e-2],
             "learning_rate": [1e-3, 3e-3]}
 MLP_TRIAL_SETTINGS = {"epochs": 10, "batch_size": 256, "patience": 3}
-# mlp trials trained side by side (a thread each), as an ensemble's heads are: one trial's epoch keeps two cores
-# only partly busy. Each trial's arithmetic is its own, so its result is what it gets trained alone.
-MLP_TRIALS_AT_ONCE = 2
+# The mlp trials are trained in step (pipeline/training/in_step.py: each step's rows gathered and their input
+# dropout drawn once for all) in this many groups, a thread each, so that one group's metrics and callbacks
+# between its epochs leave the cores to the other. Each trial's arithmetic is its own, so its result is what it
+# gets trained alone.
+MLP_GROUPS = 2
 # Strong regularisation suits a few thousand rows of thousands of standardised features (C=1 overfits the
 # demo's 2,304 features); weaker ones also converge more slowly.
 PROBE_STRENGTHS = [0.001, 0.003, 0.01, 0.1]
@@ -149,8 +152,10 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool, entry_dir: Path | None = None) -> list[TrialResult]:
     """Every trial, reported in order. The mlp heads are built first, one after the other in this thread (each
-    from the run's seed, which is global), then trained MLP_TRIALS_AT_ONCE at a time; the probes are fitted in a
-    thread of their own from the start. Each trial's seconds are its own fitting time."""
+    from the run's seed, which is global), then trained in step in MLP_GROUPS groups (trial i in group i mod
+    MLP_GROUPS, so each group holds wide and narrow heads alike), a thread each; the probes are fitted in a thread
+    of their own from the start. A trial's seconds are its own fitting time; an mlp trial's, its group's time to
+    the end of its last epoch."""
     import functools
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import closing
@@ -166,32 +171,62 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     statistics = standardisation_statistics(parts["train"])  # counted once for all the trials' heads
     models = [_built_mlp(parts["train"], statistics, trial, prepared) for trial in mlp_trials]
     rows = TrainingRows(parts["train"])  # standardised once, shared by every trial
-    trainings = [functools.partial(_train_mlp, model, parts, labels, prepared, class_weight, logs_dir / trial.name, rows)
-                 for trial, model in zip(mlp_trials, models)]
+    groups = [list(range(first, len(mlp_trials), MLP_GROUPS)) for first in range(min(MLP_GROUPS, len(mlp_trials)))]
+    trainings = [functools.partial(_train_mlp_group, [models[index] for index in group], parts, labels, prepared,
+                                   class_weight, [logs_dir / mlp_trials[index].name for index in group], rows)
+                 for group in groups]
+    turns = [threading.Event() for _ in range(len(groups) + 1)]  # each group builds its graph after the one before
+    turns[0].set()
+    trainings = [functools.partial(training, tracing_turn=(turns[number], turns[number + 1]))
+                 for number, training in enumerate(trainings)]
+    group_of = {index: (number, place) for number, group in enumerate(groups) for place, index in enumerate(group)}
+    group_results: list[list[tuple[int, float]]] = []
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
-            closing(trained_side_by_side(trainings, models, workers=MLP_TRIALS_AT_ONCE)) as trained, \
+            closing(trained_side_by_side(trainings, [_Stoppable([models[index] for index in group]) for group in groups],
+                                         workers=len(groups))) as trained, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
         probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight, entry_dir)
                   for trial in trials if trial.model == "probe"}
-        heads = zip(models, trained)
+        mlp_index = 0
         for trial in progress:
             if trial.model == "probe":
                 fitted, seconds = probes[trial.name].result()
                 model, epochs_run = probe_as_keras(*fitted), None
             else:
-                model, (epochs_run, seconds) = next(heads)
+                number, place = group_of[mlp_index]
+                while len(group_results) <= number:  # the groups come back in order
+                    group_results.append(next(trained))
+                model, (epochs_run, seconds) = models[mlp_index], group_results[number][place]
+                models[mlp_index] = None  # only the best model is kept in memory
+                mlp_index += 1
             val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
             _log_trial(logs_dir / trial.name, trial, val_auroc)
             if best is None or val_auroc > best.val_auroc:
                 if best is not None:
-                    best.model = None  # only the best model is kept in memory
+                    best.model = None
                 best = result
             else:
                 result.model = None
             results.append(result)
             progress.set_postfix(best=f"{best.val_auroc:.4f}")
     return results
+
+
+class _Stoppable:
+    """A group of trials' heads as `trained_side_by_side` stops one: stop_training set on each."""
+
+    def __init__(self, models: list[Any]):
+        self.models = models
+
+    @property
+    def stop_training(self) -> bool:
+        return all(model.stop_training for model in self.models)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        for model in self.models:
+            model.stop_training = value
 
 
 def _terminal() -> bool:
@@ -223,20 +258,22 @@ def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndar
     return model
 
 
-def _train_mlp(model: Any, parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], prepared: Prepared,
-               class_weight: dict[int, float] | None, trial_dir: Path, rows: Any) -> tuple[int, float]:
-    """Trains a trial's head in place (its weights those of its best validation epoch); (epochs run, seconds)."""
-    from pipeline.training.train import train_head
+def _train_mlp_group(models: list[Any], parts: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                     prepared: Prepared, class_weight: dict[int, float] | None, trial_dirs: list[Path],
+                     rows: Any, tracing_turn: tuple[threading.Event, threading.Event] | None = None
+                     ) -> list[tuple[int, float]]:
+    """Trains a group of trials' heads in step, in place (each left with its best validation epoch's weights);
+    each one's (epochs run, seconds from the group's start to the end of its last epoch)."""
+    from pipeline.training.in_step import train_heads_in_step
 
-    started = time.perf_counter()
-    history = train_head(model, train_features=parts["train"], train_labels=labels["train"],
-                         val_features=parts["validation"], val_labels=labels["validation"],
-                         num_classes=len(prepared.label_names), best_weights_path=None, tensorboard_dir=trial_dir,
-                         csv_log_path=trial_dir / "training_log.csv", epochs=MLP_TRIAL_SETTINGS["epochs"],
-                         batch_size=MLP_TRIAL_SETTINGS["batch_size"], class_weight=class_weight,
-                         early_stopping_patience=MLP_TRIAL_SETTINGS["patience"], histograms=False,
-                         seed=prepared.config.seed, rows=rows)
-    return len(history.epoch), time.perf_counter() - started
+    trained = train_heads_in_step(models, train_features=parts["train"], train_labels=labels["train"],
+                                  val_features=parts["validation"], val_labels=labels["validation"],
+                                  num_classes=len(prepared.label_names), tensorboard_dirs=trial_dirs,
+                                  csv_log_paths=[trial_dir / "training_log.csv" for trial_dir in trial_dirs],
+                                  epochs=MLP_TRIAL_SETTINGS["epochs"], batch_size=MLP_TRIAL_SETTINGS["batch_size"],
+                                  class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
+                                  seed=prepared.config.seed, rows=rows, tracing_turn=tracing_turn)
+    return [(len(history.epoch), seconds) for history, seconds in trained]
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,

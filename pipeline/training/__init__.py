@@ -1,5 +1,5 @@
 """Heads and their training: the Keras heads and the ensemble's average (`head`), fitting on cached features
-(`train`, with a progress bar per head from `progress`), and fine-tuning the encoder with its head (`fine_tune`,
+(`train`, with a progress bar per head from `progress`; a sweep's trials in step, `in_step`), and fine-tuning the encoder with its head (`fine_tune`,
 batched by `token_batches`).
 
 May import: base, encoders, features, evaluation.

@@ -87,13 +87,7 @@ class EpochRunner:
             # The batch's rows gathered at each step, not the epoch's at once: a fresh 94-MB buffer an epoch (the
             # demo's) is new memory every time, and touching it cost more system time than the gather itself.
             x, y, weights = tf.gather(features, order[batch]), labels[batch], sample_weights[batch]
-            with tf.GradientTape() as tape:
-                predicted = self._forward(x, self.model.optimizer.iterations)
-                loss = self.model.compute_loss(x, y, predicted, weights)
-            if self.fused is not None:
-                self.fused.apply(tape.gradient(loss, self.fused.variables))
-            else:
-                self.model.optimizer.minimize(loss, self.model.trainable_variables, tape=tape)
+            loss, predicted = self.train_step(x, y, weights)
             return index + 1, loss_sum + loss * tf.cast(tf.shape(x)[0], tf.float32), outputs.write(index, predicted)
 
         _, loss_sum, outputs = tf.while_loop(
@@ -101,24 +95,35 @@ class EpochRunner:
             (tf.constant(0), tf.constant(0.0), tf.TensorArray(tf.float32, size=steps, infer_shape=False)))
         return loss_sum / tf.cast(rows, tf.float32), outputs.concat()
 
-    def _forward(self, x: tf.Tensor, step: tf.Variable) -> tf.Tensor:
-        """The model in training mode on already-standardised rows: its chain layer by layer, plain Dropout
-        layers through `dropout`; a model that is not a chain is called whole."""
+    def train_step(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor, start: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+        """One of Keras's training steps on a batch of rows already standardised and passed through the chain's
+        first `start` layers (heads trained in step share those): (the batch's mean loss, its outputs)."""
+        with tf.GradientTape() as tape:
+            predicted = self._forward(x, self.model.optimizer.iterations, start)
+            loss = self.model.compute_loss(x, y, predicted, weights)
+        if self.fused is not None:
+            self.fused.apply(tape.gradient(loss, self.fused.variables))
+        else:
+            self.model.optimizer.minimize(loss, self.model.trainable_variables, tape=tape)
+        return loss, predicted
+
+    def _forward(self, x: tf.Tensor, step: tf.Variable, start: int = 0) -> tf.Tensor:
+        """The model in training mode on already-standardised rows: its chain layer by layer from `start`, plain
+        Dropout layers through `dropout`; a model that is not a chain is called whole."""
         if self.chain is None:
             return self.model(x, training=True)
-        for position, layer in enumerate(self.chain):
-            if _is_plain_dropout(layer):
-                seed = tf.stack([tf.cast(self.seed * 1024 + position, tf.int64), tf.cast(step, tf.int64)])
-                x = dropout(x, layer.rate, seed)
+        for position, layer in enumerate(self.chain[start:], start):
+            if is_plain_dropout(layer):
+                x = dropout(x, layer.rate, dropout_seed(self.seed, position, step))
             else:
                 x = layer(x, training=True)
         return x
 
 
 class TrainingRows:
-    """The training rows as a tensor, and as a standardisation layer gives them, each made once and shared: an
-    ensemble's heads, trained side by side in threads, all standardise the same rows with the same statistics,
-    so they share one copy (for 100,000 rows of 2,304 floats, 0.9 GB a copy)."""
+    """The training (or validation) rows as a tensor, and as a standardisation layer gives them, each made once
+    and shared: an ensemble's heads, trained side by side in threads, all standardise the same rows with the same
+    statistics, so they share one copy (for 100,000 rows of 2,304 floats, 0.9 GB a copy)."""
 
     def __init__(self, features: np.ndarray):
         self._features = features
@@ -156,8 +161,14 @@ def training_chain(model: keras.Model) -> tuple[Any, list[Any] | None]:
     return None, chain
 
 
-def _is_plain_dropout(layer: Any) -> bool:
+def is_plain_dropout(layer: Any) -> bool:
     return type(layer) is keras.layers.Dropout and layer.noise_shape is None and layer.rate > 0
+
+
+def dropout_seed(head_seed: int, position: int, step: tf.Tensor) -> tf.Tensor:
+    """The counter-based generator's seed for the Dropout layer at `position` of a head's chain at a training
+    step: each head, layer and step its own mask, the same one in every run."""
+    return tf.stack([tf.cast(head_seed * 1024 + position, tf.int64), tf.cast(step, tf.int64)])
 
 
 DROPOUT_BITS = 16  # random bits a value: the rate is met to 1/65,536, twice the values per random number drawn
@@ -284,60 +295,111 @@ def train_head(
     verbose: int = 0,
     progress: HeadProgress | None = None,
     rows: TrainingRows | None = None,
+    val_rows: TrainingRows | None = None,
 ) -> keras.callbacks.History:
     """Fits the compiled `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
 
     The best epoch's weights go to `best_weights_path` (or are kept in memory when it is None, which a
     sweep's many short trials prefer), the per-epoch scalars and weight histograms to `tensorboard_dir`,
     one CSV row per epoch to `csv_log_path`. `seed` orders the rows of every epoch; `verbose` 2 prints
-    Keras's per-epoch lines; `progress` shows the epochs as they pass; `rows`, the training rows shared with
-    heads trained beside this one. Setting `model.stop_training` from another thread stops it after its epoch.
+    Keras's per-epoch lines; `progress` shows the epochs as they pass; `rows` and `val_rows`, the training and
+    validation rows shared with heads trained beside this one. Setting `model.stop_training` from another thread stops it after its epoch.
     """
-    # The best epoch's weights are kept in memory and written once at the end: Keras's ModelCheckpoint wrote an
-    # HDF5 file at every improvement, about a second of a run's three heads. EarlyStopping need not keep its own
-    # copy (restore_best_weights) either: the best weights are restored below whether it stopped early or not.
-    keep_best = KeepBestWeights()
-    callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []
-    callbacks += [
-        keep_best,
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
-        keras.callbacks.EarlyStopping(monitor="val_auroc", mode="max", patience=early_stopping_patience),
-        keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
-        *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
-        keras.callbacks.CSVLogger(str(csv_log_path)),
-    ]
-    weights = np.ones(len(train_labels), dtype=np.float32) if class_weight is None else \
-        np.array([class_weight[int(label)] for label in train_labels], dtype=np.float32)
-    runner = EpochRunner(model, train_features, train_labels, weights, batch_size, seed=seed, rows=rows)
-    steps = -(-len(train_labels) // batch_size)
-    callback_list = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
-                                                 verbose=verbose, epochs=epochs, steps=steps)
-    val_inputs = tf.convert_to_tensor(np.asarray(val_features, dtype=np.float32))
+    training = HeadTraining(model, train_labels=train_labels, val_features=val_features, val_labels=val_labels,
+                            num_classes=num_classes, best_weights_path=best_weights_path,
+                            tensorboard_dir=tensorboard_dir, csv_log_path=csv_log_path, epochs=epochs,
+                            batch_size=batch_size, class_weight=class_weight,
+                            early_stopping_patience=early_stopping_patience, histograms=histograms, verbose=verbose,
+                            progress=progress, val_rows=val_rows)
+    runner = EpochRunner(model, train_features, train_labels, training.sample_weights, batch_size, seed=seed, rows=rows)
     order_generator = np.random.default_rng(seed)
-    # Not reset here, as Keras's fit does: a stop asked for by another thread before this head's first epoch
-    # (trained_side_by_side, when a head beside it fails) must not be lost. It is reset once training is over.
-    callback_list.on_train_begin()
+    training.begin()
     for epoch in range(epochs):
-        callback_list.on_epoch_begin(epoch)
+        training.begin_epoch(epoch)
         order = order_generator.permutation(len(train_labels))
         loss, outputs = runner.run(order)
-        logs = epoch_metrics(train_labels[order], outputs, num_classes, loss)
-        val_outputs = model(val_inputs, training=False)
-        val_loss = float(model.compute_loss(val_inputs, tf.convert_to_tensor(val_labels, dtype=tf.float32), val_outputs))
-        logs.update({f"val_{name}": value for name, value in
-                     epoch_metrics(val_labels, val_outputs.numpy(), num_classes, val_loss).items()})
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
+        if not training.end_epoch(epoch, order, loss, outputs):
             break
-    callback_list.on_train_end()
-    model.stop_training = False
-    if keep_best.best_weights is not None:
-        model.set_weights(keep_best.best_weights)
-        if best_weights_path is not None:
-            best_weights_path.parent.mkdir(parents=True, exist_ok=True)
-            model.save_weights(str(best_weights_path))
-    history: keras.callbacks.History = model.history
-    return history
+    return training.finish()
+
+
+class HeadTraining:
+    """One head's training around its epochs, as Keras's `fit` drives it: the callbacks (best weights kept in
+    memory, ReduceLROnPlateau, early stopping, TensorBoard, the weight histograms, the CSV log, the progress
+    bar), each epoch's metrics and the validation pass. `train_head` runs its epochs alone; heads trained in
+    step (pipeline/training/in_step.py) run theirs together, each with its own HeadTraining."""
+
+    def __init__(self, model: keras.Model, *, train_labels: np.ndarray, val_features: np.ndarray,
+                 val_labels: np.ndarray, num_classes: int, best_weights_path: Path | None, tensorboard_dir: Path,
+                 csv_log_path: Path, epochs: int, batch_size: int, class_weight: dict[int, float] | None,
+                 early_stopping_patience: int, histograms: bool, verbose: int, progress: HeadProgress | None,
+                 val_rows: TrainingRows | None = None):
+        self.model, self.train_labels, self.val_labels = model, train_labels, val_labels
+        self.num_classes, self.best_weights_path = num_classes, best_weights_path
+        # The best epoch's weights are kept in memory and written once at the end: Keras's ModelCheckpoint wrote an
+        # HDF5 file at every improvement, about a second of a run's three heads. EarlyStopping need not keep its own
+        # copy (restore_best_weights) either: the best weights are restored below whether it stopped early or not.
+        self.keep_best = KeepBestWeights()
+        callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []
+        callbacks += [
+            self.keep_best,
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
+            keras.callbacks.EarlyStopping(monitor="val_auroc", mode="max", patience=early_stopping_patience),
+            keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
+            *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
+            keras.callbacks.CSVLogger(str(csv_log_path)),
+        ]
+        self.sample_weights = np.ones(len(train_labels), dtype=np.float32) if class_weight is None else \
+            np.array([class_weight[int(label)] for label in train_labels], dtype=np.float32)
+        steps = -(-len(train_labels) // batch_size)
+        self.callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                                                      model=model, verbose=verbose, epochs=epochs, steps=steps)
+        # The validation rows standardised once (for all the heads sharing `val_rows`), then the rest of the chain
+        # at every epoch: the very values calling the whole model gives, without standardising them anew.
+        self.val_rows = val_rows or TrainingRows(val_features)
+        self.val_labels_tensor = tf.convert_to_tensor(val_labels, dtype=tf.float32)
+        self.standardise, self.chain = training_chain(model)
+
+    def begin(self) -> None:
+        # Not resetting stop_training, as Keras's fit does: a stop asked for by another thread before this head's
+        # first epoch (trained_side_by_side, when a head beside it fails) must not be lost. finish() resets it.
+        self.callbacks.on_train_begin()
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.callbacks.on_epoch_begin(epoch)
+
+    def end_epoch(self, epoch: int, order: np.ndarray, loss: float, outputs: np.ndarray) -> bool:
+        """The epoch's metrics (training: `outputs` of the rows in `order`; validation: one forward pass), then
+        the callbacks; whether training goes on."""
+        model = self.model
+        logs = epoch_metrics(self.train_labels[order], outputs, self.num_classes, loss)
+        val_outputs = self._validation_outputs()
+        val_loss = float(model.compute_loss(None, self.val_labels_tensor, val_outputs))
+        logs.update({f"val_{name}": value for name, value in
+                     epoch_metrics(self.val_labels, val_outputs.numpy(), self.num_classes, val_loss).items()})
+        self.callbacks.on_epoch_end(epoch, logs)
+        return not model.stop_training
+
+    def _validation_outputs(self) -> tf.Tensor:
+        if self.chain is None:
+            return self.model(self.val_rows.as_given_to(None), training=False)
+        outputs = self.val_rows.as_given_to(self.standardise)
+        for layer in self.chain:
+            outputs = layer(outputs, training=False)
+        return outputs
+
+    def finish(self) -> keras.callbacks.History:
+        """Training over: the best epoch's weights in the model (and in `best_weights_path`); the history."""
+        model = self.model
+        self.callbacks.on_train_end()
+        model.stop_training = False
+        if self.keep_best.best_weights is not None:
+            model.set_weights(self.keep_best.best_weights)
+            if self.best_weights_path is not None:
+                self.best_weights_path.parent.mkdir(parents=True, exist_ok=True)
+                model.save_weights(str(self.best_weights_path))
+        history: keras.callbacks.History = model.history
+        return history
 
 
 def train_ensemble(
@@ -369,7 +431,7 @@ def train_ensemble(
     `progress_stream` (sys.stderr when None).
     """
     models, jobs, progress_bars = [], [], []
-    rows = TrainingRows(train_features)
+    rows, val_rows = TrainingRows(train_features), TrainingRows(val_features)
     for member in range(members):  # built one after the other, each from its own seed, as a single head is
         suffix = "" if member == 0 else f"-member-{member + 1}"
         make_deterministic(member_seed(seed, member))
@@ -385,7 +447,7 @@ def train_ensemble(
             tensorboard_dir=tensorboard_dir / f"member-{member + 1}" if member else tensorboard_dir,
             csv_log_path=csv_log_path.with_name(f"{csv_log_path.stem}{suffix}{csv_log_path.suffix}"),
             epochs=epochs, batch_size=batch_size, class_weight=class_weight, seed=member_seed(seed, member),
-            verbose=verbose, progress=progress, rows=rows,
+            verbose=verbose, progress=progress, rows=rows, val_rows=val_rows,
         ))
         models.append(model)
     # Side by side: each head's epoch keeps the two cores only partly busy (and none while its metrics and
@@ -401,12 +463,13 @@ def train_ensemble(
     return average_of(models), histories
 
 
-def trained_side_by_side(trainings: Sequence[Callable[[], T]], models: Sequence[keras.Model], *,
+def trained_side_by_side(trainings: Sequence[Callable[[], T]], models: Sequence[Any], *,
                          workers: int) -> Generator[T, None, None]:
-    """Each of `trainings` (the training of the head in `models` at the same place) run in a thread, `workers`
-    at a time; their results are yielded in order. The first error, in any of them, or Ctrl-C, or the caller
-    closing the generator, cancels those not started and sets `stop_training` on those still training, so they
-    stop after their epoch; an error is raised as soon as it happens, not when its turn comes."""
+    """Each of `trainings` (the training of the head in `models` at the same place, or of anything with a
+    `stop_training` it reads after each epoch) run in a thread, `workers` at a time; their results are yielded
+    in order. The first error, in any of them, or Ctrl-C, or the caller closing the generator, cancels those not
+    started and sets `stop_training` on those still training, so they stop after their epoch; an error is
+    raised as soon as it happens, not when its turn comes."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="head") as pool:
         futures = [pool.submit(training) for training in trainings]
         try:
