@@ -10,7 +10,7 @@ from helpers import write_csv, write_tiny_csv
 
 from pipeline.base.config import RunConfig
 from pipeline.base.errors import UserError
-from pipeline.commands.sweep import PROBE_STRENGTHS, Trial, default_trials, probe_as_keras, sweep
+from pipeline.commands.sweep import PROBE_STRENGTHS, Trial, default_trials, probe_as_keras, summary_lines, sweep
 
 
 @pytest.mark.parametrize("classes", [2, 3])
@@ -94,6 +94,12 @@ def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_pat
     best = max(record["trials"], key=lambda row: row["val_auroc"])
     assert record["best"] == best["trial"] and "only the best trial" in record["test_split"]
     assert all("test" not in row for row in record["trials"])  # no other trial has a test score anywhere
+    mlp_row = record["trials"][0]
+    assert 1 <= mlp_row["epochs_run"] <= 10 and record["trials"][1]["epochs_run"] is None
+    summary = summary_lines(result).splitlines()  # an mlp trial shows its epochs, a probe its seconds
+    assert any(line.split()[0] == "mlp-a" and line.endswith(f"({mlp_row['epochs_run']} epochs)") for line in summary)
+    assert any(line.split()[0] == "probe-C1" and line.endswith(" s)") for line in summary)
+    assert f"The mlp trials, trained in step: {mlp_row['seconds']:.1f} s." in summary
     assert metrics["config"]["layers"] == "-2,-1" and metrics["test"]["rows"] == result.metrics["test"]["rows"]
     for trial in ("mlp-a", "probe-C1", "probe-C0.01"):  # one HParams view: a session per trial
         assert list((tmp_path / "run" / "logs" / "sweep" / trial).glob("events.out.tfevents.*"))

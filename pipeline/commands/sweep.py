@@ -121,7 +121,7 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
                               entry_dir=feature_result.entry_dir)
         best = max(results, key=lambda result: result.val_auroc)
         table = [{"trial": result.trial.name, "model": result.trial.model, "val_auroc": round(result.val_auroc, 6),
-                  "seconds": round(result.seconds, 2), **{key: list(value) if isinstance(value, tuple) else value
+                  "seconds": round(result.seconds, 2), "epochs_run": result.epochs_run, **{key: list(value) if isinstance(value, tuple) else value
                                                           for key, value in result.trial.options.items()}}
                  for result in results]
         summary = {"trials": table, "best": best.trial.name,
@@ -322,6 +322,12 @@ def summary_lines(result: RunResult) -> str:
     rows = sorted(sweep_record["trials"], key=lambda row: -row["val_auroc"])
     width = max(len(row["trial"]) for row in rows)
     lines = [f"Sweep: {len(rows)} trials, by validation AUROC:"]
-    lines += [f"  {row['trial'].ljust(width)}  {row['val_auroc']:.4f}  ({row['seconds']:.1f} s)" for row in rows]
+    # An mlp trial's seconds are its group's (trained in step), so it shows its epochs; a probe, its own time.
+    lines += [f"  {row['trial'].ljust(width)}  {row['val_auroc']:.4f}  "
+              + (f"({row['epochs_run']} epochs)" if row.get("epochs_run") is not None else f"({row['seconds']:.1f} s)")
+              for row in rows]
+    mlp_seconds = [row["seconds"] for row in rows if row["model"] == "mlp"]
+    if mlp_seconds:
+        lines.append(f"The mlp trials, trained in step: {max(mlp_seconds):.1f} s.")
     lines.append(f"Best: {sweep_record['best']}; {sweep_record['test_split']}.")
     return "\n".join(lines)
