@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.training.head import build_mlp_head, compile_head, standardisation_statistics
-from pipeline.training.in_step import EpochRunnerInStep, shared_leading_dropout, train_heads_in_step
+from pipeline.training.in_step import EpochRunnerInStep, HeadsInStep, shared_leading_dropout
 from pipeline.training.train import TrainingRows, make_deterministic, train_head, training_chain
 
 # (hidden units, dropout after them, weight decay, learning rate): shapes and options that differ, as a sweep's do
@@ -49,9 +49,12 @@ def test_heads_trained_in_step_end_where_each_ends_trained_alone(tmp_path, num_c
         alone.append((model.get_weights(), history.history))
 
     models = [_built(features, num_classes, trial, statistics) for trial in TRIALS]
-    results = train_heads_in_step(models, tensorboard_dirs=[tmp_path / f"step-{index}" for index in range(3)],
-                                  csv_log_paths=[tmp_path / f"step-{index}.csv" for index in range(3)],
-                                  rows=TrainingRows(features), **common)
+    heads = HeadsInStep(models, tensorboard_dirs=[tmp_path / f"step-{index}" for index in range(3)],
+                        csv_log_paths=[tmp_path / f"step-{index}.csv" for index in range(3)], rows=TrainingRows(features),
+                        **common)
+    if num_classes == 2:
+        heads.build_graph()  # built beforehand or in the first epoch: the same graph
+    results = heads.train()
     epochs_run = []
     for index, (model, (history, seconds), (weights, logs)) in enumerate(zip(models, results, alone)):
         assert history.history == logs  # every epoch's loss, accuracy, AUROC, PR-AUC and learning rate, exactly

@@ -109,38 +109,67 @@ def test_sweep_keeps_the_best_trial_and_scores_only_it_on_the_test_split(tmp_pat
 
 
 def test_mlp_trials_trained_in_step_groups_score_as_trained_one_at_a_time(tmp_path, tiny_encoder_dir, monkeypatch):
-    """One group per trial is each trial trained alone; two groups train in step side by side: the same scores."""
+    """One group per trial is each trial trained alone; two groups train in step side by side: the same scores.
+    The groups build their heads and graphs in turn, one group's after the other's, never interleaved."""
     import threading
 
     from pipeline.commands import sweep as sweep_module
+    from pipeline.training.in_step import HeadsInStep
 
     data = write_tiny_csv(tmp_path / "reviews.csv", 120)
     trials = [Trial(f"mlp-{units}-{rate}", "mlp", {"hidden_units": (units,), "dropout_rate": 0.3, "weight_decay": 1e-3,
                                                    "learning_rate": rate})
               for units, rate in [(8, 3e-3), (16, 1e-3), (4, 1e-2)]] + [Trial("probe-C1", "probe", {"C": 1.0})]
     original, running, most_running, sizes, lock = sweep_module._train_mlp_group, [0], [0], [], threading.Lock()
+    original_build, original_graph, building = sweep_module._built_mlp, HeadsInStep.build_graph, []
 
-    def counted(models, *arguments, **options):
+    def counted(group_trials, *arguments, **options):
         with lock:
             running[0] += 1
             most_running[0] = max(most_running[0], running[0])
-            sizes.append(len(models))
+            sizes.append(len(group_trials))
         try:
-            return original(models, *arguments, **options)
+            return original(group_trials, *arguments, **options)
         finally:
             with lock:
                 running[0] -= 1
 
+    def built(*arguments, **options):
+        building.append(("head", threading.current_thread().name))
+        return original_build(*arguments, **options)
+
+    def graph_built(self):
+        original_graph(self)
+        building.append(("graph", threading.current_thread().name))
+
     monkeypatch.setattr(sweep_module, "_train_mlp_group", counted)
+    monkeypatch.setattr(sweep_module, "_built_mlp", built)
+    monkeypatch.setattr(HeadsInStep, "build_graph", graph_built)
     scores = {}
     for groups, group_sizes in ((3, [1, 1, 1]), (2, [2, 1])):
         monkeypatch.setattr(sweep_module, "MLP_GROUPS", groups)
-        most_running[0], sizes[:] = 0, []
+        most_running[0], sizes[:], building[:] = 0, [], []
         config = RunConfig(data=str(data), encoder=str(tiny_encoder_dir), max_seq_length=16, pooling="mean",
                            output_dir=str(tmp_path / f"run-{groups}"), cache_dir=str(tmp_path / "cache"), seed=3)
         record = sweep(config, trials=trials, show_progress=False).metrics["sweep"]
-        assert most_running[0] == groups and sizes == group_sizes
+        assert most_running[0] == groups and sorted(sizes) == sorted(group_sizes)
+        threads = [thread for kind, thread in building if kind == "graph"]
+        assert len(set(threads)) == groups  # each group's heads, then its graph, then the next group's
+        assert building == [(kind, thread) for thread, size in zip(threads, group_sizes)
+                            for kind in ["head"] * size + ["graph"]]
         scores[groups] = [(row["trial"], row["val_auroc"]) for row in record["trials"]]
         assert all(row["seconds"] > 0 for row in record["trials"] if row["model"] == "mlp")
     assert [name for name, _ in scores[2]] == [trial.name for trial in trials]  # reported in the grid's order
     assert scores[2] == scores[3]
+
+
+def test_a_group_that_fails_to_build_still_lets_the_next_one_go():
+    import threading
+
+    from pipeline.commands.sweep import _turn
+
+    mine, following = threading.Event(), threading.Event()
+    mine.set()
+    with pytest.raises(RuntimeError, match="no heads"), _turn(mine, following):
+        raise RuntimeError("no heads")
+    assert following.is_set()

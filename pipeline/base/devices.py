@@ -81,8 +81,7 @@ def start_tensorflow(*, verbose: bool = False) -> dict[str, Any]:
         _STARTED = configure_devices()
         return _STARTED
     with _stderr_captured() as caught:
-        import tensorflow  # noqa: F401  (the import is the noisy part)
-        import tensorflow_hub  # noqa: F401
+        import tensorflow  # noqa: F401  (the import is the noisy part; tensorflow_hub, quiet, only when a model loads)
         import tf_keras  # noqa: F401
 
         devices = configure_devices()

@@ -15,6 +15,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,11 +153,11 @@ def _as_trained(prepared: Prepared, trial: Trial) -> Prepared:
 
 def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[Trial], logs_dir: Path,
                 show_progress: bool, entry_dir: Path | None = None) -> list[TrialResult]:
-    """Every trial, reported in order. The mlp heads are built first, one after the other in this thread (each
-    from the run's seed, which is global), then trained in step in MLP_GROUPS groups (trial i in group i mod
-    MLP_GROUPS, so each group holds wide and narrow heads alike), a thread each; the probes are fitted in a thread
-    of their own from the start. A trial's seconds are its own fitting time; an mlp trial's, its group's time to
-    the end of its last epoch."""
+    """Every trial, reported in order. The mlp trials are trained in step in MLP_GROUPS groups (trial i in group
+    i mod MLP_GROUPS, so each group holds wide and narrow heads alike), a thread each; each group builds its heads
+    (each from the run's seed) and its epoch's graph in turn, while the groups before it train; the probes are
+    fitted in a thread of their own from the start. A trial's seconds are its own fitting time; an mlp trial's,
+    its group's time from its heads' building to the end of the trial's last epoch."""
     import functools
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import closing
@@ -169,21 +171,21 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     best: TrialResult | None = None
     mlp_trials = [trial for trial in trials if trial.model == "mlp"]
     statistics = standardisation_statistics(parts["train"])  # counted once for all the trials' heads
-    models = [_built_mlp(parts["train"], statistics, trial, prepared) for trial in mlp_trials]
     rows = TrainingRows(parts["train"])  # standardised once, shared by every trial
     groups = [list(range(first, len(mlp_trials), MLP_GROUPS)) for first in range(min(MLP_GROUPS, len(mlp_trials)))]
-    trainings = [functools.partial(_train_mlp_group, [models[index] for index in group], parts, labels, prepared,
-                                   class_weight, [logs_dir / mlp_trials[index].name for index in group], rows)
-                 for group in groups]
-    turns = [threading.Event() for _ in range(len(groups) + 1)]  # each group builds its graph after the one before
+    # Building heads and graphs is Python holding the interpreter's lock: each group in turn, the one before it
+    # training on the cores meanwhile, rather than all at once with a core idle.
+    turns = [threading.Event() for _ in range(len(groups) + 1)]
     turns[0].set()
-    trainings = [functools.partial(training, tracing_turn=(turns[number], turns[number + 1]))
-                 for number, training in enumerate(trainings)]
+    stoppers = [_Stoppable() for _ in groups]
+    trainings = [functools.partial(_train_mlp_group, [mlp_trials[index] for index in group], parts, labels, prepared,
+                                   class_weight, statistics, rows, logs_dir, (turns[number], turns[number + 1]),
+                                   stoppers[number])
+                 for number, group in enumerate(groups)]
     group_of = {index: (number, place) for number, group in enumerate(groups) for place, index in enumerate(group)}
-    group_results: list[list[tuple[int, float]]] = []
+    group_results: list[list[tuple[Any, int, float]]] = []
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
-            closing(trained_side_by_side(trainings, [_Stoppable([models[index] for index in group]) for group in groups],
-                                         workers=len(groups))) as trained, \
+            closing(trained_side_by_side(trainings, stoppers, workers=len(groups))) as trained, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
         probes = {trial.name: probe_thread.submit(_fit_probe, parts, labels, trial, prepared, class_weight, entry_dir)
                   for trial in trials if trial.model == "probe"}
@@ -196,8 +198,8 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
                 number, place = group_of[mlp_index]
                 while len(group_results) <= number:  # the groups come back in order
                     group_results.append(next(trained))
-                model, (epochs_run, seconds) = models[mlp_index], group_results[number][place]
-                models[mlp_index] = None  # only the best model is kept in memory
+                model, epochs_run, seconds = group_results[number][place]
+                group_results[number][place] = (None, epochs_run, seconds)  # only the best model is kept in memory
                 mlp_index += 1
             val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
@@ -214,19 +216,37 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
 
 
 class _Stoppable:
-    """A group of trials' heads as `trained_side_by_side` stops one: stop_training set on each."""
+    """A group of trials' heads as `trained_side_by_side` stops one: stop_training set on each, and on those
+    built after it was set."""
 
-    def __init__(self, models: list[Any]):
-        self.models = models
+    def __init__(self) -> None:
+        self.models: list[Any] = []
+        self.stop = False
 
     @property
     def stop_training(self) -> bool:
-        return all(model.stop_training for model in self.models)
+        return self.stop
 
     @stop_training.setter
     def stop_training(self, value: bool) -> None:
+        self.stop = value
         for model in self.models:
             model.stop_training = value
+
+    def add(self, model: Any) -> Any:
+        model.stop_training = self.stop
+        self.models.append(model)
+        return model
+
+
+@contextmanager
+def _turn(mine: threading.Event, following: threading.Event) -> Iterator[None]:
+    """Waits for `mine`, runs the block, then lets the next one go (whether or not the block succeeded)."""
+    mine.wait()
+    try:
+        yield
+    finally:
+        following.set()
 
 
 def _terminal() -> bool:
@@ -258,22 +278,26 @@ def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndar
     return model
 
 
-def _train_mlp_group(models: list[Any], parts: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                     prepared: Prepared, class_weight: dict[int, float] | None, trial_dirs: list[Path],
-                     rows: Any, tracing_turn: tuple[threading.Event, threading.Event] | None = None
-                     ) -> list[tuple[int, float]]:
-    """Trains a group of trials' heads in step, in place (each left with its best validation epoch's weights);
-    each one's (epochs run, seconds from the group's start to the end of its last epoch)."""
-    from pipeline.training.in_step import train_heads_in_step
+def _train_mlp_group(trials: list[Trial], parts: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                     prepared: Prepared, class_weight: dict[int, float] | None,
+                     statistics: tuple[np.ndarray, np.ndarray], rows: Any, logs_dir: Path,
+                     turn: tuple[threading.Event, threading.Event], stopper: _Stoppable) -> list[tuple[Any, int, float]]:
+    """Builds a group of trials' heads and their epoch's graph (in `turn`), then trains them in step; each one's
+    (model, holding its best validation epoch's weights; epochs run; seconds from the building to its last epoch)."""
+    from pipeline.training.in_step import HeadsInStep
 
-    trained = train_heads_in_step(models, train_features=parts["train"], train_labels=labels["train"],
-                                  val_features=parts["validation"], val_labels=labels["validation"],
-                                  num_classes=len(prepared.label_names), tensorboard_dirs=trial_dirs,
-                                  csv_log_paths=[trial_dir / "training_log.csv" for trial_dir in trial_dirs],
-                                  epochs=MLP_TRIAL_SETTINGS["epochs"], batch_size=MLP_TRIAL_SETTINGS["batch_size"],
-                                  class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
-                                  seed=prepared.config.seed, rows=rows, tracing_turn=tracing_turn)
-    return [(len(history.epoch), seconds) for history, seconds in trained]
+    with _turn(*turn):
+        models = [stopper.add(_built_mlp(parts["train"], statistics, trial, prepared)) for trial in trials]
+        heads = HeadsInStep(models, train_features=parts["train"], train_labels=labels["train"],
+                            val_features=parts["validation"], val_labels=labels["validation"],
+                            num_classes=len(prepared.label_names),
+                            tensorboard_dirs=[logs_dir / trial.name for trial in trials],
+                            csv_log_paths=[logs_dir / trial.name / "training_log.csv" for trial in trials],
+                            epochs=MLP_TRIAL_SETTINGS["epochs"], batch_size=MLP_TRIAL_SETTINGS["batch_size"],
+                            class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
+                            seed=prepared.config.seed, rows=rows)
+        heads.build_graph()
+    return [(model, len(history.epoch), seconds) for model, (history, seconds) in zip(models, heads.train())]
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,

@@ -14,10 +14,12 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
-import tensorflow_hub as hub
+
+if TYPE_CHECKING:  # imported where a model is loaded: a run whose features are cached never loads one (0.6 s)
+    import tensorflow_hub as hub
 
 from pipeline.base.config import EMBEDDED_ENCODER
 from pipeline.base.config import models_dir as default_models_dir
@@ -189,6 +191,8 @@ def _looks_like_kaggle_handle(handle: str) -> bool:
 def _resolve_remote(handle: str) -> Path:
     """Downloads (or finds in TFHUB_CACHE_DIR) a hub model; offline, says what to do instead."""
     url = handle if handle.startswith("http") else f"https://www.kaggle.com/models/{handle}"
+    import tensorflow_hub as hub
+
     try:
         return Path(hub.resolve(url))
     except Exception as error:  # hub raises many types for "no network"; all mean the same here
@@ -228,6 +232,8 @@ class SavedModelLayer:
 
 
 def _load_layer(model_dir: Path) -> hub.KerasLayer:
+    import tensorflow_hub as hub
+
     try:
         return hub.KerasLayer(str(model_dir), trainable=False)
     except Exception as error:

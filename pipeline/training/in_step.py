@@ -12,7 +12,6 @@ its layers, loss and update). What each head computes is what it computes traine
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -110,63 +109,49 @@ def shared_leading_dropout(chains: list[list[Any] | None]) -> list[float]:
     return rates
 
 
-def train_heads_in_step(
-    models: list[keras.Model],
-    *,
-    train_features: np.ndarray,
-    train_labels: np.ndarray,
-    val_features: np.ndarray,
-    val_labels: np.ndarray,
-    num_classes: int,
-    tensorboard_dirs: list[Path],
-    csv_log_paths: list[Path],
-    epochs: int,
-    batch_size: int,
-    class_weight: dict[int, float] | None = None,
-    early_stopping_patience: int = 4,
-    seed: int = 0,
-    rows: TrainingRows | None = None,
-    tracing_turn: tuple[threading.Event, threading.Event] | None = None,
-) -> list[tuple[keras.callbacks.History, float]]:
-    """Fits the compiled `models` in step, as `train_head` fits each (same seed: same order of rows and same
+class HeadsInStep:
+    """Compiled heads fitted in step, as `train_head` fits each (same seed: the same order of rows and the same
     masks), each left holding the weights of its best validation-AUROC epoch, its best weights kept in memory
-    only and no weight histograms (a sweep's trials). Each head's (history, seconds from the start to the end
-    of its last epoch). Setting `stop_training` on every model from another thread stops them after the epoch.
+    only and no weight histograms (a sweep's trials). Setting `stop_training` on every model from another thread
+    stops them after the epoch."""
 
-    `tracing_turn` (mine, next): wait for `mine` before building the epoch's graph, set `next` once it is built.
-    Building it is Python holding the interpreter's lock (~2 s for eight heads): groups in threads that build
-    theirs one after the other each train while the next one builds, rather than all building at once with a
-    core idle."""
-    val_rows = TrainingRows(val_features)
-    trainings = [HeadTraining(model, train_labels=train_labels, val_features=val_features, val_labels=val_labels,
-                              num_classes=num_classes, best_weights_path=None, tensorboard_dir=tensorboard_dir,
-                              csv_log_path=csv_log_path, epochs=epochs, batch_size=batch_size,
-                              class_weight=class_weight, early_stopping_patience=early_stopping_patience,
-                              histograms=False, verbose=0, progress=None, val_rows=val_rows)
-                 for model, tensorboard_dir, csv_log_path in zip(models, tensorboard_dirs, csv_log_paths)]
-    started = time.perf_counter()
-    runner = EpochRunnerInStep(models, train_features, train_labels, trainings[0].sample_weights, batch_size,
-                               seed=seed, rows=rows)
-    if tracing_turn is not None:
-        mine, following = tracing_turn
-        try:
-            mine.wait()
-            runner.trace()
-        finally:  # the next group goes on whether or not this one could build its graph
-            following.set()
-    order_generator = np.random.default_rng(seed)
-    for training in trainings:
-        training.begin()
-    going_on, seconds = [True] * len(models), [0.0] * len(models)
-    for epoch in range(epochs):
-        if not any(going_on):
-            break
-        for training, on in zip(trainings, going_on):
-            if on:
-                training.begin_epoch(epoch)
-        order = order_generator.permutation(len(train_labels))
-        for head, result in enumerate(runner.run(order, going_on)):
-            if result is not None:
-                going_on[head] = trainings[head].end_epoch(epoch, order, *result)
-                seconds[head] = time.perf_counter() - started
-    return [(training.finish(), head_seconds) for training, head_seconds in zip(trainings, seconds)]
+    def __init__(self, models: list[keras.Model], *, train_features: np.ndarray, train_labels: np.ndarray,
+                 val_features: np.ndarray, val_labels: np.ndarray, num_classes: int, tensorboard_dirs: list[Path],
+                 csv_log_paths: list[Path], epochs: int, batch_size: int, class_weight: dict[int, float] | None = None,
+                 early_stopping_patience: int = 4, seed: int = 0, rows: TrainingRows | None = None):
+        self.started = time.perf_counter()
+        self.models, self.train_labels, self.epochs, self.seed = models, train_labels, epochs, seed
+        val_rows = TrainingRows(val_features)
+        self.trainings = [
+            HeadTraining(model, train_labels=train_labels, val_features=val_features, val_labels=val_labels,
+                         num_classes=num_classes, best_weights_path=None, tensorboard_dir=tensorboard_dir,
+                         csv_log_path=csv_log_path, epochs=epochs, batch_size=batch_size, class_weight=class_weight,
+                         early_stopping_patience=early_stopping_patience, histograms=False, verbose=0, progress=None,
+                         val_rows=val_rows)
+            for model, tensorboard_dir, csv_log_path in zip(models, tensorboard_dirs, csv_log_paths)]
+        self.runner = EpochRunnerInStep(models, train_features, train_labels, self.trainings[0].sample_weights,
+                                        batch_size, seed=seed, rows=rows)
+
+    def build_graph(self) -> None:
+        """Builds the epoch's graph now rather than in the first epoch: Python holding the interpreter's lock
+        (about 2 s for eight of the sweep's heads), which callers in threads take turns at."""
+        self.runner.trace()
+
+    def train(self) -> list[tuple[keras.callbacks.History, float]]:
+        """Each head's (history, seconds from this object's making to the end of the head's last epoch)."""
+        order_generator = np.random.default_rng(self.seed)
+        for training in self.trainings:
+            training.begin()
+        going_on, seconds = [True] * len(self.models), [0.0] * len(self.models)
+        for epoch in range(self.epochs):
+            if not any(going_on):
+                break
+            for training, on in zip(self.trainings, going_on):
+                if on:
+                    training.begin_epoch(epoch)
+            order = order_generator.permutation(len(self.train_labels))
+            for head, result in enumerate(self.runner.run(order, going_on)):
+                if result is not None:
+                    going_on[head] = self.trainings[head].end_epoch(epoch, order, *result)
+                    seconds[head] = time.perf_counter() - self.started
+        return [(training.finish(), head_seconds) for training, head_seconds in zip(self.trainings, seconds)]
