@@ -106,7 +106,7 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
                         "use `python -m pipeline run --fine-tune` (with --learning-rate or --epochs to try others)")
     if config.ensemble not in (None, 1):
         raise UserError(f"--ensemble {config.ensemble} cannot be swept: each trial is one head, so trials compare fairly "
-                        f"and 20 fit in a few minutes; pass the sweep's pick to `python -m pipeline run --ensemble N`")
+                        f"and 20 fit in well under a minute; pass the sweep's pick to `python -m pipeline run --ensemble N`")
     if trials is None:
         trials = default_trials(config) if config.head == "mlp" else []
     if not trials:
