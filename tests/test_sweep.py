@@ -129,7 +129,12 @@ def test_mlp_trials_trained_in_step_groups_score_as_trained_one_at_a_time(tmp_pa
             most_running[0] = max(most_running[0], running[0])
             sizes.append(len(group_trials))
         try:
-            return original(group_trials, *arguments, **options)
+            trained = original(group_trials, *arguments, **options)
+            parts, labels, prepared = arguments[:3]
+            for model, _, _, val_auroc in trained:  # the score its training gave is the kept model's, recounted
+                assert val_auroc == sweep_module._val_auroc(model, parts["validation"], labels["validation"],
+                                                            len(prepared.label_names))
+            return trained
         finally:
             with lock:
                 running[0] -= 1

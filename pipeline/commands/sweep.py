@@ -183,7 +183,7 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
                                    stoppers[number])
                  for number, group in enumerate(groups)]
     group_of = {index: (number, place) for number, group in enumerate(groups) for place, index in enumerate(group)}
-    group_results: list[list[tuple[Any, int, float]]] = []
+    group_results: list[list[tuple[Any, int, float, float]]] = []
     with ThreadPoolExecutor(max_workers=1) as probe_thread, \
             closing(trained_side_by_side(trainings, stoppers, workers=len(groups))) as trained, \
             tqdm(trials, unit="trial", desc="sweep", disable=not show_progress or not _terminal()) as progress:
@@ -194,14 +194,14 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
             if trial.model == "probe":
                 fitted, seconds = probes[trial.name].result()
                 model, epochs_run = probe_as_keras(*fitted), None
+                val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             else:
                 number, place = group_of[mlp_index]
                 while len(group_results) <= number:  # the groups come back in order
                     group_results.append(next(trained))
-                model, epochs_run, seconds = group_results[number][place]
-                group_results[number][place] = (None, epochs_run, seconds)  # only the best model is kept in memory
+                model, epochs_run, seconds, val_auroc = group_results[number][place]
+                group_results[number][place] = (None, epochs_run, seconds, val_auroc)  # only the best model is kept
                 mlp_index += 1
-            val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
             _log_trial(logs_dir / trial.name, trial, val_auroc)
             if best is None or val_auroc > best.val_auroc:
@@ -281,9 +281,11 @@ def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndar
 def _train_mlp_group(trials: list[Trial], parts: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                      prepared: Prepared, class_weight: dict[int, float] | None,
                      statistics: tuple[np.ndarray, np.ndarray], rows: Any, logs_dir: Path,
-                     turn: tuple[threading.Event, threading.Event], stopper: _Stoppable) -> list[tuple[Any, int, float]]:
+                     turn: tuple[threading.Event, threading.Event],
+                     stopper: _Stoppable) -> list[tuple[Any, int, float, float]]:
     """Builds a group of trials' heads and their epoch's graph (in `turn`), then trains them in step; each one's
-    (model, holding its best validation epoch's weights; epochs run; seconds from the building to its last epoch)."""
+    (model, holding its best validation epoch's weights; epochs run; seconds from the building to its last
+    epoch; that best epoch's validation AUROC, as its training scored it: the model's, not counted again)."""
     from pipeline.training.in_step import HeadsInStep
 
     with _turn(*turn):
@@ -297,7 +299,13 @@ def _train_mlp_group(trials: list[Trial], parts: dict[str, np.ndarray], labels: 
                             class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
                             seed=prepared.config.seed, rows=rows)
         heads.build_graph()
-    return [(model, len(history.epoch), seconds) for model, (history, seconds) in zip(models, heads.train())]
+    return [(model, len(history.epoch), seconds, _best_val_auroc(history))
+            for model, (history, seconds) in zip(models, heads.train())]
+
+
+def _best_val_auroc(history: Any) -> float:
+    """The best finite validation AUROC of a head's epochs (the epoch whose weights it keeps), -inf for none."""
+    return max((value for value in history.history.get("val_auroc", []) if np.isfinite(value)), default=float("-inf"))
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,

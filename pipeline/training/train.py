@@ -303,7 +303,8 @@ def train_head(
     sweep's many short trials prefer), the per-epoch scalars and weight histograms to `tensorboard_dir`,
     one CSV row per epoch to `csv_log_path`. `seed` orders the rows of every epoch; `verbose` 2 prints
     Keras's per-epoch lines; `progress` shows the epochs as they pass; `rows` and `val_rows`, the training and
-    validation rows shared with heads trained beside this one. Setting `model.stop_training` from another thread stops it after its epoch.
+    validation rows shared with heads trained beside this one. Setting `model.stop_training` from another thread
+    stops it after its epoch.
     """
     training = HeadTraining(model, train_labels=train_labels, val_features=val_features, val_labels=val_labels,
                             num_classes=num_classes, best_weights_path=best_weights_path,
