@@ -24,7 +24,7 @@ beam: $(VENV)/.beam-installed
 
 # Needs Debian's chromium (apt-get install chromium); the test is skipped without it.
 tensorboard-screenshot-test: $(VENV)/.test-installed
-	$(PYTHON) -m pytest -q tests/test_tensorboard.py -k screenshot -rs
+	$(PYTHON) -m pytest -q tests/evaluation/test_tensorboard.py -k screenshot -rs
 
 # `pip install -e .` makes `pipeline` and `tokenization` importable from anywhere (notebooks, benchmarks, tests).
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml

@@ -26,9 +26,9 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.api.text_classifier import load_run
 from pipeline.base.config import RunConfig
-from pipeline.commands.run import run
 from pipeline.data import tables
 from pipeline.data.presets import word_count
+from pipeline.runs.run import run
 
 # name: (train on reviews under 50 words only, max_seq_length, --long-texts)
 VARIANTS = {"under 50 words, 55 tokens, truncate (the tutorial)": (True, 55, "truncate"),

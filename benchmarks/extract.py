@@ -8,7 +8,7 @@ One run measures, on the same texts and the same embedded encoder (all-MiniLM-L6
   b  pipeline  pipeline.features.extraction.extract_features exactly as `python -m pipeline run` calls it, into a
                fresh temporary cache folder each time (tokenization, batching, shards, manifest), in
                float32, bfloat16 (--precision bfloat16) and int8 (--precision int8, TFLite dynamic range);
-               `auto` is whichever pipeline.base.devices.choose_precision picks on this CPU
+               `auto` is whichever pipeline.base.precision.choose_precision picks on this CPU
   c  pytorch   transformers BertModel on the same checkpoint, sentence-transformers style (sorted by
                length, padded per batch, 2 threads), in .venv-peers; skipped when that is missing;
                in float32 and under torch.autocast("cpu", dtype=torch.bfloat16)
@@ -246,7 +246,7 @@ def useful_flops(lengths: np.ndarray, shape: dict) -> float:
 
 
 def speed(arguments) -> None:
-    from pipeline.base.devices import choose_precision, cpu_flags
+    from pipeline.base.precision import choose_precision, cpu_flags
     from pipeline.encoders.encoder import load_encoder
 
     encoders = {precision: load_encoder(ENCODER, precision=precision) for precision in PIPELINE_PRECISIONS}

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from pipeline.base.config import RunConfig
-from pipeline.commands.run import prepare
 from pipeline.features.extraction import extract_features
+from pipeline.runs.run import prepare
 
 
 def main() -> None:

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.base.config import RunConfig
-from pipeline.commands.run import prepare, run
 from pipeline.data.presets import strip_html, word_count
 from pipeline.features.extraction import extract_features
 from pipeline.features.long_texts import LongTexts
+from pipeline.runs.run import prepare, run
 
 # name: (max_seq_length, --long-texts and its options)
 READINGS: dict[str, tuple[int | str, dict[str, Any]]] = {
@@ -113,7 +113,7 @@ def test_auroc_by_place(table: Path, config: RunConfig, run_dir: Path) -> dict[s
         return {}
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.commands.run import read_and_split
+    from pipeline.runs.run import read_and_split
     from pipeline.runs.run_folder import read_run_folder
 
     place_of = dict(zip(frame["text"], frame["place"]))

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from extract import cosines, machine_line
 
-import pipeline.commands.run as run_module
+import pipeline.runs.run as run_module
 from pipeline.base.config import RunConfig
-from pipeline.commands.run import Prepared, extract, prepare, run
 from pipeline.features.extraction import FeatureResult
+from pipeline.runs.run import Prepared, extract, prepare, run
 
 REFERENCE = "float32"
 

@@ -28,8 +28,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.base.config import RunConfig
-from pipeline.commands.run import Prepared, extract, prepare
 from pipeline.evaluation.metrics import classification_metrics
+from pipeline.runs.run import Prepared, extract, prepare
 
 FEATURE_CHOICES: dict[str, tuple[str, list[int], str]] = {  # name: (pooling, layers of the 6, combine)
     "pooled, last (Paperspace)": ("pooled", [5], "concat"),

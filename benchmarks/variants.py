@@ -1,4 +1,4 @@
-"""What each extraction idea gives, measured side by side: the evidence behind docs/benchmarks.md's "tried" table.
+"""What each extraction idea gives, measured side by side: docs/benchmarks-history.md#what-was-tried-and-what-it-gave.
 
     .venv/bin/python benchmarks/variants.py --set short --texts 2000
     .venv/bin/python benchmarks/variants.py --set reviews --texts 1000 --inter-op 1

@@ -9,8 +9,8 @@ One folder per stage, in the order the data flows; each imports only the folders
     features/    texts -> pooled vectors: token ids, pooling, the local and Beam runners, the cache
     evaluation/  metrics, the probe, plots, TensorBoard logging
     training/    heads, fitting on cached features, fine-tuning
-    runs/        a finished run on disk and in memory; the exported model's format
-    commands/    run, extract, sweep, export, predict, the notebooks' helpers, the command line
+    runs/        the shared core: what run, extract, sweep, export and predict do; the run folder's format
+    commands/    the command line only: arguments, printing, exit status
     api/         the Python API: FeatureExtractor, TextClassifier, load_run (docs/python-api.md)
 
 `from pipeline import FeatureExtractor, TextClassifier, load_run` loads them on first use, so importing any

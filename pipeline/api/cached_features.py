@@ -4,20 +4,20 @@ A cache entry is keyed by its whole set of unique texts (pipeline.features.cache
 or a cross-validation fold, has no entry of its own. The rule, for one encoder and one choice of settings:
 
 1. The entry of exactly these unique texts (the one `run` and `extract` make for them) is read as they read it,
-   through `extract_features`, the command line's own code.
+   through `extract_features`, the code `run` reads it with.
 2. Otherwise every complete entry of the same encoder and settings in the cache folder may serve the texts it
    holds: entries are taken largest contribution first, and each is read whole with its checks (SHA-256 of every
    file, the manifest against these settings), exactly as a command reads an entry; a damaged one serves nothing.
 3. The texts no entry holds are extracted by `extract_features` into a new entry keyed by exactly those texts.
    When no text was cached, that is the entry `run` and `extract` make for the same texts.
 
-So each text is encoded once per encoder and settings, whichever calls asked for it, and the on-disk format is
-the cache's own: this module only reads entries and calls the extraction runner.
+So each text is encoded once per encoder and settings, whichever calls asked for it. This module knows nothing of
+the on-disk format: the cache answers which entries hold these texts under these settings and reads them
+(`cache.entries_holding`, `cache.read_held_entry`), and the extraction runner fills new entries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.commands.run import FeatureSettings
 from pipeline.features import cache
 from pipeline.features.encoder_io import feature_size
+from pipeline.runs.prepare import FeatureSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,14 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
     width = feature_size(settings.encoder.hidden_size, settings.layers, settings.combine)
     options: dict[str, Any] = {"pooling": settings.pooling, "layers": settings.layers, "combine": settings.combine,
                                "max_seq_length": settings.max_seq_length}
-    reading = settings.long_texts.record()
-    key = cache.cache_key(description, sorted_digests=sorted(digests), long_texts=reading, **options)
+    entry_settings: dict[str, Any] = {**options, "feature_size": width, "long_texts": settings.long_texts.record()}
+    key = cache.cache_key(description, sorted_digests=sorted(digests), long_texts=entry_settings["long_texts"], **options)
 
     def extract(some_texts: list[str]) -> Any:
         return extract_features(some_texts, settings.encoder, cache_dir=cache_dir, batch_size=batch_size,
                                 show_progress=show_progress, long_texts=settings.long_texts, **options)
 
-    if (cache_dir / cache.entry_dir_name(key) / cache.MANIFEST_FILE).is_file():
+    if cache.has_entry(cache_dir, key):
         result = extract(texts)  # the command line's read of the exact entry (it recomputes a damaged one)
         held = len(unique_texts) if result.cache_hit else 0
         return CachedFeatures(features=result.features, texts=len(unique_texts), from_cache=held,
@@ -84,19 +84,14 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
     features = np.zeros((len(unique_texts), width), np.float32)
     found = np.zeros(len(unique_texts), bool)
     entries = []
-    candidates = [(entry_dir, entry_key, manifest, {digest for digest in _digest_hints(entry_dir) if digest in row_of_digest})
-                  for entry_dir, entry_key, manifest in _entries_of_the_same_settings(cache_dir, description, options,
-                                                                                     reading, width)]
+    candidates = cache.entries_holding(cache_dir, set(row_of_digest), description, **entry_settings)
     while candidates and not found.all():
-        wanted = [sum(not found[row_of_digest[digest]] for digest in hints) for *_, hints in candidates]
+        wanted = [sum(not found[row_of_digest[digest]] for digest in candidate.digests) for candidate in candidates]
         best = int(np.argmax(wanted))
-        entry_dir, entry_key, manifest, _ = candidates.pop(best)
+        candidate = candidates.pop(best)
         if wanted[best] == 0:
             break
-        entry_reading = reading if _recorded(manifest, "long_texts.strategy") == reading["strategy"] else None
-        expected = cache.expected_manifest_fields(description, texts=manifest["texts"], feature_size=width,
-                                                  long_texts=entry_reading, **options)
-        stored = cache.read_cache_entry(entry_dir, entry_key, expected)  # verified as a command verifies it
+        stored = cache.read_held_entry(candidate, description, **entry_settings)
         if stored is None:
             continue
         stored_digests, stored_features = stored
@@ -107,7 +102,7 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
         rows, stored_rows = (np.array(column, dtype=np.int64) for column in zip(*pairs))
         features[rows] = stored_features[stored_rows]
         found[rows] = True
-        entries.append(entry_dir)
+        entries.append(candidate.directory)
 
     missing = np.flatnonzero(~found)
     if len(missing):
@@ -118,54 +113,3 @@ def features_for(texts: list[str], settings: FeatureSettings, *, cache_dir: Path
                         dtype=np.int64, count=len(texts))
     return CachedFeatures(features=features[order], texts=len(unique_texts), from_cache=len(unique_texts) - len(missing),
                           extracted=len(missing), entries=entries, seconds=time.perf_counter() - started)
-
-
-def _entries_of_the_same_settings(cache_dir: Path, description: dict[str, Any], options: dict[str, Any],
-                                  reading: dict[str, Any], width: int) -> list[tuple[Path, str, dict[str, Any]]]:
-    """(folder, key, manifest) of every complete entry made with this encoder and these settings, long-text
-    reading included; truncation's entries serve every reading when none of their texts was cut
-    (long_texts.stored_reading)."""
-    expected = cache.expected_manifest_fields(description, texts=0, feature_size=width, **options)
-    del expected["texts"]
-    expected["encoder.precision"] = description.get("precision", cache.FULL_PRECISION)
-    readings = [{f"long_texts.{name}": value for name, value in reading.items()}]
-    if reading.get("strategy") != cache.TRUNCATE:
-        readings.append({"long_texts.strategy": cache.TRUNCATE, "long_texts.texts_cut": 0})
-    found = []
-    for manifest_path in sorted(cache_dir.glob(f"*/{cache.MANIFEST_FILE}")) if cache_dir.is_dir() else []:
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a command reading this entry reports it; here it just serves nothing
-        if not isinstance(manifest, dict) or manifest.get("format") != cache.CACHE_FORMAT_VERSION:
-            continue
-        if not isinstance(manifest.get("key"), str) or not isinstance(manifest.get("texts"), int):
-            continue
-        if all(_recorded(manifest, name) == value for name, value in expected.items()) and any(
-                all(_recorded(manifest, name) == value for name, value in fields.items()) for fields in readings):
-            found.append((manifest_path.parent, manifest["key"], manifest))
-    return found
-
-
-def _recorded(manifest: dict[str, Any], dotted_name: str) -> Any:
-    """A manifest field by its dotted name ("encoder.fingerprint"); an entry from before the precision was
-    recorded is float32, one from before the long-text reading was recorded truncated."""
-    value: Any = manifest
-    for part in dotted_name.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if dotted_name == "encoder.precision" and value is None:
-        return cache.FULL_PRECISION
-    if dotted_name == "long_texts.strategy" and value is None:  # entries from before long texts were recorded
-        return cache.TRUNCATE
-    return value
-
-
-def _digest_hints(entry_dir: Path) -> list[bytes]:
-    """The digests an entry says it holds, unverified: only to choose which entries to read (and verify)."""
-    try:
-        array = np.load(entry_dir / cache.DIGESTS_FILE, allow_pickle=False)
-    except (OSError, ValueError):
-        return []
-    if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != 32:
-        return []
-    return cache.digests_from_array(array)

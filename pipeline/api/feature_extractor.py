@@ -1,6 +1,6 @@
 """FeatureExtractor: the frozen encoder's pooled features as a scikit-learn transformer, through the feature cache.
 
-Its options are `run`'s feature options and mean the same; `transform` runs the command line's extraction code
+Its options are `run`'s feature options and mean the same; `transform` runs the shared core's extraction code
 and reads and writes the same cache (pipeline.api.cached_features has the rule for subsets), so features are
 computed once per text, whether a notebook, a cross-validation fold or `python -m pipeline run` asked first.
 """
@@ -14,19 +14,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from pipeline.api.cached_features import features_for
-from pipeline.api.inputs import (
-    checked_config,
-    invalid_input_errors,
-    layers_option,
-    required_whole_number,
-    text_option,
-    texts_from,
-    whole_number,
-)
-from pipeline.base.config import EMBEDDED_ENCODER
+from pipeline.api.inputs import invalid_input_errors, settings_from, store_parameters, texts_from
+from pipeline.base.config import EMBEDDED_ENCODER, FEATURES_STAGE, RunConfig
 from pipeline.base.files import check_creatable
-from pipeline.commands.run import FeatureSettings, cache_dir_for, settle_features
 from pipeline.features.long_texts import length_report
+from pipeline.runs.prepare import FeatureSettings, cache_dir_for, settle_features
 
 
 class FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -52,19 +44,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                  head_tokens: int | None = None, window_overlap: int | None = None, max_windows: int | None = None,
                  precision: str = "auto",
                  cache_dir: str | Path | None = None, batch_size: int = 64, progress: bool = True):
-        self.encoder = encoder
-        self.pooling = pooling
-        self.layers = layers
-        self.combine = combine
-        self.max_seq_length = max_seq_length
-        self.long_texts = long_texts
-        self.head_tokens = head_tokens
-        self.window_overlap = window_overlap
-        self.max_windows = max_windows
-        self.precision = precision
-        self.cache_dir = cache_dir
-        self.batch_size = batch_size
-        self.progress = progress
+        store_parameters(self, locals())
 
     def fit(self, texts: Any = None, labels: Any = None) -> FeatureExtractor:
         """Loads the encoder and settles the options; `texts`, if given, are checked, and nothing is learned from
@@ -79,8 +59,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         """float32 [len(texts), feature size], row i for text i; a list, Series, one-column DataFrame or 1-D array."""
         with invalid_input_errors():
             rows = texts_from(texts, source="the input")
-            settings = self._settled()
-            result = features_for(rows, settings, cache_dir=self._cache_dir(), batch_size=self._batch_size(),
+            settings, config = self._settled(), self._settings()
+            result = features_for(rows, settings, cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size,
                                   show_progress=bool(self.progress))
         self.cache_info_ = result.summary()
         self.long_texts_ = length_report([len(settings.encoder.tokenizer.encode(text)) for text in dict.fromkeys(rows)],
@@ -89,7 +69,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def count_tokens(self, texts: Any) -> np.ndarray:
         """WordPiece tokens per text with [CLS] and [SEP], before truncation: to choose max_seq_length."""
-        from pipeline.commands.explore import token_lengths
+        from pipeline.runs.explore import token_lengths
 
         with invalid_input_errors():
             rows = texts_from(texts, source="the input")
@@ -97,38 +77,19 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ state
 
-    def _config_options(self) -> dict[str, Any]:
-        return {
-            "encoder": text_option("--encoder", self.encoder) or EMBEDDED_ENCODER,
-            "pooling": text_option("--pooling", self.pooling),
-            "layers": layers_option(self.layers),
-            "combine": text_option("--combine", self.combine),
-            "max_seq_length": whole_number("--max-seq-length", self.max_seq_length),
-            "long_texts": text_option("--long-texts", self.long_texts),
-            "head_tokens": whole_number("--head-tokens", self.head_tokens),
-            "window_overlap": whole_number("--window-overlap", self.window_overlap),
-            "max_windows": whole_number("--max-windows", self.max_windows),
-            "precision": text_option("--precision", self.precision),
-            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
-            "extraction_batch_size": self._batch_size(),
-        }
-
-    def _batch_size(self) -> int:
-        return required_whole_number("--extraction-batch-size", self.batch_size)
-
-    def _cache_dir(self) -> Path:
-        return cache_dir_for(checked_config(**self._config_options()))
+    def _settings(self) -> RunConfig:
+        """The settings object `run` would get for these parameters; InvalidInput with the command line's message."""
+        return settings_from(self, (FEATURES_STAGE,))
 
     def _settled(self) -> FeatureSettings:
         """The encoder and settled options for the current parameters: loaded once, again only after set_params
         changed them (the loaded encoders themselves are shared within the process)."""
-        options = self._config_options()
-        if getattr(self, "_settled_for", None) != options or not hasattr(self, "settings_"):
-            config = checked_config(**options)
+        config = self._settings()
+        if getattr(self, "_settled_for", None) != config or not hasattr(self, "settings_"):
             with invalid_input_errors():
                 check_creatable(cache_dir_for(config), "--cache-dir")  # before TensorFlow starts, as `run` checks it
                 self.settings_ = settle_features(config)
-            self._settled_for = options
+            self._settled_for = config
         return self.settings_
 
     def __getstate__(self) -> dict[str, Any]:

@@ -11,8 +11,10 @@ No TensorFlow and no scikit-learn here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.base.config import RunConfig, validate
+from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, validate
 from pipeline.base.errors import UserError
 from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
 
@@ -145,41 +147,74 @@ def label_texts(values: Any, *, source: str) -> list[str]:
 # ============================================================================ options
 
 
-def whole_number(flag: str, value: Any) -> int | None:
-    """An integer option (NumPy's integers too, as a parameter grid holds them); None stays None."""
+def store_parameters(estimator: Any, parameters: Mapping[str, Any]) -> None:
+    """What an estimator's constructor does with its arguments (`locals()`), as scikit-learn asks: each stored
+    unchanged under its own name; `settings_from` reads and checks them when they are used."""
+    for name, value in parameters.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
+def settings_from(estimator: Any, stages: tuple[str, ...], **fixed: Any) -> RunConfig:
+    """The settings object for an estimator's parameters: each option of `stages` (pipeline.base.config.RunConfig
+    declares them, and which parameter names them) read from the estimator's attribute of that name, converted from
+    what Python code holds (NumPy integers, Paths, lists of layer indices) as the option's type asks, then checked by
+    the command line's own checks and messages. `fixed`: options the API sets itself (the data)."""
+    values = dict(fixed)
+    for parameter, declared in api_parameters(stages).items():
+        values[declared.name] = _option_value(declared, getattr(estimator, parameter))
+    config = RunConfig(**values)
+    with invalid_input_errors():
+        validate(config)
+    return config
+
+
+def _option_value(declared: dataclasses.Field[Any], value: Any) -> Any:
+    """One parameter's value as the option's declared type: InvalidInput naming the flag when it is not one."""
+    flag, metadata = flag_of(declared.name), declared.metadata
+    annotation = typing.get_type_hints(RunConfig)[declared.name]
+    optional = type(None) in typing.get_args(annotation)
+    if value is None and not optional:
+        if metadata["choices"] is not None:
+            raise InvalidInput(f"{flag} None is unknown; choose one of {', '.join(metadata['choices'])}")
+        if annotation is str:  # the encoder: its default
+            return declared.default
+    if annotation is bool:
+        return bool(value)
     if value is None:
+        if annotation is int:
+            raise InvalidInput(f"{flag} must be {_whole_number_kind(declared)}, got None")
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidInput(f"{flag} must be a positive whole number, got {value!r}")
-    return int(value)
+    if metadata["path"]:
+        return str(value)
+    if metadata["check"] is check_layers:
+        return _layers_value(value)
+    if metadata["auto"] and value == AUTO:
+        return AUTO
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    if int in kinds:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InvalidInput(f"{flag} must be {_whole_number_kind(declared)}, got {value!r}")
+        return int(value)
+    if float in kinds:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InvalidInput(f"{flag} must be a number, got {value!r}")
+        return float(value)
+    if str in kinds:
+        if not isinstance(value, str):
+            raise InvalidInput(f"{flag} must be a string, got {value!r}")
+        return value
+    return _widths_value(flag, value)  # tuple[int, ...]
 
 
-def required_whole_number(flag: str, value: Any, *, what: str = "a positive whole number") -> int:
-    """An integer option that has a default and no None (the seed, the extraction batch size)."""
-    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidInput(f"{flag} must be {what}, got {value!r}")
-    return int(value)
+def _whole_number_kind(declared: dataclasses.Field[Any]) -> str:
+    return "a positive whole number" if declared.metadata["rule"] is not None or declared.default is None \
+        else "a whole number"
 
 
-def real_number(flag: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidInput(f"{flag} must be a number, got {value!r}")
-    return float(value)
-
-
-def text_option(flag: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{flag} must be a string, got {value!r}")
-    return value
-
-
-def layers_option(value: Any) -> str | None:
-    """`layers` as the command line takes it: last, all, last4, "0,2,-1", or a sequence of layer indices."""
-    if value is None or isinstance(value, str):
+def _layers_value(value: Any) -> str:
+    """Layers as the command line takes them: last, all, last4, "0,2,-1", or a sequence of layer indices."""
+    if isinstance(value, str):
         return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return str(int(value))
@@ -189,20 +224,10 @@ def layers_option(value: Any) -> str | None:
     raise InvalidInput(f"--layers {value!r} is not a layer choice; pass last, all, last4, or indices such as 0,2,-1")
 
 
-def hidden_units_option(value: Any) -> tuple[int, ...] | None:
-    """Widths of the head's hidden layers: one number or a sequence of them."""
-    if value is None:
-        return None
+def _widths_value(flag: str, value: Any) -> tuple[int, ...]:
+    """Widths of hidden layers: one number or a sequence of them."""
     widths = (value,) if isinstance(value, numbers.Integral) else value
     if isinstance(widths, (list, tuple)) and all(isinstance(width, numbers.Integral) and not isinstance(width, bool)
                                                  for width in widths):
         return tuple(int(width) for width in widths)
-    raise InvalidInput(f"--hidden-units must be positive widths such as 50,30,30, got {value!r}")
-
-
-def checked_config(**options: Any) -> RunConfig:
-    """A RunConfig from the API's options, validated by the command line's own checks and messages."""
-    config = RunConfig(**options)
-    with invalid_input_errors():
-        validate(config)
-    return config
+    raise InvalidInput(f"{flag} must be positive widths such as 50,30,30, got {value!r}")

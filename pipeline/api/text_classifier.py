@@ -1,6 +1,6 @@
 """TextClassifier: `run` as a scikit-learn classifier, and load_run: any finished run folder as a fitted one.
 
-`fit` hands texts and labels held in memory to the command line's own `run` (pipeline.commands.run): the same
+`fit` hands texts and labels held in memory to the shared core's `run` (pipeline.runs.run), as the command line does: the same
 split, cached features, head or fine-tuning, evaluation and run folder. The run folder is where the fitted model
 lives: `output_dir` names it, else it is a private temporary folder that `save(path)` copies out. Prediction
 goes through `predict`'s own code on that folder, so a fitted classifier, `load_run` of its folder and
@@ -26,24 +26,27 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline.api.inputs import (
     InvalidInput,
-    checked_config,
-    hidden_units_option,
     invalid_input_errors,
     label_texts,
     labeled_pair,
     labeled_texts,
-    layers_option,
-    real_number,
-    required_whole_number,
-    text_option,
+    settings_from,
+    store_parameters,
     texts_from,
-    whole_number,
 )
-from pipeline.base.config import AUTO, DEFAULT_HEAD, EMBEDDED_ENCODER, FINE_TUNE, RunConfig
-from pipeline.commands.predict import RunFolderModel
+from pipeline.base.config import (
+    DEFAULT_HEAD,
+    EMBEDDED_ENCODER,
+    FEATURES_STAGE,
+    TRAINING_STAGE,
+    RunConfig,
+    options_of_record,
+)
 from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
 from pipeline.runs import run_folder
+from pipeline.runs.predict import RunFolderModel
 
+CLASSIFIER_STAGES = (FEATURES_STAGE, TRAINING_STAGE)  # the options TextClassifier takes
 NOT_PICKLED = (run_folder.LOGS_DIR, "checkpoints")  # a run folder's parts that predicting never reads
 
 
@@ -74,31 +77,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                  weight_decay: float | None = None, ensemble: int | None = None, class_weights: str | None = None,
                  fine_tune: bool = False, seed: int = 42, output_dir: str | Path | None = None,
                  cache_dir: str | Path | None = None, extraction_batch_size: int = 64, progress: bool = True):
-        self.encoder = encoder
-        self.pooling = pooling
-        self.layers = layers
-        self.combine = combine
-        self.max_seq_length = max_seq_length
-        self.long_texts = long_texts
-        self.head_tokens = head_tokens
-        self.window_overlap = window_overlap
-        self.max_windows = max_windows
-        self.precision = precision
-        self.head = head
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.dropout_rate = dropout_rate
-        self.hidden_units = hidden_units
-        self.weight_decay = weight_decay
-        self.ensemble = ensemble
-        self.class_weights = class_weights
-        self.fine_tune = fine_tune
-        self.seed = seed
-        self.output_dir = output_dir
-        self.cache_dir = cache_dir
-        self.extraction_batch_size = extraction_batch_size
-        self.progress = progress
+        store_parameters(self, locals())
 
     # ------------------------------------------------------------------ fitting
 
@@ -122,7 +101,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self._forget_fit()
         private_dir = None if config.output_dir else Path(tempfile.mkdtemp(prefix="pipeline-text-classifier-"))
         try:
-            from pipeline.commands.run import run
+            from pipeline.runs.run import run
 
             run_dir = None if private_dir is None else run_folder.choose_run_dir(None, runs_dir=private_dir,
                                                                                  name=IN_MEMORY_DATA)
@@ -138,35 +117,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _config(self) -> RunConfig:
-        """The RunConfig `run` would get for these options; InvalidInput with the command line's message if bad."""
-        return checked_config(
-            data=IN_MEMORY_DATA,
-            encoder=text_option("--encoder", self.encoder) or EMBEDDED_ENCODER,
-            pooling=text_option("--pooling", self.pooling),
-            layers=layers_option(self.layers),
-            combine=text_option("--combine", self.combine),
-            max_seq_length=(AUTO if self.max_seq_length == AUTO
-                            else whole_number("--max-seq-length", self.max_seq_length)),
-            long_texts=text_option("--long-texts", self.long_texts),
-            head_tokens=whole_number("--head-tokens", self.head_tokens),
-            window_overlap=whole_number("--window-overlap", self.window_overlap),
-            max_windows=whole_number("--max-windows", self.max_windows),
-            precision=text_option("--precision", self.precision),
-            head=text_option("--head", self.head),
-            epochs=whole_number("--epochs", self.epochs),
-            batch_size=whole_number("--batch-size", self.batch_size),
-            learning_rate=real_number("--learning-rate", self.learning_rate),
-            dropout_rate=real_number("--dropout-rate", self.dropout_rate),
-            hidden_units=hidden_units_option(self.hidden_units),
-            weight_decay=real_number("--weight-decay", self.weight_decay),
-            ensemble=whole_number("--ensemble", self.ensemble),
-            class_weights=text_option("--class-weights", self.class_weights),
-            fine_tune=bool(self.fine_tune),
-            seed=required_whole_number("--seed", self.seed, what="a whole number"),
-            output_dir=None if self.output_dir is None else str(self.output_dir),
-            cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-            extraction_batch_size=required_whole_number("--extraction-batch-size", self.extraction_batch_size),
-        )
+        """The settings object `run` would get for these parameters; InvalidInput with the command line's message."""
+        return settings_from(self, CLASSIFIER_STAGES, data=IN_MEMORY_DATA)
 
     def _attach(self, run_dir: Path, metrics: dict[str, Any], classes: np.ndarray) -> None:
         """Loads the finished run folder's encoder and head the way `predict --model RUN` does."""
@@ -190,7 +142,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, texts: Any) -> np.ndarray:
         """float32 [len(texts), len(classes_)]: column k is the probability of `classes_[k]`."""
-        from pipeline.commands.predict import predict_texts
+        from pipeline.runs.predict import predict_texts
 
         model = self._fitted_model()
         with invalid_input_errors():
@@ -250,7 +202,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def summary(self) -> str:
         """The lines `python -m pipeline run` prints at its end, for this fit."""
-        from pipeline.commands.run import RunResult, summary_table
+        from pipeline.runs.run import RunResult
+        from pipeline.runs.summary import summary_table
 
         self._fitted_model()
         return summary_table(RunResult(run_dir=self.run_dir_, metrics=self.metrics_))
@@ -308,20 +261,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier:
     and `predict_proba` on its test texts gives the run's test predictions."""
     with invalid_input_errors():
         run = run_folder.read_run_folder(run_dir)
-    classifier = TextClassifier(**_options_of(run.config))
+    classifier = TextClassifier(**options_of_record(run.config, CLASSIFIER_STAGES))
     classifier._attach(run.run_dir, run.metrics, np.array(run.label_names))
     return classifier
-
-
-def _options_of(config: dict[str, Any]) -> dict[str, Any]:
-    """TextClassifier's parameters from a run's config.json: what a refit with the same settings needs."""
-    names = [name for name in TextClassifier().get_params() if name not in ("output_dir", "progress")]
-    options = {name: config[name] for name in names if name in config}
-    if options.get("head") == FINE_TUNE:  # recorded as the head of a fine-tuned run; the option is fine_tune
-        options["head"] = DEFAULT_HEAD
-    if options.get("hidden_units") is not None:
-        options["hidden_units"] = tuple(options["hidden_units"])
-    return options
 
 
 def _label_values(labels: Any, training: LabeledTexts) -> np.ndarray:

@@ -1,14 +1,17 @@
-"""Run configuration: one frozen dataclass, its defaults, and validation that names the option and the fix."""
+"""Run configuration: one frozen dataclass whose fields declare every option (type, default, help, check, the stage
+it belongs to), and validation that names the option and the fix."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.base.errors import UserError
+from pipeline.base.precision import AUTO, PRECISIONS, check_request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # pipeline/base/config.py -> the checkout
 POOLINGS = ("pooled", "cls", "mean")
@@ -16,7 +19,6 @@ LAYER_CHOICES = ("last", "all", "last4")  # or a comma list of indices, negative
 COMBINES = ("concat", "mean")
 # What the encoder reads of a text longer than --max-seq-length (pipeline.features.long_texts).
 LONG_TEXT_STRATEGIES = ("truncate", "head-tail", "windows")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # of the encoder's matrix products (pipeline.base.devices)
 # The defaults were chosen on validation AUROC over split seeds 0-4 of the demo (docs/quality.md).
 DEFAULT_LAYERS = "all"  # for encoders that give every layer and a pooling other than `pooled`
 HEADS = ("paperspace", "mlp")
@@ -35,7 +37,6 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 MAX_ENSEMBLE = 20  # heads train one after the other: 20 of the default head is about 10 minutes on the demo
 DEFAULT_MAX_SEQ_LENGTH = 128
-AUTO = "auto"  # --max-seq-length auto: chosen from the training texts' lengths (pipeline.features.long_texts)
 EMBEDDED_ENCODER = "all-MiniLM-L6-v2"
 
 
@@ -50,69 +51,163 @@ def models_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything one `run` or `extract` needs. Fields left None are filled from the preset or the encoder."""
+class Rule:
+    """A check of one option's value: `holds(value)`, else "--flag must be <must_be>, got <value>"."""
 
-    data: str | None = field(default=None, metadata={"help": "table of texts and labels (CSV, TSV, JSONL, Parquet); default: the embedded demo"})
-    test_data: str | None = field(default=None, metadata={"help": "a separate test table; the rest is split into train and validation"})
-    text_column: str | None = field(default=None, metadata={"help": "column holding the text (default: the preset's, else 'text')"})
-    label_column: str | None = field(default=None, metadata={"help": "column holding the label (default: the preset's, else 'label')"})
-    preset: str | None = field(default=None, metadata={"help": "a known data set recipe (see docs/usage.md)"})
-    max_words: int | None = field(default=None, metadata={
-        "help": "keep only texts of fewer than N words, before a preset's sample (the Amazon tutorial's filter is "
-                "--max-words 50; default: all)"})
-    encoder: str = field(default=EMBEDDED_ENCODER, metadata={
-        "help": "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the embedded model's name"})
-    pooling: str | None = field(default=None, metadata={
-        "help": "how a text becomes one vector (default: the encoder's recommendation, else pooled)", "choices": POOLINGS})
-    layers: str | None = field(default=None, metadata={
-        "help": "hidden layers pooled into the features: last, all, last4, or indices such as 0,2,-1 "
-                "(default: all when the encoder gives every layer; pooled is the model's own output of the last layer)"})
-    combine: str = field(default="concat", metadata={
-        "help": "how the chosen layers' vectors become one: concat (side by side) or mean", "choices": COMBINES})
-    max_seq_length: int | str | None = field(default=None, metadata={
-        "help": "WordPiece tokens per text including [CLS] and [SEP], or auto: the smallest of 64, 128, 256, 512 "
-                "that holds 95%% of the training texts whole (default: the preset's, else 128)", "auto": True})
-    long_texts: str | None = field(default=None, metadata={
-        "help": "texts longer than --max-seq-length: truncate (read the start), head-tail (the start and the end), "
-                "or windows (all of it, in overlapping windows whose vectors are averaged) (default: windows; "
-                "truncate with --fine-tune)",
-        "choices": LONG_TEXT_STRATEGIES})
-    head_tokens: int | None = field(default=None, metadata={
-        "help": "--long-texts head-tail: tokens kept from the start, the rest from the end (default: a quarter)"})
-    window_overlap: int | None = field(default=None, metadata={
-        "help": "--long-texts windows: tokens shared by consecutive windows (default: a quarter of a window)"})
-    max_windows: int | None = field(default=None, metadata={
-        "help": "--long-texts windows: most windows per text; tokens past them are cut and counted (default: 8)"})
-    head: str = field(default=DEFAULT_HEAD, metadata={
-        "help": "the head: paperspace (the tutorial's dense/batch-norm stack) or mlp (standardised inputs, dropout, "
-                "weight decay)", "choices": HEADS})
-    epochs: int | None = field(default=None, metadata={"help": "most training epochs for the head (default: the head's)"})
-    batch_size: int | None = field(default=None, metadata={"help": "training batch size for the head (default: the head's)"})
-    learning_rate: float | None = field(default=None, metadata={"help": "Adam learning rate for the head (default: the head's)"})
-    dropout_rate: float | None = field(default=None, metadata={
-        "help": "dropout after each hidden layer of the head (default: the head's)"})
-    hidden_units: tuple[int, ...] | None = field(default=None, metadata={
-        "help": "widths of the head's hidden layers (default: the head's)"})
-    weight_decay: float | None = field(default=None, metadata={
-        "help": "decoupled weight decay (AdamW) for the head; 0 is plain Adam (default: the head's)"})
-    ensemble: int | None = field(default=None, metadata={
-        "help": "heads trained from different initial weights, their probabilities averaged (default: the head's)"})
-    class_weights: str | None = field(default=None, metadata={"help": "'balanced' to weight classes by inverse frequency (default: the preset's)"})
-    seed: int = field(default=42, metadata={"help": "seed for the split, the head's initial weights and the data order"})
-    output_dir: str | None = field(default=None, metadata={"help": "the run folder itself (default: artifacts/runs/<time>-<name>)"})
-    cache_dir: str | None = field(default=None, metadata={"help": "feature cache folder (default: artifacts/features)"})
-    extraction_batch_size: int = field(default=64, metadata={"help": "texts per encoder call during feature extraction"})
-    precision: str = field(default="auto", metadata={
-        "help": "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, int8 on "
-                "one with AVX2 and neither, else float32), "
-                "float32, bfloat16, float16, or int8 (int8 weights in the dense products, on the CPU; docs/precision.md)",
-        "choices": PRECISIONS})
-    mixed_precision: bool = field(default=False, metadata={
-        "help": "the old name of --precision float16 (on a machine without a GPU it now means --precision auto)"})
-    fine_tune: bool = field(default=False, metadata={
-        "help": "train the encoder together with a dropout + dense head (minutes, not seconds; more accurate); "
-                "pooling and layers as chosen (default layers: last)"})
+    holds: Callable[[Any], bool]
+    must_be: str
+    show: Callable[[Any], str] = str  # how the bad value is quoted
+
+    def check(self, flag: str, value: Any) -> None:
+        if not self.holds(value):
+            raise UserError(f"{flag} must be {self.must_be}, got {self.show(value)}")
+
+
+POSITIVE_WHOLE_NUMBER = Rule(lambda value: value > 0, "a positive whole number")
+POSITIVE = Rule(lambda value: value > 0, "positive")
+FRACTION = Rule(lambda value: 0 <= value < 1, "in [0, 1)")
+
+# Which front ends take an option: every option is a command-line flag; the Python API's classes take the options
+# of their stages as constructor parameters (pipeline.api), and the data it is given in place of the data options.
+DATA_STAGE = "data"  # the table and its columns: the command line only (the API's fit takes texts and labels)
+FEATURES_STAGE = "features"  # FeatureExtractor and TextClassifier
+TRAINING_STAGE = "training"  # TextClassifier
+COMMAND_LINE_ONLY = "command line"  # an old name kept for the command line
+
+
+def option(default: Any, help: str, *, stage: str, choices: tuple[str, ...] | None = None, rule: Rule | None = None,
+           check: Callable[[str, Any], None] | None = None, auto: bool = False, path: bool = False,
+           extractor_parameter: str | None = None) -> Any:
+    """One option's declaration: its default, its help line, the stage it belongs to, and its check (`choices`, a
+    `rule`, or a `check(flag, value)` of its own; none runs on None). `auto`: it also takes the word auto; `path`:
+    a file or folder (the API takes a Path too); `extractor_parameter`: its name among the feature options alone
+    (FeatureExtractor), where the head's names are free."""
+    return field(default=default, metadata={"help": help, "stage": stage, "choices": choices, "rule": rule,
+                                            "check": check, "auto": auto, "path": path,
+                                            "extractor_parameter": extractor_parameter})
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a RunConfig field: `window_overlap` -> `--window-overlap`."""
+    return "--" + name.replace("_", "-")
+
+
+def api_parameters(stages: tuple[str, ...]) -> dict[str, dataclasses.Field[Any]]:
+    """The Python API's constructor parameters for the options of `stages`, by parameter name, in declaration order."""
+    alias = TRAINING_STAGE not in stages
+    return {(alias and declared.metadata["extractor_parameter"]) or declared.name: declared
+            for declared in dataclasses.fields(RunConfig) if declared.metadata["stage"] in stages}
+
+
+def options_of_record(record: Mapping[str, Any], stages: tuple[str, ...]) -> dict[str, Any]:
+    """The options of `stages` a run's config.json records (RunConfig.to_json, settled), as a refit with the same
+    settings takes them: by API parameter name, widths as a tuple, a fine-tuned run's recorded head as the option
+    it came from (`fine_tune`), and without the folder the run was written to."""
+    options = {}
+    for parameter, declared in api_parameters(stages).items():
+        if declared.name not in record or declared.name == "output_dir":
+            continue
+        value = record[declared.name]
+        options[parameter] = tuple(value) if isinstance(value, list) else value
+    if options.get("head") == FINE_TUNE:
+        options["head"] = DEFAULT_HEAD
+    return options
+
+
+def _max_seq_length_check(flag: str, value: int | str) -> None:
+    if isinstance(value, str) and value != AUTO:
+        raise UserError(f"{flag} must be a whole number or auto, got {value!r}")
+    if isinstance(value, int) and value < 3:
+        raise UserError(f"{flag} must be at least 3 ([CLS], one token, [SEP]), got {value}")
+
+
+def check_layers(flag: str, value: str) -> None:
+    parse_layers(value)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `run`, `extract` or `sweep` needs, each option declared once (`option`): the command line's
+    flags, the Python API's parameters and `validate` come from these declarations. Fields left None are filled
+    from the preset or the encoder."""
+
+    data: str | None = option(None, "table of texts and labels (CSV, TSV, JSONL, Parquet); default: the embedded demo",
+                              stage=DATA_STAGE, path=True)
+    test_data: str | None = option(None, "a separate test table; the rest is split into train and validation",
+                                   stage=DATA_STAGE, path=True)
+    text_column: str | None = option(None, "column holding the text (default: the preset's, else 'text')", stage=DATA_STAGE)
+    label_column: str | None = option(None, "column holding the label (default: the preset's, else 'label')",
+                                      stage=DATA_STAGE)
+    preset: str | None = option(None, "a known data set recipe (see docs/usage.md)", stage=DATA_STAGE)
+    max_words: int | None = option(
+        None, "keep only texts of fewer than N words, before a preset's sample (the Amazon tutorial's filter is "
+              "--max-words 50; default: all)", stage=DATA_STAGE, rule=POSITIVE_WHOLE_NUMBER)
+    encoder: str = option(EMBEDDED_ENCODER, "TF-Hub handle: URL, Kaggle handle, local SavedModel folder, or the "
+                                            "embedded model's name", stage=FEATURES_STAGE)
+    pooling: str | None = option(None, "how a text becomes one vector (default: the encoder's recommendation, else "
+                                       "pooled)", stage=FEATURES_STAGE, choices=POOLINGS)
+    layers: str | None = option(
+        None, "hidden layers pooled into the features: last, all, last4, or indices such as 0,2,-1 (default: all when "
+              "the encoder gives every layer; pooled is the model's own output of the last layer)",
+        stage=FEATURES_STAGE, check=check_layers)
+    combine: str = option("concat", "how the chosen layers' vectors become one: concat (side by side) or mean",
+                          stage=FEATURES_STAGE, choices=COMBINES)
+    max_seq_length: int | str | None = option(
+        None, "WordPiece tokens per text including [CLS] and [SEP], or auto: the smallest of 64, 128, 256, 512 that "
+              "holds 95%% of the training texts whole (default: the preset's, else 128)",
+        stage=FEATURES_STAGE, check=_max_seq_length_check, auto=True)
+    long_texts: str | None = option(
+        None, "texts longer than --max-seq-length: truncate (read the start), head-tail (the start and the end), or "
+              "windows (all of it, in overlapping windows whose vectors are averaged) (default: windows; truncate "
+              "with --fine-tune)", stage=FEATURES_STAGE, choices=LONG_TEXT_STRATEGIES)
+    head_tokens: int | None = option(
+        None, "--long-texts head-tail: tokens kept from the start, the rest from the end (default: a quarter)",
+        stage=FEATURES_STAGE)
+    window_overlap: int | None = option(
+        None, "--long-texts windows: tokens shared by consecutive windows (default: a quarter of a window)",
+        stage=FEATURES_STAGE)
+    max_windows: int | None = option(
+        None, "--long-texts windows: most windows per text; tokens past them are cut and counted (default: 8)",
+        stage=FEATURES_STAGE)
+    head: str = option(DEFAULT_HEAD, "the head: paperspace (the tutorial's dense/batch-norm stack) or mlp "
+                                     "(standardised inputs, dropout, weight decay)", stage=TRAINING_STAGE, choices=HEADS)
+    epochs: int | None = option(None, "most training epochs for the head (default: the head's)", stage=TRAINING_STAGE,
+                                rule=POSITIVE_WHOLE_NUMBER)
+    batch_size: int | None = option(None, "training batch size for the head (default: the head's)",
+                                    stage=TRAINING_STAGE, rule=POSITIVE_WHOLE_NUMBER)
+    learning_rate: float | None = option(None, "Adam learning rate for the head (default: the head's)",
+                                         stage=TRAINING_STAGE, rule=POSITIVE)
+    dropout_rate: float | None = option(None, "dropout after each hidden layer of the head (default: the head's)",
+                                        stage=TRAINING_STAGE, rule=FRACTION)
+    hidden_units: tuple[int, ...] | None = option(
+        None, "widths of the head's hidden layers (default: the head's)", stage=TRAINING_STAGE,
+        rule=Rule(lambda widths: bool(widths) and all(width > 0 for width in widths), "positive widths such as 50,30,30"))
+    weight_decay: float | None = option(
+        None, "decoupled weight decay (AdamW) for the head; 0 is plain Adam (default: the head's)",
+        stage=TRAINING_STAGE, rule=FRACTION)
+    ensemble: int | None = option(
+        None, "heads trained from different initial weights, their probabilities averaged (default: the head's)",
+        stage=TRAINING_STAGE, rule=Rule(lambda value: 1 <= value <= MAX_ENSEMBLE,
+                                        f"a whole number of heads from 1 to {MAX_ENSEMBLE}"))
+    class_weights: str | None = option(
+        None, "'balanced' to weight classes by inverse frequency (default: the preset's)", stage=TRAINING_STAGE,
+        rule=Rule(lambda value: value in ("balanced", "none"), "'balanced' or 'none'", show=repr))
+    seed: int = option(42, "seed for the split, the head's initial weights and the data order", stage=TRAINING_STAGE)
+    output_dir: str | None = option(None, "the run folder itself (default: artifacts/runs/<time>-<name>)",
+                                    stage=TRAINING_STAGE, path=True)
+    cache_dir: str | None = option(None, "feature cache folder (default: artifacts/features)", stage=FEATURES_STAGE,
+                                   path=True)
+    extraction_batch_size: int = option(64, "texts per encoder call during feature extraction", stage=FEATURES_STAGE,
+                                        rule=POSITIVE_WHOLE_NUMBER, extractor_parameter="batch_size")
+    precision: str = option(
+        AUTO, "the encoder's compute precision: auto (float16 on a GPU, bfloat16 on a CPU with AMX or AVX512_BF16, "
+              "int8 on one with AVX2 and neither, else float32), float32, bfloat16, float16, or int8 (int8 weights in "
+              "the dense products, on the CPU; docs/precision.md)", stage=FEATURES_STAGE, choices=PRECISIONS)
+    mixed_precision: bool = option(False, "the old name of --precision float16 (on a machine without a GPU it now "
+                                          "means --precision auto)", stage=COMMAND_LINE_ONLY)
+    fine_tune: bool = option(False, "train the encoder together with a dropout + dense head (minutes, not seconds; "
+                                    "more accurate); pooling and layers as chosen (default layers: last)",
+                             stage=TRAINING_STAGE)
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -158,69 +253,48 @@ class HeadSettings:
 
 
 def validate(config: RunConfig) -> None:
-    """Checks that need no data and no model; raises UserError naming the option and the fix."""
-    if config.pooling is not None and config.pooling not in POOLINGS:
-        raise UserError(f"--pooling {config.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}")
-    if config.head not in HEADS:
-        raise UserError(f"--head {config.head!r} is unknown; choose one of {', '.join(HEADS)}")
+    """Checks that need no data and no model: each option's declared check, then the options that must agree with
+    one another; raises UserError naming the option and the fix."""
+    for declared in dataclasses.fields(RunConfig):
+        value = getattr(config, declared.name)
+        if value is None:
+            continue
+        flag, metadata = flag_of(declared.name), declared.metadata
+        if metadata["choices"] is not None and value not in metadata["choices"]:
+            raise UserError(f"{flag} {value!r} is unknown; choose one of {', '.join(metadata['choices'])}")
+        if metadata["rule"] is not None:
+            metadata["rule"].check(flag, value)
+        if metadata["check"] is not None:
+            metadata["check"](flag, value)
     if config.fine_tune and config.head != DEFAULT_HEAD:
         raise UserError(f"--head {config.head} trains on cached frozen features; --fine-tune trains its own head "
                         f"(dropout + dense output) with the encoder: drop one of the two")
-    if config.ensemble is not None and not 1 <= config.ensemble <= MAX_ENSEMBLE:
-        raise UserError(f"--ensemble must be a whole number of heads from 1 to {MAX_ENSEMBLE}, got {config.ensemble}")
     if config.fine_tune and config.ensemble not in (None, 1):
         raise UserError(f"--ensemble {config.ensemble} averages heads trained on cached frozen features; --fine-tune "
                         f"trains one encoder and head: drop --ensemble")
-    if config.precision not in PRECISIONS:
-        raise UserError(f"--precision {config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-    if config.fine_tune and config.precision == "int8":
-        raise UserError("--precision int8 is for frozen features (TFLite, inference only) and --fine-tune trains the "
-                        "encoder; drop one of the two")
-    if config.mixed_precision and config.precision not in ("auto", "float16"):
-        raise UserError(f"--mixed-precision is the old name of --precision float16, and --precision {config.precision} "
-                        f"asks for another; drop --mixed-precision")
-    if config.epochs is not None and config.epochs <= 0:
-        raise UserError(f"--epochs must be a positive whole number, got {config.epochs}")
-    if config.batch_size is not None and config.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive whole number, got {config.batch_size}")
-    if config.extraction_batch_size <= 0:
-        raise UserError(f"--extraction-batch-size must be a positive whole number, got {config.extraction_batch_size}")
-    if isinstance(config.max_seq_length, str) and config.max_seq_length != AUTO:
-        raise UserError(f"--max-seq-length must be a whole number or auto, got {config.max_seq_length!r}")
-    if isinstance(config.max_seq_length, int) and config.max_seq_length < 3:
-        raise UserError(
-            f"--max-seq-length must be at least 3 ([CLS], one token, [SEP]), got {config.max_seq_length}"
-        )
-    if config.learning_rate is not None and not config.learning_rate > 0:
-        raise UserError(f"--learning-rate must be positive, got {config.learning_rate}")
-    if config.dropout_rate is not None and not 0 <= config.dropout_rate < 1:
-        raise UserError(f"--dropout-rate must be in [0, 1), got {config.dropout_rate}")
-    if config.weight_decay is not None and not 0 <= config.weight_decay < 1:
-        raise UserError(f"--weight-decay must be in [0, 1), got {config.weight_decay}")
-    if config.hidden_units is not None and (not config.hidden_units or any(units <= 0 for units in config.hidden_units)):
-        raise UserError(f"--hidden-units must be positive widths such as 50,30,30, got {config.hidden_units}")
-    if config.class_weights not in (None, "balanced", "none"):
-        raise UserError(f"--class-weights must be 'balanced' or 'none', got {config.class_weights!r}")
-    if config.max_words is not None and config.max_words < 1:
-        raise UserError(f"--max-words must be a positive whole number, got {config.max_words}")
-    if config.long_texts is not None and config.long_texts not in LONG_TEXT_STRATEGIES:
-        raise UserError(f"--long-texts {config.long_texts!r} is unknown; choose one of {', '.join(LONG_TEXT_STRATEGIES)}")
+    check_request(config.precision, mixed_precision=config.mixed_precision, fine_tune=config.fine_tune)
     reading = long_text_strategy(config)
     for name, strategy in (("head_tokens", "head-tail"), ("window_overlap", "windows"), ("max_windows", "windows")):
         if getattr(config, name) is not None and reading != strategy:
-            flag = "--" + name.replace("_", "-")
+            flag = flag_of(name)
             raise UserError(f"{flag} is a setting of --long-texts {strategy}, and --long-texts is {reading}; "
                             f"add --long-texts {strategy} or drop {flag}")
     if config.fine_tune and config.long_texts == "windows":
         raise UserError("--long-texts windows pools several encoder calls per text, which fine-tuning does not train "
                         "through; use --long-texts head-tail or truncate with --fine-tune")
-    if config.combine not in COMBINES:
-        raise UserError(f"--combine {config.combine!r} is unknown; choose one of {', '.join(COMBINES)}")
-    if config.layers is not None:
-        layers = parse_layers(config.layers)
-        if config.pooling == "pooled" and layers != "last":
-            raise UserError(f"--layers {config.layers} with --pooling pooled: pooled is the model's own output of its "
-                            f"last layer; pass --layers last, or --pooling mean or cls to pool other layers")
+    if config.layers is not None and config.pooling is not None:
+        _check_layers_with_pooling(config.layers, parse_layers(config.layers), config.pooling)
+
+
+def _check_layers_with_pooling(text: str, choice: str | tuple[int, ...], pooling: str) -> None:
+    if pooling == "pooled" and choice != "last":
+        raise UserError(f"--layers {text} with --pooling pooled: pooled is the model's own output of its last layer; "
+                        f"pass --layers last, or --pooling mean or cls to pool other layers")
+
+
+def _check_distinct(text: str, indices: Sequence[int]) -> None:
+    if len(set(indices)) != len(indices):
+        raise UserError(f"--layers {text} names a layer twice; name each layer once")
 
 
 def long_text_strategy(config: RunConfig) -> str:
@@ -245,8 +319,7 @@ def parse_layers(text: str) -> str | tuple[int, ...]:
     if not cleaned or not all(part.lstrip("-").isdigit() for part in parts):
         raise UserError(f"--layers {text!r} is not a layer choice; pass last, all, last4, or indices such as 0,2,-1")
     indices = tuple(int(part) for part in parts)
-    if len(set(indices)) != len(indices):
-        raise UserError(f"--layers {text!r} names a layer twice; name each layer once")
+    _check_distinct(repr(text), indices)
     return indices
 
 
@@ -260,9 +333,7 @@ def resolve_layers(text: str, *, pooling: str, available_layers: int, all_layers
     choice = parse_layers(text)
     if choice == "last":
         return (-1,)
-    if pooling == "pooled":
-        raise UserError(f"--layers {text} with --pooling pooled: pooled is the model's own output of its last layer; "
-                        f"pass --layers last, or --pooling mean or cls to pool other layers")
+    _check_layers_with_pooling(text, choice, pooling)
     if not all_layers_given:
         raise UserError(f"--layers {text}: encoder {encoder} has the old list signature and gives only its last "
                         f"layer; pass --layers last, or use a dict-signature encoder")
@@ -276,8 +347,7 @@ def resolve_layers(text: str, *, pooling: str, available_layers: int, all_layers
             raise UserError(f"--layers {text}: encoder {encoder} has {available_layers} layers (0..{available_layers - 1}, "
                             f"or -{available_layers}..-1 from the end); choose among those")
         resolved.append(index - available_layers if index >= 0 else index)
-    if len(set(resolved)) != len(resolved):
-        raise UserError(f"--layers {text} names a layer twice; name each layer once")
+    _check_distinct(text, resolved)
     return tuple(resolved)
 
 

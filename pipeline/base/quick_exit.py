@@ -1,8 +1,7 @@
 """Ending a finished command without the interpreter's teardown, which TensorFlow makes slow.
 
 With TensorFlow loaded, Python's own exit (clearing every module, then TensorFlow's C++ destructors) takes
-about 1.2 s on a 2-core AMD EPYC, measured: `import tensorflow` then exit, 6.75 s against 5.34 s leaving at
-once; a cached `run` is 29 s. That teardown frees memory the system frees anyway. What a finished command does
+over a second (measured: docs/benchmarks-history.md), to free memory the system frees anyway. What a finished command does
 need is kept: the exit handlers run (logging's flush among them) and the standard streams are flushed; and if
 a thread other than the main one is still working, the ordinary exit is taken, as it waits for that thread.
 """

@@ -1,5 +1,5 @@
-"""What users call: the `run`, `extract` and `sweep` commands (`run`, `beam_extract`, `sweep`), `export` and
-`predict` (`export`, `predict`), the notebooks' helpers (`explore`) and the argument parsing (`cli`).
+"""The command line only (`cli`): parsing arguments into one settings object, calling the shared core
+(pipeline.runs), printing what it returns, and the exit status.
 
 May import: base, data, encoders, features, evaluation, training, runs.
 """

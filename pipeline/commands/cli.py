@@ -1,4 +1,6 @@
-"""Command line: argument parsing only. Each command turns flags into arguments and calls one function.
+"""The command line, and only that: parsing arguments, printing, exit status. Each command turns flags into one
+settings object (RunConfig, whose fields declare the flags) or a few arguments, and calls one function of the
+shared core (pipeline.runs), which the Python API (pipeline.api) calls too.
 
 Exit status: 0 done; 2 bad input or usage (one `error: ...` line on stderr); 1 only for a bug.
 """
@@ -13,11 +15,11 @@ import typing
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from pipeline.base.config import RunConfig, validate
+from pipeline.base.config import RunConfig, flag_of, validate
 from pipeline.base.errors import UserError
 
 USAGE_ERROR = 2
-RUNNERS = ("local", "beam")  # extract only: this machine, or an Apache Beam pipeline (pipeline.commands.beam_extract)
+RUNNERS = ("local", "beam")  # extract only: this machine, or an Apache Beam pipeline (pipeline.runs.beam_extract)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,14 +62,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field, typed by the field's annotation, with the field's own help text."""
     annotations = typing.get_type_hints(RunConfig)
     for field in dataclasses.fields(RunConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata.get("help", "")
+        flag = flag_of(field.name)
+        help_text = field.metadata["help"]
         annotation = annotations[field.name]
         if annotation is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
-        elif field.metadata.get("auto"):
+        elif field.metadata["auto"]:
             parser.add_argument(flag, type=_whole_number_or_auto, default=field.default, metavar="N|auto", help=help_text)
-        elif "choices" in field.metadata:
+        elif field.metadata["choices"] is not None:
             parser.add_argument(flag, choices=field.metadata["choices"], default=field.default, help=help_text)
         else:
             value_type = _value_type(annotation)
@@ -136,15 +138,16 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 def _command_run(arguments: argparse.Namespace) -> None:
-    from pipeline.commands.run import run, summary_table
+    from pipeline.runs.run import run
+    from pipeline.runs.summary import summary_table
 
     result = run(_config_from(arguments), show_progress=not arguments.quiet)
     print(summary_table(result))
 
 
 def _command_sweep(arguments: argparse.Namespace) -> None:
-    from pipeline.commands.run import summary_table
-    from pipeline.commands.sweep import summary_lines, sweep
+    from pipeline.runs.summary import summary_table
+    from pipeline.runs.sweep import summary_lines, sweep
 
     result = sweep(_config_from(arguments), show_progress=not arguments.quiet)
     print(summary_lines(result))
@@ -152,7 +155,7 @@ def _command_sweep(arguments: argparse.Namespace) -> None:
 
 
 def _command_extract(arguments: argparse.Namespace) -> None:
-    from pipeline.commands.run import extract, prepare
+    from pipeline.runs.prepare import extract, prepare
 
     config = _config_from(arguments)
     if config.fine_tune:
@@ -168,7 +171,7 @@ def _command_extract(arguments: argparse.Namespace) -> None:
 
 
 def _extract_with_beam(config: RunConfig, arguments: argparse.Namespace) -> None:
-    from pipeline.commands.beam_extract import extract_with_beam
+    from pipeline.runs.beam_extract import extract_with_beam
 
     result = extract_with_beam(config, arguments.beam_options, verbose=arguments.verbose)
     _print_extraction(result, " (Beam)", result.entry_path)
@@ -198,7 +201,7 @@ def _command_convert(arguments: argparse.Namespace) -> None:
 
 
 def _command_export(arguments: argparse.Namespace) -> None:
-    from pipeline.commands.export import export_run, export_tuned_encoder  # start TensorFlow once the run folder is known to be good
+    from pipeline.runs.export import export_run, export_tuned_encoder  # start TensorFlow once the run folder is known to be good
 
     if arguments.encoder_only:
         output = export_tuned_encoder(arguments.run, arguments.output, verbose=arguments.verbose)
@@ -209,7 +212,7 @@ def _command_export(arguments: argparse.Namespace) -> None:
 
 
 def _command_predict(arguments: argparse.Namespace) -> None:
-    from pipeline.commands.predict import predict_command  # starts TensorFlow once the input is known to be good
+    from pipeline.runs.predict import predict_command  # starts TensorFlow once the input is known to be good
 
     print(predict_command(arguments.model, arguments.texts, input_path=arguments.input, output_path=arguments.output,
                           text_column=arguments.text_column, show_progress=not arguments.quiet,

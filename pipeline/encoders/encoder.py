@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
-if TYPE_CHECKING:  # imported where a model is loaded: a run whose features are cached never loads one (0.6 s)
+if TYPE_CHECKING:  # imported where a model is loaded: a run whose features are cached never loads one
     import tensorflow_hub as hub
 
 from pipeline.base.config import EMBEDDED_ENCODER
@@ -64,7 +64,7 @@ class Encoder:
     def layer(self) -> hub.KerasLayer:
         """The frozen hub layer. For an encoder our converter wrote, what the pipeline needs to know about it is
         read from its notes, and the SavedModel itself is loaded here, on first use: a run whose features are
-        all cached never loads it (0.6-0.8 s and 120 MB of a cached demo run, docs/benchmarks.md)."""
+        all cached never loads it (the time and memory saved: docs/benchmarks-history.md)."""
         return self.layer_source.get()
 
     @property
@@ -108,7 +108,7 @@ def load_encoder(handle: str = EMBEDDED_ENCODER, *, models_dir: Path | None = No
                  precision: str = "float32") -> Encoder:
     """Resolves a handle to a local SavedModel and loads it once per process (again with `reload`, for a
     folder just rewritten, such as a fine-tuned run's encoder); `precision` as settled by
-    pipeline.base.devices.choose_precision (the float32 weights are converted once per process)."""
+    pipeline.base.precision.decide_precision (the float32 weights are converted once per process)."""
     model_dir = resolve_handle(handle, models_dir=models_dir)
     key = (str(model_dir.resolve()), precision)
     if reload or key not in _LOADED:
@@ -149,7 +149,7 @@ def with_precision(encoder: Encoder, precision: str) -> Encoder:
 
 
 def _with_int8(encoder: Encoder) -> Encoder:
-    """Our converter's encoders only (pipeline.encoders.int8); pipeline.base.devices.precision_for_encoder has
+    """Our converter's encoders only (pipeline.encoders.int8); pipeline.base.precision.decide_precision has
     already sent others to float32, so one reaching here is a caller's mistake. The SavedModel is loaded only
     if the int8 model has to be converted from it."""
     from pipeline.encoders.int8 import METHOD, Int8Encoder, ensure_int8_model

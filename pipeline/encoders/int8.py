@@ -134,9 +134,10 @@ def ensure_int8_model(model_dir: Path, fingerprint: str, saved_model: Callable[[
 def _signature_runner(model_path: Path, threads: int) -> Any:
     """One interpreter of the int8 model, ready to call (its delegate applied on a first tiny call)."""
     # XNNPACK (TFLite's default CPU delegate) with its "latest features" on: they include its kernels for
-    # dynamically quantized fully connected layers (docs/benchmarks.md has both settings measured).
-    # tf.lite.Interpreter warns that it moves to the ai-edge-litert package, whose interpreter was no faster
-    # here; the wheel's is used and its warning and status line are kept off the user's screen.
+    # dynamically quantized fully connected layers (both settings measured:
+    # docs/benchmarks-history.md#routes-measured-before-building-one). tf.lite.Interpreter warns that it moves
+    # to the ai-edge-litert package, whose interpreter is no faster (same table); the wheel's is used and its
+    # warning and status line are kept off the user's screen.
     with warnings.catch_warnings(), stderr_to_debug_log():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
         interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=threads,

@@ -143,8 +143,8 @@ def bert_forward(params: dict[str, Any], config: BertConfig, inputs: dict[str, A
 
     # The hidden states are kept as [batch * seq, hidden]: each dense layer is then one plain 2-D
     # MatMul + BiasAdd, which TensorFlow's CPU graph rewriter fuses into a single oneDNN call
-    # (with the GELU for the intermediate layer). The same layers written as 3-D einsums ran
-    # 6-15% slower per token (docs/benchmarks.md).
+    # (with the GELU for the intermediate layer). The same layers written as 3-D einsums are slower
+    # per token (measured: docs/benchmarks-history.md#what-was-tried-and-what-it-gave).
     def dense(tensor: Any, kernel: Any, bias: Any) -> Any:
         return tf.nn.bias_add(tf.matmul(reduced(tensor), kernel), bias)
 

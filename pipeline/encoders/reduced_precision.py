@@ -1,12 +1,13 @@
 """An encoder converted by this pipeline, rebuilt at load time to run its matrix products in bfloat16 or float16.
 
-Grappler's automatic rewrites were measured slower on an AMX Xeon (docs/benchmarks.md): they leave the
-converted graph's fused MatMul + BiasAdd (+ GELU) in float32 or wrap them in casts. Our converter's
-SavedModel holds plain named variables and `pipeline_model.json` says how the graph was built, so the
-same forward pass (`pipeline.encoders.modeling.bert_forward`) is traced again with the dense weights converted
-once, here, and every product in the reduced precision; layer norms, softmax and the residual stream
-stay float32. Encoders from elsewhere (TF-Hub, TF Model Garden) have other graphs and variable names;
-they get TensorFlow's graph rewrite instead (pipeline.base.devices).
+Grappler's automatic rewrites are slower for this graph (measured on an AMX Xeon:
+docs/benchmarks.md#precision-bfloat16-and-float16): they leave the converted graph's fused MatMul + BiasAdd
+(+ GELU) in float32 or wrap them in casts. Our converter's SavedModel holds plain named variables and
+`pipeline_model.json` says how the graph was built, so the same forward pass
+(`pipeline.encoders.modeling.bert_forward`) is traced again with the dense weights converted once, here, and
+every product in the reduced precision; layer norms, softmax and the residual stream stay float32. Encoders
+from elsewhere (TF-Hub, TF Model Garden) have other graphs and variable names; they get TensorFlow's graph
+rewrite instead (pipeline.base.devices).
 """
 
 from __future__ import annotations

@@ -39,10 +39,12 @@ def macro_pr_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int
 def ranking_metrics(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> tuple[float, float]:
     """(macro_auroc, macro_pr_auc) of the same arguments, to the last bit, from one sort of each scored column.
 
-    A head's every epoch scores its training and validation outputs; scikit-learn sorts each column twice and
-    checks its inputs at each call, 7 ms for the demo's 10,246 training rows against 1.2 here (tested equal on
-    random columns with and without ties). Fewer than two classes present gives what macro_auroc and
-    macro_pr_auc give; a NaN or infinite output (a diverged head) raises scikit-learn's own error, as before."""
+    A head's every epoch scores its training and validation outputs, and scikit-learn sorts each column twice and
+    checks its inputs at each call, several times the cost of counting both from one sort (measured:
+    docs/benchmarks-history.md#the-statistics-counted-once-each-step-gathering-its-own-rows-2026-12-04); tested
+    equal on random columns with and without ties. Fewer than two classes present gives what macro_auroc and
+    macro_pr_auc give; a NaN or infinite output (a diverged head) raises scikit-learn's own error, as
+    scikit-learn's functions do."""
     present = np.unique(labels)
     if len(present) < 2:
         return float("nan"), macro_pr_auc(labels, probabilities, num_classes)

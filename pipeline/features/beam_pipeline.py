@@ -2,7 +2,7 @@
 
     staged texts -> Tokenize (keyed by text digest; scales out) -> shard starts (from each token length's count
     and its sorted digests) -> rows keyed by shard -> GroupByKey -> EncodeShard (encoder loaded once per worker
-    in DoFn.setup; writes the shard, its digests and its record) -> the launcher merges (pipeline.commands.beam_extract)
+    in DoFn.setup; writes the shard, its digests and its record) -> the launcher merges (pipeline.runs.beam_extract)
 
 A shard is the storage order's rows [i*shard_rows, (i+1)*shard_rows): sorted by (token length, text digest),
 exactly the local runner's shards, so each is encoded by the same function (extraction.encode_sorted_texts),

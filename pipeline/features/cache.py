@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ DIGESTS_FILE = "digests.npy"
 FULL_PRECISION = "float32"  # the encoder description's precision when it gives none
 TRUNCATE = "truncate"  # the long-text strategy of entries that do not name one
 ShardRecord = dict[str, Any]  # {"file": name, "rows": count, "sha256": hex digest}, as stored in JSON
+_UNREAD = object()  # a manifest not read yet
 
 
 def _shard_rows_setting(default: int = 4096) -> int:
@@ -179,13 +181,24 @@ class CacheEntry:
         self.reused_shards = 0
         self._earlier: dict[str, ShardRecord] = {}
         self._written: list[ShardRecord] = []
+        self._manifest: Any = _UNREAD
+
+    def manifest(self) -> Any:
+        """The entry's manifest.json as parsed JSON (None when there is none), read from disk once."""
+        if self._manifest is _UNREAD:
+            self._manifest = read_manifest(self.directory)
+        return self._manifest
 
     def read(self, expected: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """(digests, features) when the entry is complete and verified, else None (see read_cache_entry)."""
-        stored = read_cache_entry(self.directory, self.key, expected)
+        stored = read_cache_entry(self.directory, self.key, expected, manifest=self.manifest())
         if stored is not None:  # a kill between writing the manifest and removing progress.json leaves it behind
             (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
         return stored
+
+    def recorded_long_texts(self) -> dict[str, Any] | None:
+        """The long-text report the entry's manifest holds; None for an entry written before it was recorded."""
+        return long_texts_report(self.manifest())
 
     def begin_writing(self) -> None:
         """Collects the verified shards of an earlier, interrupted attempt, so they can be reused."""
@@ -220,14 +233,16 @@ class CacheEntry:
         """Writes digests.npy and, last, the manifest (`description` says what produced the arrays)."""
         digests_payload = npy_bytes(storage_digests)
         write_bytes_atomic(self.directory / DIGESTS_FILE, digests_payload)
-        write_json_atomic(self.directory / MANIFEST_FILE, {
+        manifest = {
             **description,
             "key": self.key,
             "format": CACHE_FORMAT_VERSION,
             "digests_sha256": bytes_sha256(digests_payload),
             "shards": self._written,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        }
+        write_json_atomic(self.directory / MANIFEST_FILE, manifest)
+        self._manifest = json.loads(json.dumps(manifest))  # as a reader would parse it
         (self.directory / PROGRESS_FILE).unlink(missing_ok=True)
         if self.reused_shards:
             log.info("reused %d finished shard(s) of an interrupted extraction", self.reused_shards)
@@ -242,18 +257,32 @@ def _remove_leftovers(entry_dir: Path) -> None:
 # ============================================================================ verification
 
 
-def read_cache_entry(entry_dir: Path, key: str,
-                     expected: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def read_manifest(entry_dir: Path) -> Any:
+    """An entry's manifest.json as parsed JSON; None when the entry has none; the error (returned, not raised) when
+    it cannot be read, for read_cache_entry to report."""
+    try:
+        return json.loads((entry_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        return error
+
+
+def read_cache_entry(entry_dir: Path, key: str, expected: Mapping[str, Any] | None = None, *,
+                     manifest: Any = _UNREAD) -> tuple[np.ndarray, np.ndarray] | None:
     """(digests, features) of a complete, verified entry; None when absent or damaged (with one warning line).
 
     `expected` maps manifest fields ("encoder.fingerprint" for a nested one) to the values this run needs;
-    the key already covers them, so a difference means an edited manifest.
+    the key already covers them, so a difference means an edited manifest. `manifest`: the entry's manifest as
+    `read_manifest` gave it, when the caller has read it already.
     """
-    manifest_path = entry_dir / MANIFEST_FILE
-    if not manifest_path.is_file():
+    if manifest is _UNREAD:
+        manifest = read_manifest(entry_dir)
+    if manifest is None:
         return None
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if isinstance(manifest, (OSError, ValueError)):
+            raise manifest
         if not isinstance(manifest, dict) or manifest.get("key") != key or manifest.get("format") != CACHE_FORMAT_VERSION:
             raise ValueError("manifest.json does not match this cache key")
         for name, value in (expected or {}).items():
@@ -286,12 +315,9 @@ def read_cache_entry(entry_dir: Path, key: str,
         return None
 
 
-def recorded_long_texts(entry_dir: Path) -> dict[str, Any] | None:
-    """The long-text report a complete entry's manifest holds; None for entries written before it was recorded."""
-    try:
-        recorded = json.loads((entry_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("long_texts")
-    except (OSError, ValueError, AttributeError):
-        return None
+def long_texts_report(manifest: Any) -> dict[str, Any] | None:
+    """The long-text report a manifest holds; None for entries written before it was recorded."""
+    recorded = manifest.get("long_texts") if isinstance(manifest, dict) else None
     return recorded if isinstance(recorded, dict) and "token_length" in recorded else None
 
 
@@ -300,6 +326,82 @@ def _manifest_field(manifest: Mapping[str, Any], dotted_name: str) -> Any:
     for part in dotted_name.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
+
+
+def recorded_setting(manifest: Mapping[str, Any], dotted_name: str) -> Any:
+    """A manifest field by its dotted name ("encoder.fingerprint"), with what older entries meant by saying
+    nothing: an entry from before the precision was recorded is float32, one from before the long-text reading
+    was recorded truncated."""
+    value = _manifest_field(manifest, dotted_name)
+    if value is None and dotted_name == "encoder.precision":
+        return FULL_PRECISION
+    if value is None and dotted_name == "long_texts.strategy":
+        return TRUNCATE
+    return value
+
+
+# ============================================================================ lookup
+
+
+@dataclass
+class HeldEntry:
+    """A complete entry of the settings asked for that says it holds some of the texts asked for."""
+
+    directory: Path
+    key: str
+    manifest: dict[str, Any]  # read once, by entries_holding
+    digests: set[bytes]  # the wanted texts' digests its digests.npy lists: hints until read_held_entry verifies them
+
+
+def entries_holding(cache_dir: Path, wanted: set[bytes], encoder_description: Mapping[str, Any], *, pooling: str,
+                    layers: tuple[int, ...], combine: str, max_seq_length: int, feature_size: int,
+                    long_texts: Mapping[str, Any]) -> list[HeldEntry]:
+    """Every complete entry in `cache_dir` made with this encoder and these settings, long-text reading included
+    (truncation's entries serve every reading when none of their texts was cut), that lists some of the `wanted`
+    text digests; in folder order. An entry whose files are damaged may be among them: read_held_entry says."""
+    expected = expected_manifest_fields(encoder_description, pooling=pooling, layers=layers, combine=combine,
+                                        max_seq_length=max_seq_length, texts=0, feature_size=feature_size)
+    del expected["texts"]
+    expected["encoder.precision"] = encoder_description.get("precision", FULL_PRECISION)
+    readings = [{f"long_texts.{name}": value for name, value in long_texts.items()}]
+    if long_texts.get("strategy") != TRUNCATE:
+        readings.append({"long_texts.strategy": TRUNCATE, "long_texts.texts_cut": 0})
+    found = []
+    for manifest_path in sorted(cache_dir.glob(f"*/{MANIFEST_FILE}")) if cache_dir.is_dir() else []:
+        manifest = read_manifest(manifest_path.parent)
+        if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT_VERSION:
+            continue  # a command reading this entry reports it; here it just serves nothing
+        if not isinstance(manifest.get("key"), str) or not isinstance(manifest.get("texts"), int):
+            continue
+        if all(recorded_setting(manifest, name) == value for name, value in expected.items()) and any(
+                all(recorded_setting(manifest, name) == value for name, value in fields.items()) for fields in readings):
+            held = {digest for digest in _digest_hints(manifest_path.parent) if digest in wanted}
+            if held:
+                found.append(HeldEntry(manifest_path.parent, manifest["key"], manifest, held))
+    return found
+
+
+def read_held_entry(entry: HeldEntry, encoder_description: Mapping[str, Any], *, pooling: str, layers: tuple[int, ...],
+                    combine: str, max_seq_length: int, feature_size: int,
+                    long_texts: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(digests, features) of an entry entries_holding found, verified as a command verifies an entry it reads
+    (read_cache_entry, against the manifest entries_holding read); None when damaged."""
+    same_reading = recorded_setting(entry.manifest, "long_texts.strategy") == long_texts["strategy"]
+    expected = expected_manifest_fields(encoder_description, pooling=pooling, layers=layers, combine=combine,
+                                        max_seq_length=max_seq_length, texts=entry.manifest["texts"],
+                                        feature_size=feature_size, long_texts=long_texts if same_reading else None)
+    return read_cache_entry(entry.directory, entry.key, expected, manifest=entry.manifest)
+
+
+def _digest_hints(entry_dir: Path) -> list[bytes]:
+    """The digests an entry says it holds, unverified: only to choose which entries to read (and verify)."""
+    try:
+        array = np.load(entry_dir / DIGESTS_FILE, allow_pickle=False)
+    except (OSError, ValueError):
+        return []
+    if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != 32:
+        return []
+    return digests_from_array(array)
 
 
 def _load_verified(path: Path, expected_sha256: str, rows: int | None = None) -> np.ndarray:
@@ -401,6 +503,11 @@ def _reuse_shard(path: Path, record: ShardRecord | None, rows: int) -> np.ndarra
 # exactly as the local runner lays it out.
 
 PARTS_DIR = "parts"
+
+
+def has_entry(cache_dir: Path, key: str) -> bool:
+    """True when the entry of `key` has a manifest: it is complete, unless damaged (its read says)."""
+    return (cache_dir / entry_dir_name(key) / MANIFEST_FILE).is_file()
 
 
 def entry_dir_name(key: str) -> str:

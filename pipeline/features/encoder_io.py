@@ -36,10 +36,10 @@ def tokenize_whole(texts: list[str], tokenizer: FullTokenizer, *, show_progress:
 
 def tokenize_all(texts: list[str], tokenizer: FullTokenizer, max_seq_length: int, *,
                  show_progress: bool) -> list[int_array[int]]:
-    """Ids of every text, each kept as a compact int32 array (100,000 reviews: 36 MB rather than 62 MB of lists).
+    """Ids of every text, each kept as a compact int32 array rather than a list of Python ints.
 
-    The tokenizer memoises per word, so this runs at tens of thousands of texts per second: under
-    1% of the encoder's time, which is why it is not overlapped with the encoder (docs/benchmarks.md).
+    The tokenizer memoises per word, so this is a small fraction of the encoder's time, which is why it is not
+    overlapped with the encoder (measured: docs/benchmarks.md#tokenization-and-memory).
     """
     with tqdm(texts, unit="text", desc="tokenizing", disable=not show_progress, smoothing=0.1,
               mininterval=redraw_interval()) as progress:

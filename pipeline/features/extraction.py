@@ -41,9 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Padded tokens per encoder call (rows are also capped by the batch size). Against 64 rows per call it
-# pads less (+4% instead of +7% on snippets, +1% instead of +5% on reviews) and costs no more CPU per
-# token; bigger calls cost more (docs/benchmarks.md, "What was tried").
+# Padded tokens per encoder call (rows are also capped by the batch size): a token budget pads less than a fixed
+# number of rows per call at no more CPU per token, and bigger calls cost more
+# (measured: docs/benchmarks-history.md#what-was-tried-and-what-it-gave).
 TOKEN_BUDGET = 1024
 FeatureFunction = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -120,12 +120,12 @@ def extract_features(
     key, expected = key_and_fields(long_texts)
     with cache.locked_entry(cache_dir, key) as entry:
         found = entry.read(expected=expected)
-        report = cache.recorded_long_texts(entry.directory) if found is not None else None
+        report = entry.recorded_long_texts() if found is not None else None
         entry_dir, reused_shards, cache_hit, whole_ids = entry.directory, 0, found is not None, None
         if found is None and long_texts != TRUNCATE:
             truncated_key, truncated_fields = key_and_fields(TRUNCATE)
             with cache.locked_entry(cache_dir, truncated_key) as truncated:
-                recorded = cache.recorded_long_texts(truncated.directory)
+                recorded = truncated.recorded_long_texts()
                 if recorded is None or recorded.get("texts_cut") == 0:  # None: an entry from before reports
                     found = truncated.read(expected=truncated_fields)
                 if found is not None and recorded is None:
@@ -214,8 +214,9 @@ def make_feature_function(encoder: Encoder, pooling: str, layers: tuple[int, ...
     """One traced graph per encoder and pooling: encoder call plus pooling, only the pooled rows come back.
 
     The sequence output never leaves the graph, so at most one batch of it exists at a time. Input
-    shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) was
-    measured and left out: 0-10% less CPU per token, but 1-2 s of compilation per new shape.
+    shapes are dynamic ([None, None]): one trace serves every batch width. XLA (jit_compile) is not used: it
+    compiles again for every new shape, which costs more than it saves
+    (measured: docs/benchmarks-history.md#what-was-tried-and-what-it-gave).
     """
     layer = encoder.forward_layer
     key = (id(layer), pooling, layers, combine)

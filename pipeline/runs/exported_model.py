@@ -1,6 +1,6 @@
 """The exported model's on-disk format: a SavedModel with three signatures and `export_info.json`.
 
-`export` writes it (pipeline.commands.export); `predict` and the export's own check load it here, through its
+`export` writes it (pipeline.runs.export); `predict` and the export's own check load it here, through its
 signatures only, as any user would (TensorFlow and tensorflow-text, nothing of this package).
 """
 
@@ -24,7 +24,7 @@ def looks_like_exported_model(folder: Path) -> bool:
 
 
 class ExportedModel:
-    """A model written by `pipeline.commands.export`, used through its SavedModel signatures only."""
+    """A model written by `pipeline.runs.export`, used through its SavedModel signatures only."""
 
     chunk_size = 64  # texts per call; the graph pads each call to its longest text
 

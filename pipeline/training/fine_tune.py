@@ -220,8 +220,8 @@ class TokenizedSplit:
         """The batches in the order given, each padded to its own longest row: (inputs,), or (inputs, labels)
         and the sample weights when there are any.
 
-        Built from tensors, not from a Python generator: after a `from_generator` dataset has run, every
-        later TensorFlow op on this 2-core machine ran ~40% slower (measured; docs/benchmarks.md).
+        Built from tensors, not from a Python generator: once a `from_generator` dataset has run, every later
+        TensorFlow op in the process runs slower (measured: docs/benchmarks-history.md#fine-tuning).
         """
         order = np.concatenate(batches) if batches else np.zeros(0, np.int64)
         sizes = np.array([len(rows) for rows in batches], np.int64)
@@ -437,8 +437,9 @@ def fine_tune(encoder: Encoder, *, train: TokenizedSplit, validation: TokenizedS
         state,
         LearningRatePerStep(tensorboard_dir / "train", schedule, first_step=initial_epoch * steps_per_epoch),
         # No graph: the model holds the hub encoder, which Keras cannot describe as a config. No weight
-        # histograms: TensorBoard's histogram op builds a one-hot [values, buckets] matrix, 2.8 GB for the
-        # word-embedding table alone, which took the demo's peak memory from 1.9 to 4.3 GiB.
+        # histograms: TensorBoard's histogram op builds a one-hot [values, buckets] matrix, gigabytes for the
+        # word-embedding table alone, which would more than double the demo's peak memory
+        # (docs/benchmarks-history.md#fine-tuning).
         keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
         keras.callbacks.CSVLogger(str(csv_log_path), append=initial_epoch > 0),
         progress,

@@ -90,9 +90,9 @@ def standardisation_statistics(features: np.ndarray) -> tuple[np.ndarray, np.nda
     """Each column's mean and population variance, float32, as Keras's `adapt` learns them and exactly as
     `np.mean` / `np.var(..., dtype=np.float64)` count them (the same float64 sums, row after row, tested).
 
-    `adapt` ran a TensorFlow pass per 4,096 rows (about a second a head on the demo); `np.var` makes a float64
-    copy of every row (189 MB for the demo's), slow to touch on a VM (0.9 s a head, measured). Here the
-    squared deviations go through one 512-row buffer: 0.07 s for the demo's 10,246 rows of 2,304."""
+    Neither `adapt` (a TensorFlow pass per 4,096 rows) nor `np.var` (a float64 copy of every row, slow to touch on a
+    VM): the squared deviations go through one 512-row buffer (measured:
+    docs/benchmarks-history.md#the-statistics-counted-once-each-step-gathering-its-own-rows-2026-12-04)."""
     rows, columns = features.shape
     mean = np.add.reduce(features, axis=0, dtype=np.float64) / rows
     buffer = np.empty((min(STATISTICS_CHUNK_ROWS, rows) + 1, columns), dtype=np.float64)

@@ -2,11 +2,11 @@
 
 A sweep's trials are heads of one seed on the same rows: every epoch they take the rows in the same order,
 and their first layer, the input dropout, draws the same mask at the same step (its seed is the head's seed,
-the layer's place and the step). Trained one by one, each trial gathered its batch and drew that mask
-itself: for the sweep's 64-wide heads that was a third of an epoch. Trained in step, each step gathers the
-batch once, applies the shared leading dropout once, then takes each head's own step (`EpochRunner.train_step`:
-its layers, loss and update). What each head computes is what it computes trained alone, to the last bit
-(tested); a head that stops early is skipped for the rest of the epochs of the others.
+the layer's place and the step). Trained one by one, each trial would gather its batch and draw that mask
+itself, a large share of a narrow head's epoch (docs/benchmarks.md#training-the-heads). Trained in step, each
+step gathers the batch once, applies the shared leading dropout once, then takes each head's own step
+(`EpochRunner.train_step`: its layers, loss and update). What each head computes is what it computes trained
+alone, to the last bit (tested); a head that stops early is skipped for the rest of the epochs of the others.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ class HeadsInStep:
                                         batch_size, seed=seed, rows=rows)
 
     def build_graph(self) -> None:
-        """Builds the epoch's graph now rather than in the first epoch: Python holding the interpreter's lock
-        (about 2 s for eight of the sweep's heads), which callers in threads take turns at."""
+        """Builds the epoch's graph now rather than in the first epoch: building holds Python's interpreter lock for
+        seconds, so callers in threads take turns at it."""
         self.runner.trace()
 
     def train(self) -> list[tuple[keras.callbacks.History, float]]:

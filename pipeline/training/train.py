@@ -1,14 +1,13 @@
 """Fit the head on cached features: seeded, with AUROC tracking, best-checkpointing and TensorBoard logs.
 
-Why not `model.fit`: on a few thousand cached rows the head's arithmetic is small (one epoch of the default
-head is about 24 GFLOP, a fraction of a second on two cores) and Keras's per-step machinery was most of the
-time, with its weight histograms (TensorFlow's histogram op expands every weight into a [values, 30] float64
-matrix) costing as much as the epoch itself. Here one TensorFlow graph runs a whole epoch of steps
+Why not `model.fit`: on a few thousand cached rows the head's own arithmetic is small, so Keras's per-step
+machinery and its weight histograms (TensorFlow's histogram op expands every weight into a [values, 30] float64
+matrix) would cost more than the products. Here one TensorFlow graph runs a whole epoch of steps
 (`EpochRunner`); the metrics are computed once per epoch, exactly, from the epoch's predictions; histograms are
 counted by NumPy (`WeightHistograms`); and Keras's own callbacks (early stopping,
 ReduceLROnPlateau, TensorBoard's scalars, CSV log, the `--verbose` epoch lines) are driven epoch by epoch
-as `fit` drives them. XLA is not used: with this loop's stateless dropout it does the same work, but 1.5-2x
-slower (benchmarks/head_epoch.py, docs/benchmarks.md#training-the-heads).
+as `fit` drives them. XLA is not used: with this loop's stateless dropout it does the same work, only slower
+(measured: benchmarks/head_epoch.py --xla, docs/benchmarks.md#training-the-heads).
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ class EpochRunner:
     leading Normalization layer standardises all rows once (element-wise, so the very values it gives a
     batch), and each step gathers its batch's rows from them; the Dropout layers draw their
     masks from a counter-based generator seeded by (`seed`, the layer, the step): 16 random bits a value
-    instead of a 32-bit float, which was the largest cost of an epoch after the products (`dropout`).
+    rather than a 32-bit float, as drawing the masks is an epoch's largest cost after the products (`dropout`).
     """
 
     def __init__(self, model: keras.Model, features: np.ndarray, labels: np.ndarray,
@@ -68,7 +67,7 @@ class EpochRunner:
         self.fused = FusedAdam(model.optimizer, variables) if FusedAdam.supports(model.optimizer) else None
         # Arguments, not captured constants: a captured 100 MB array is folded into the graph at every trace.
         # No autograph: the loop is an explicit while_loop, and rewriting the Python source of the epoch and of
-        # everything it calls took longer than tracing it (about a second of each run's first head).
+        # everything it calls would take longer than tracing it.
         self._run = tf.function(self._epoch, reduce_retracing=True, autograph=False)
 
     def run(self, order: np.ndarray) -> tuple[float, np.ndarray]:
@@ -84,8 +83,8 @@ class EpochRunner:
 
         def step(index: tf.Tensor, loss_sum: tf.Tensor, outputs: tf.TensorArray) -> tuple[Any, ...]:
             batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
-            # The batch's rows gathered at each step, not the epoch's at once: a fresh 94-MB buffer an epoch (the
-            # demo's) is new memory every time, and touching it cost more system time than the gather itself.
+            # The batch's rows gathered at each step, not the epoch's at once: those would be a fresh buffer every
+            # epoch (94 MB for the demo), and touching new memory costs more than the gather itself.
             x, y, weights = tf.gather(features, order[batch]), labels[batch], sample_weights[batch]
             loss, predicted = self.train_step(x, y, weights)
             return index + 1, loss_sum + loss * tf.cast(tf.shape(x)[0], tf.float32), outputs.write(index, predicted)
@@ -191,11 +190,12 @@ class FusedAdam:
     """Keras's Adam and AdamW update, the same formula, in one TensorFlow kernel per weight (ResourceApplyAdam).
 
     Keras updates each weight with about ten separate element-wise operations (moments, bias correction,
-    decay), each a pass over the weight: for the default head's 2304 x 256 kernel that was about a third of an
-    epoch's time at batch 64. Here: AdamW's decoupled decay (w -= w * weight_decay * learning_rate, before the
-    step, as Keras does it), then one fused kernel. The learning rate is read from the Keras optimizer at every
-    step, so ReduceLROnPlateau still steers it, and the optimizer's step counter still counts. Optimizers with
-    options this does not reproduce (amsgrad, clipping, EMA, weights excluded from decay) keep Keras's update.
+    decay), each a pass over the weight, a large share of an epoch for the default head's 2304 x 256 kernel at
+    batch 64 (docs/benchmarks.md#training-the-heads). Here: AdamW's decoupled decay (w -= w * weight_decay *
+    learning_rate, before the step, as Keras does it), then one fused kernel. The learning rate is read from the
+    Keras optimizer at every step, so ReduceLROnPlateau still steers it, and the optimizer's step counter still
+    counts. Optimizers with options this does not reproduce (amsgrad, clipping, EMA, weights excluded from decay)
+    keep Keras's update.
     """
 
     def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list[tf.Variable]):
@@ -337,8 +337,8 @@ class HeadTraining:
                  val_rows: TrainingRows | None = None):
         self.model, self.train_labels, self.val_labels = model, train_labels, val_labels
         self.num_classes, self.best_weights_path = num_classes, best_weights_path
-        # The best epoch's weights are kept in memory and written once at the end: Keras's ModelCheckpoint wrote an
-        # HDF5 file at every improvement, about a second of a run's three heads. EarlyStopping need not keep its own
+        # The best epoch's weights are kept in memory and written once at the end, not as an HDF5 file at every
+        # improvement as Keras's ModelCheckpoint writes them. EarlyStopping need not keep its own
         # copy (restore_best_weights) either: the best weights are restored below whether it stopped early or not.
         self.keep_best = KeepBestWeights()
         callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []

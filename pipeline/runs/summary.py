@@ -1,0 +1,65 @@
+"""The lines a user reads at the end of a run: the test metrics of the head and the probe, the features, the
+precision and why, the head's training, where the run folder is and how to open it in TensorBoard. The command
+line prints them; the Python API's `TextClassifier.summary` returns them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline.base.config import AUTO
+from pipeline.features import long_texts as long_texts_module
+from pipeline.runs.run import RunResult
+
+
+def summary_table(result: RunResult) -> str:
+    """The lines a user reads at the end of a run."""
+    metrics, run_dir = result.metrics, result.run_dir
+    head, baseline, features = metrics["test"], metrics["baseline"]["test"], metrics["features"]
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    fine_tuned = metrics.get("mode") == "fine-tune"
+    labels = (("fine-tuned encoder + head", "baseline (logistic regression, frozen features)") if fine_tuned
+              else ("head", "baseline (logistic regression)"))
+    rows: list[tuple[str, ...]] = [("", "accuracy", "auroc", "pr_auc", "f1")]
+    for label, values in zip(labels, (head, baseline)):
+        rows.append((label, *(number(values[key]) for key in ("accuracy", "auroc", "pr_auc", "f1"))))
+    width = max(len(row[0]) for row in rows)
+    lines = [f"Test set ({head['rows']} texts):"]
+    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
+    precision = metrics.get("precision", {}).get("used", "float32")
+    if "long_texts" in features:  # runs from before long texts were counted do not have it
+        chosen = str(metrics["config"].get("max_seq_length_chosen") or "")
+        lines.append(long_texts_module.summary_line(features["long_texts"])
+                     + (f" (max_seq_length {metrics['config']['max_seq_length']}, {chosen})" if chosen.startswith(AUTO) else ""))
+    lines.append(
+        f"Features: {features['texts']} texts in {features['seconds']:.1f} s "
+        f"({features['texts_per_second']:.0f} texts/s, {precision}), cache {'hit' if features['cache_hit'] else 'miss'}"
+        + (f", reused {features['reused_shards']} verified shard(s) from an earlier attempt"
+           if features.get("reused_shards") else "")
+    )
+    why = metrics.get("precision", {}).get("why")
+    if why:  # runs from before --precision existed have no reason
+        lines.append(f"Precision: {precision} ({why})")
+    training = metrics.get("training", {})
+    if not fine_tuned and training.get("epochs_run"):  # a probe picked by a sweep has no epochs
+        ensemble = metrics["config"].get("ensemble") or 1
+        lines.append(f"Head: {metrics['config']['head']}" + (f", {ensemble} heads averaged" if ensemble > 1 else "")
+                     + f", {training['epochs_run']} epochs in {training['seconds']:.1f} s")
+    if fine_tuned:
+        training, details = metrics["training"], metrics["fine_tune"]
+        lines.append(f"Fine-tuning: {training['epochs_run']} epoch(s), best {details['best_epoch']}, "
+                     f"{training['texts_per_second']:.0f} texts/s, {training['seconds']:.0f} s"
+                     + (f" (resumed after epoch {details['resumed_after_epoch']})" if details["resumed_after_epoch"] else ""))
+    lines.append(f"Run folder: {run_dir}")
+    lines.append(f"TensorBoard: {tensorboard_command(run_dir)}")
+    return "\n".join(lines)
+
+
+def tensorboard_command(run_dir: Path) -> str:
+    beside_python = Path(sys.executable).parent / "tensorboard"
+    program = str(beside_python) if beside_python.exists() else "tensorboard"
+    return f"{program} --logdir {run_dir} --host 127.0.0.1"
+
