@@ -1,5 +1,6 @@
 """The user's table in, labelled texts out: reading tables and mapping labels, stratified splits and class
-weights (`tables`), and the recipes of known data sets (`presets`).
+weights (`tables`), the recipes of known data sets (`presets`), and several labels per text: the target's
+description, label indicator matrices and their iterative stratification (`targets`).
 
 May import: base.
 """

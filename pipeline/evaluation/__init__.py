@@ -1,4 +1,5 @@
-"""How good a classifier is: metrics (`metrics`), the logistic-regression probe (`probe`), pictures (`plots`)
+"""How good a classifier is: metrics (`metrics`), several labels per text: their metrics and
+thresholds (`multi_label`), the logistic-regression probe (`probe`), pictures (`plots`)
 and what a run writes for TensorBoard beyond Keras's callback (`tensorboard_logging`).
 
 It sits below training because the head's epoch callback and fine-tuning score with these same metrics.

@@ -17,19 +17,20 @@ PACKAGE = REPO_ROOT / "pipeline"
 # The folders from the base up, and inside each the order its modules may import one another in.
 FOLDERS: dict[str, list[str]] = {
     "base": ["errors", "files", "precision", "config", "devices", "progress_bars", "quick_exit"],
-    "data": ["presets", "tables"],
+    "data": ["presets", "tables", "targets"],
     "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
-    "evaluation": ["metrics", "probe", "plots", "tensorboard_logging"],
+    "evaluation": ["metrics", "multi_label", "probe", "plots", "tensorboard_logging"],
     "training": ["head", "progress", "train", "in_step", "token_batches", "fine_tune"],
     "runs": ["run_folder", "run_model", "exported_model", "prepare", "run", "summary", "beam_extract", "sweep", "export",
              "predict", "explore"],
     "commands": ["cli"],
     "api": ["inputs", "cached_features", "feature_extractor", "text_classifier"],
 }
-WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder", "evaluation.metrics", "evaluation.probe",
-                      "evaluation.plots", "encoders.checkpoint", "encoders.model_info", "data.tables", "base.config", "base.precision", "base.quick_exit",
-                      "training.token_batches"]
+WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder",
+                      "evaluation.metrics", "evaluation.multi_label", "evaluation.probe", "evaluation.plots",
+                      "encoders.checkpoint", "encoders.model_info", "data.tables", "data.targets", "base.config",
+                      "base.precision", "base.quick_exit", "training.token_batches"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -1,0 +1,160 @@
+"""What is predicted, and several labels per text: the target's description (`Target`), label indicator matrices
+read from 0/1 columns or from one column of joined label names, and the iterative stratification that keeps every
+label's share in each split (Sechidis, Tsoumakas and Vlahavas, "On the Stratification of Multi-label Data", 2011).
+
+A text may have any number of labels, none included; labels are kept in the order of their columns, or sorted
+by name when read from a joined column. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.base.errors import UserError
+
+SINGLE_LABEL = "single-label"
+MULTI_LABEL = "multi-label"
+TRUE_WORDS = ("1", "true", "yes")
+FALSE_WORDS = ("0", "false", "no", "")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a run predicts: its kind, the names of its classes or labels in output order, and (multi-label) each
+    label's decision threshold once chosen on the validation split."""
+
+    kind: str
+    names: tuple[str, ...]
+    thresholds: tuple[float, ...] | None = field(default=None)
+
+    def record(self) -> dict[str, Any]:
+        """As the run folder records it."""
+        return {"kind": self.kind, "names": list(self.names),
+                "thresholds": None if self.thresholds is None else list(self.thresholds)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Target:
+        thresholds = record.get("thresholds")
+        return cls(kind=record["kind"], names=tuple(record["names"]),
+                   thresholds=None if thresholds is None else tuple(float(value) for value in thresholds))
+
+
+def indicator(value: Any, *, column: str, row: int, source: str) -> int:
+    """1 or 0 from a label column's cell: 1/0, true/false, yes/no (any case), a blank or missing cell is 0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 0
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer, float, np.floating)) and value in (0, 1):
+        return int(value)
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return 1
+    if text in FALSE_WORDS:
+        return 0
+    raise UserError(f"label column {column!r} of {source} holds {value!r} in row {row}; a label column holds 1 or 0 "
+                    f"(true/false, yes/no; a blank is 0): fix that cell, or leave the column out of --label-columns")
+
+
+def indicators_from_columns(table: pd.DataFrame, columns: Sequence[str], *, source: str) -> np.ndarray:
+    """int8 [rows, len(columns)] from 0/1 columns, in the columns' order; UserError naming a missing column or a bad
+    cell."""
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise UserError(f"{source} has no column {', '.join(repr(column) for column in missing)} (its columns: "
+                        f"{', '.join(map(str, table.columns))}); name label columns that exist in --label-columns")
+    if len(set(columns)) != len(columns):
+        raise UserError(f"--label-columns names a column twice ({', '.join(columns)}); name each label once")
+    matrix = np.zeros((len(table), len(columns)), np.int8)
+    for position, column in enumerate(columns):
+        for row, value in enumerate(table[column].tolist()):
+            matrix[row, position] = indicator(value, column=column, row=row + 1, source=source)
+    return matrix
+
+
+def indicators_from_joined(values: Sequence[Any], separator: str, *, source: str,
+                           names: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """(label names, int8 indicator matrix) from one column of label names joined by `separator`; an empty cell is a
+    text with no label. `names`: the training data's labels, for a test table (an unknown one is a UserError)."""
+    if not separator:
+        raise UserError("--label-separator is empty; pass the character that joins a text's labels, such as ','")
+    rows: list[list[str]] = []
+    for value in values:
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        rows.append([part.strip() for part in text.split(separator) if part.strip()])
+    if names is None:
+        if not any(separator in ("" if value is None else str(value)) for value in values):
+            raise UserError(f"--label-separator {separator!r} occurs in no label cell of {source}; pass the character "
+                            f"that joins a text's labels, or drop --label-separator for one label per text")
+        names = sorted({name for row in rows for name in row})
+    position = {name: index for index, name in enumerate(names)}
+    matrix = np.zeros((len(rows), len(names)), np.int8)
+    for row_number, row in enumerate(rows):
+        for name in row:
+            if name not in position:
+                raise UserError(f"{source} has label {name!r} in row {row_number + 1}, not among the training labels "
+                                f"({', '.join(names)}); use the same label names in both files")
+            matrix[row_number, position[name]] = 1
+    return list(names), matrix
+
+
+def require_positives(matrix: np.ndarray, names: Sequence[str], *, source: str) -> None:
+    """Every label must be positive somewhere in the training data, or nothing can be learned of it."""
+    never = [name for name, count in zip(names, matrix.sum(axis=0)) if count == 0]
+    if never:
+        raise UserError(f"label {', '.join(repr(name) for name in never)} is never positive in {source}; drop "
+                        f"{'it' if len(never) == 1 else 'them'} from the labels, or add texts that have "
+                        f"{'it' if len(never) == 1 else 'them'}")
+
+
+def iterative_split(matrix: np.ndarray, fractions: Sequence[float], *, seed: int) -> np.ndarray:
+    """The split (0 .. len(fractions)-1) of each row, every label's positives shared out as `fractions` are.
+
+    Iterative stratification: the label with the fewest rows still to place goes first; each of its rows goes to
+    the split that still wants the most of that label (ties: the most rows overall, then the seeded draw). Rows
+    with no label are dealt last, to the splits that still want the most rows. Seeded and deterministic."""
+    generator = np.random.default_rng(seed)
+    rows, _ = matrix.shape
+    wanted_rows = np.array([fraction * rows for fraction in fractions], dtype=np.float64)
+    wanted_per_label = np.outer(np.asarray(fractions, np.float64), matrix.sum(axis=0).astype(np.float64))
+    assignment = np.full(rows, -1, np.int64)
+    remaining = matrix.astype(bool).copy()
+    order = generator.permutation(rows)  # the seeded tie-break and row order
+    remaining = remaining[order]
+    while remaining.any():
+        counts = remaining.sum(axis=0)
+        label = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
+        for position in np.flatnonzero(remaining[:, label]):
+            row = order[position]
+            candidates = np.flatnonzero(wanted_per_label[:, label] == wanted_per_label[:, label].max())
+            if len(candidates) > 1:
+                candidates = candidates[wanted_rows[candidates] == wanted_rows[candidates].max()]
+            chosen = int(candidates[generator.integers(len(candidates))]) if len(candidates) > 1 else int(candidates[0])
+            assignment[row] = chosen
+            wanted_per_label[chosen] -= matrix[row]
+            wanted_rows[chosen] -= 1
+            remaining[position] = False
+    for row in order:
+        if assignment[row] < 0:
+            chosen = int(np.argmax(wanted_rows))
+            assignment[row] = chosen
+            wanted_rows[chosen] -= 1
+    return assignment
+
+
+def labels_missing_from_splits(matrix: np.ndarray, assignment: np.ndarray, names: Sequence[str],
+                               split_names: Sequence[str]) -> list[str]:
+    """The labels with no positive in at least one split, each as 'name (absent from validation, test)'."""
+    missing = []
+    for index, name in enumerate(names):
+        absent = [split_name for split, split_name in enumerate(split_names)
+                  if not matrix[assignment == split, index].any()]
+        if absent:
+            missing.append(f"{name} (absent from {', '.join(absent)})")
+    return missing
