@@ -174,11 +174,10 @@ def _option_value(declared: dataclasses.Field[Any], value: Any) -> Any:
     flag, metadata = flag_of(declared.name), declared.metadata
     annotation = typing.get_type_hints(RunConfig)[declared.name]
     optional = type(None) in typing.get_args(annotation)
-    if value is None and not optional:
-        if metadata["choices"] is not None:
-            raise InvalidInput(f"{flag} None is unknown; choose one of {', '.join(metadata['choices'])}")
-        if annotation is str:  # the encoder: its default
-            return declared.default
+    if value is None and not optional and metadata["choices"] is not None:
+        raise InvalidInput(f"{flag} None is unknown; choose one of {', '.join(metadata['choices'])}")
+    if not value and annotation is str and metadata["choices"] is None:  # the encoder: None or "" is its default
+        return declared.default
     if annotation is bool:
         return bool(value)
     if value is None:

@@ -12,6 +12,7 @@ import pytest
 from pipeline.base.config import (
     COMMAND_LINE_ONLY,
     DATA_STAGE,
+    EMBEDDED_ENCODER,
     FEATURES_STAGE,
     TRAINING_STAGE,
     RunConfig,
@@ -93,6 +94,7 @@ def test_parameters_reach_the_core_as_one_settings_object_converted_and_checked_
         "0,-1", (50,), 3, str(tmp_path), "auto")
     assert isinstance(config.learning_rate, float) and config.data == "in-memory"
     assert FeatureExtractor(batch_size=8)._settings().extraction_batch_size == 8
+    assert TextClassifier(encoder=None)._config().encoder == TextClassifier(encoder="")._config().encoder == EMBEDDED_ENCODER
     for parameters, message in [
         ({"epochs": 0}, "--epochs must be a positive whole number, got 0"),
         ({"epochs": "3"}, "--epochs must be a positive whole number, got '3'"),
