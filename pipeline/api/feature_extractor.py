@@ -59,7 +59,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         """float32 [len(texts), feature size], row i for text i; a list, Series, one-column DataFrame or 1-D array."""
         with invalid_input_errors():
             rows = texts_from(texts, source="the input")
-            settings, config = self._settled(), self._settings()
+            config, settings = self._settled()
             result = features_for(rows, settings, cache_dir=cache_dir_for(config), batch_size=config.extraction_batch_size,
                                   show_progress=bool(self.progress))
         self.cache_info_ = result.summary()
@@ -73,7 +73,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
         with invalid_input_errors():
             rows = texts_from(texts, source="the input")
-            return token_lengths(rows, self._settled().encoder.tokenizer)
+            return token_lengths(rows, self._settled()[1].encoder.tokenizer)
 
     # ------------------------------------------------------------------ state
 
@@ -81,16 +81,16 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         """The settings object `run` would get for these parameters; InvalidInput with the command line's message."""
         return settings_from(self, (FEATURES_STAGE,))
 
-    def _settled(self) -> FeatureSettings:
-        """The encoder and settled options for the current parameters: loaded once, again only after set_params
-        changed them (the loaded encoders themselves are shared within the process)."""
+    def _settled(self) -> tuple[RunConfig, FeatureSettings]:
+        """The settings of the current parameters, and the encoder and options settled from them: loaded once, again
+        only after set_params changed them (the loaded encoders themselves are shared within the process)."""
         config = self._settings()
         if getattr(self, "_settled_for", None) != config or not hasattr(self, "settings_"):
             with invalid_input_errors():
                 check_creatable(cache_dir_for(config), "--cache-dir")  # before TensorFlow starts, as `run` checks it
                 self.settings_ = settle_features(config)
             self._settled_for = config
-        return self.settings_
+        return config, self.settings_
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles the parameters only: the encoder is TensorFlow's, and is loaded again on the next call."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, validate
+from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, option_types, validate
 from pipeline.base.errors import UserError
 from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
 
@@ -172,7 +172,7 @@ def settings_from(estimator: Any, stages: tuple[str, ...], **fixed: Any) -> RunC
 def _option_value(declared: dataclasses.Field[Any], value: Any) -> Any:
     """One parameter's value as the option's declared type: InvalidInput naming the flag when it is not one."""
     flag, metadata = flag_of(declared.name), declared.metadata
-    annotation = typing.get_type_hints(RunConfig)[declared.name]
+    annotation = option_types()[declared.name]
     optional = type(None) in typing.get_args(annotation)
     if value is None and not optional and metadata["choices"] is not None:
         raise InvalidInput(f"{flag} None is unknown; choose one of {', '.join(metadata['choices'])}")

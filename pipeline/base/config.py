@@ -4,7 +4,9 @@ it belongs to), and validation that names the option and the fix."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,12 @@ def option(default: Any, help: str, *, stage: str, choices: tuple[str, ...] | No
 def flag_of(name: str) -> str:
     """The command-line flag of a RunConfig field: `window_overlap` -> `--window-overlap`."""
     return "--" + name.replace("_", "-")
+
+
+@functools.cache
+def option_types() -> dict[str, Any]:
+    """Each option's type, from RunConfig's annotations (read once: the front ends ask at every call)."""
+    return typing.get_type_hints(RunConfig)
 
 
 def api_parameters(stages: tuple[str, ...]) -> dict[str, dataclasses.Field[Any]]:

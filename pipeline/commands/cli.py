@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from pipeline.base.config import RunConfig, flag_of, validate
+from pipeline.base.config import RunConfig, flag_of, option_types, validate
 from pipeline.base.errors import UserError
 
 USAGE_ERROR = 2
@@ -60,7 +60,7 @@ def _value_type(annotation: Any) -> Any:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field, typed by the field's annotation, with the field's own help text."""
-    annotations = typing.get_type_hints(RunConfig)
+    annotations = option_types()
     for field in dataclasses.fields(RunConfig):
         flag = flag_of(field.name)
         help_text = field.metadata["help"]
