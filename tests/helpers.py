@@ -75,6 +75,31 @@ def tiny_review_rows(count: int = 60) -> list[tuple[str, str]]:
     return rows
 
 
+MULTI_LABELS = ("acting", "plot", "ending")
+
+
+def tiny_multi_label_rows(count: int = 60) -> list[tuple[str, int, int, int]]:
+    """(text, acting, plot, ending) rows: a text has a label when it names it (any number of them, none included),
+    every label on about half the rows, so each is readable from a word the tiny vocabulary knows."""
+    rows = []
+    for index in range(count):
+        flags = tuple((index >> bit) & 1 for bit in range(3))
+        named = [name for name, flag in zip(MULTI_LABELS, flags) if flag]
+        filler = ["the movie is long", "a film with cast", "this story was slow", "the director made it"][index % 4]
+        rows.append((" ".join([filler, *(f"the {name} is good" for name in named)]), *flags))
+    return rows
+
+
+def write_tiny_multi_label_csv(path: Path, count: int = 60, *, joined: bool = False) -> Path:
+    """tiny_multi_label_rows as a CSV: 0/1 columns acting, plot, ending; or `joined`, one column `tags` of the
+    labels joined by '|'."""
+    rows = tiny_multi_label_rows(count)
+    if joined:
+        return write_csv(path, ["text", "tags"], [(text, "|".join(name for name, flag in zip(MULTI_LABELS, flags) if flag))
+                                                  for text, *flags in rows])
+    return write_csv(path, ["text", *MULTI_LABELS], rows)
+
+
 def write_tiny_csv(path: Path, count: int = 60) -> Path:
     """A text,label CSV of tiny_review_rows(count); returns path."""
     return write_csv(path, ["text", "label"], tiny_review_rows(count))

@@ -129,6 +129,18 @@ def _max_seq_length_check(flag: str, value: int | str) -> None:
         raise UserError(f"{flag} must be at least 3 ([CLS], one token, [SEP]), got {value}")
 
 
+def _label_columns_check(flag: str, value: str) -> None:
+    names = label_column_names(value)
+    if len(names) < 2:
+        raise UserError(f"{flag} {value!r} names {len(names)} column; several labels per text need two or more "
+                        f"columns (for one label column of classes, pass --label-column NAME)")
+
+
+def label_column_names(value: str) -> list[str]:
+    """The columns of --label-columns A,B,C, stripped, blanks left out."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
 def check_layers(flag: str, value: str) -> None:
     parse_layers(value)
 
@@ -146,6 +158,12 @@ class RunConfig:
     text_column: str | None = option(None, "column holding the text (default: the preset's, else 'text')", stage=DATA_STAGE)
     label_column: str | None = option(None, "column holding the label (default: the preset's, else 'label')",
                                       stage=DATA_STAGE)
+    label_columns: str | None = option(
+        None, "several labels per text, one 0/1 column each (1/0, true/false, yes/no; a blank is 0), named with commas: "
+              "toxic,obscene,insult", stage=DATA_STAGE, check=_label_columns_check)
+    label_separator: str | None = option(
+        None, "several labels per text, in --label-column joined by this separator (an empty cell: no label)",
+        stage=DATA_STAGE)
     preset: str | None = option(None, "a known data set recipe (see docs/usage.md)", stage=DATA_STAGE)
     max_words: int | None = option(
         None, "keep only texts of fewer than N words, before a preset's sample (the Amazon tutorial's filter is "
@@ -281,6 +299,11 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--ensemble {config.ensemble} averages heads trained on cached frozen features; --fine-tune "
                         f"trains one encoder and head: drop --ensemble")
     check_request(config.precision, mixed_precision=config.mixed_precision, fine_tune=config.fine_tune)
+    if config.label_columns is not None and (config.label_separator is not None or config.label_column is not None):
+        other = "--label-separator" if config.label_separator is not None else "--label-column"
+        raise UserError(f"--label-columns and {other} are two ways to give several labels per text; use one: 0/1 "
+                        f"columns with --label-columns A,B,C, or one column of joined labels with --label-column COL "
+                        f"--label-separator SEP")
     reading = long_text_strategy(config)
     for name, strategy in (("head_tokens", "head-tail"), ("window_overlap", "windows"), ("max_windows", "windows")):
         if getattr(config, name) is not None and reading != strategy:

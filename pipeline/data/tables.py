@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.base.errors import UserError
+from pipeline.data import targets
 from pipeline.data.presets import (
     DEFAULT_PRESET,
     LABEL,
@@ -60,22 +61,38 @@ IN_MEMORY_DATA = "in-memory"  # a run's `data` when its texts came from memory (
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays field by field is ambiguous
 class LabeledTexts:
-    """Texts with class ids; class i is `label_names[i]`."""
+    """Texts with their target: class ids (class i is `label_names[i]`), or with several labels per text an
+    indicator matrix (column j, 1 when the text has label `label_names[j]`)."""
 
     texts: list[str]
-    labels: np.ndarray  # int64, values 0..K-1
+    labels: np.ndarray  # single-label: int64 [N], values 0..K-1; multi-label: int8 [N, L] of 0/1
     label_names: list[str]
     dropped_rows: int = 0  # rows dropped while loading (missing labels, preset filters)
     class_weighting: str | None = None  # "balanced" when the preset asks for it
+    kind: str = targets.SINGLE_LABEL
 
     def __post_init__(self) -> None:
         # These are programming errors, not user input: the loaders always build valid objects.
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.kind == targets.MULTI_LABEL:
+            if self.labels.dtype != np.int8 or self.labels.shape[1:] != (len(self.label_names),):
+                raise ValueError(f"labels must be an int8 [N, {len(self.label_names)}] matrix, got "
+                                 f"{self.labels.dtype} {self.labels.shape}")
+            return
         if self.labels.dtype != np.int64 or self.labels.ndim != 1:
             raise ValueError(f"labels must be a 1-D int64 array, got {self.labels.dtype}")
         if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(self.label_names):
             raise ValueError(f"labels must lie in 0..{len(self.label_names) - 1}")
+
+    @property
+    def target(self) -> targets.Target:
+        return targets.Target(kind=self.kind, names=tuple(self.label_names))
+
+    def with_rows(self, indices: np.ndarray, *, dropped_rows: int) -> LabeledTexts:
+        """The rows at `indices`, in that order, with the same classes or labels."""
+        return replace(self, texts=[self.texts[index] for index in indices], labels=self.labels[indices],
+                       label_names=list(self.label_names), dropped_rows=dropped_rows)
 
 
 @dataclass(frozen=True)
@@ -392,7 +409,15 @@ def require_two_classes(labels: np.ndarray, label_names: Sequence[str], *, path:
 def align_labels(
     data: LabeledTexts, label_names: Sequence[str], *, source: str = "the test data"
 ) -> LabeledTexts:
-    """Re-express `data` in another class order, e.g. a test file in the training file's classes."""
+    """Re-express `data` in another class order, e.g. a test file in the training file's classes (with several
+    labels per text: the same labels, columns in that order)."""
+    if data.kind == targets.MULTI_LABEL:
+        unknown = [name for name in data.label_names if name not in label_names]
+        if unknown or len(data.label_names) != len(label_names):
+            raise UserError(f"{source} has labels {', '.join(data.label_names)}, the training data "
+                            f"{', '.join(label_names)}; use the same labels in both")
+        columns = [data.label_names.index(name) for name in label_names]
+        return replace(data, labels=np.ascontiguousarray(data.labels[:, columns]), label_names=list(label_names))
     original_names = [data.label_names[class_id] for class_id in data.labels]
     return LabeledTexts(
         texts=list(data.texts),
@@ -434,8 +459,10 @@ def load_labeled_texts(
     label_names: Sequence[str] | None = None,
     presets: Mapping[str, Preset] = PRESETS,
     max_words: int | None = None,
+    label_columns: Sequence[str] | None = None,
+    label_separator: str | None = None,
 ) -> LabeledTexts:
-    """Read a table into texts and class ids.
+    """Read a table into texts and class ids, or with several labels per text into an indicator matrix.
 
     With no path and no preset this is the embedded demo (the rotten-tomatoes preset).
     `text_column`/`label_column` override the preset's columns; without a preset they default
@@ -443,6 +470,8 @@ def load_labeled_texts(
     training file's classes; another label is a UserError), else the preset's, else sorted
     labels (numerically if all are numbers). `seed` drives presets that sample rows. `max_words` keeps only
     texts of fewer words (the preset's own limit when None), before the preset's sample is drawn.
+    Several labels per text: `label_columns` (0/1 columns, the labels in their order; a multi-label preset's by
+    default) or `label_separator` (the label column holds label names joined by it), see `multi_label_texts`.
     """
     if path is None and preset is None:
         preset = DEFAULT_PRESET
@@ -450,27 +479,24 @@ def load_labeled_texts(
     data_path = resolve_data_path(path, chosen)
     text_column = text_column or (chosen.text_column if chosen else DEFAULT_TEXT_COLUMN)
     label_column = label_column or (chosen.label_column if chosen else DEFAULT_LABEL_COLUMN)
+    if chosen is not None and chosen.label_columns is None and (label_columns or label_separator is not None):
+        option = "--label-columns" if label_columns else "--label-separator"
+        raise UserError(f"preset {chosen.name} has one label per text; {option} is for tables with several: drop "
+                        f"{option}, or drop --preset and name your table's columns")
+    label_columns = label_columns or (chosen.label_columns if chosen else None)
 
     frame = read_table(data_path, headerless_columns=chosen.headerless_columns if chosen else None)
+    if label_columns or label_separator is not None:
+        return multi_label_texts(frame, data_path, chosen=chosen, text_column=text_column, label_column=label_column,
+                                 label_columns=label_columns, label_separator=label_separator, label_names=label_names,
+                                 seed=seed, max_words=max_words)
     rows = select_text_and_label(frame, path=data_path, text_column=text_column, label_column=label_column)
     rows = drop_incomplete_rows(rows, path=data_path, label_column=label_column)
     if len(rows) == 0:
         raise UserError(
             f"no row of {data_path} has both a text and a label; check --text-column and --label-column"
         )
-    if chosen is not None:
-        rows = chosen.prepare(rows, seed)
-    word_limit = max_words or (chosen.max_words if chosen else None)
-    if word_limit:
-        rows = keep_under_words(rows, word_limit, source_name=chosen.name if chosen else str(data_path))
-    if chosen is not None and chosen.sample_size:
-        sampled = sample_rows(rows, sample_size=chosen.sample_size, seed=seed)
-        log_dropped(chosen.name, f"not in the seeded sample of {chosen.sample_size}", len(rows) - len(sampled))
-        rows = sampled
-    if len(rows) == 0:
-        filters = [f"the {chosen.name} preset's filters" if chosen else "", f"--max-words {max_words}" if max_words else ""]
-        raise UserError(f"no rows of {data_path} are left after {' and '.join(part for part in filters if part)}; "
-                        f"check the file, {' and '.join(option for option, used in (('--preset', chosen), ('--max-words', max_words)) if used)}")
+    rows = filtered_rows(rows, data_path, chosen=chosen, seed=seed, max_words=max_words)
 
     label_values = rows[LABEL].tolist()
     fixed_order = label_names or (chosen.label_names if chosen else None)
@@ -486,6 +512,65 @@ def load_labeled_texts(
         dropped_rows=len(frame) - len(rows),
         class_weighting=chosen.class_weighting if chosen else None,
     )
+
+
+def filtered_rows(rows: pd.DataFrame, data_path: Path, *, chosen: Preset | None, seed: int,
+                  max_words: int | None) -> pd.DataFrame:
+    """The preset's cleaning, then the word limit, then the preset's seeded sample; UserError when none is left."""
+    if chosen is not None:
+        rows = chosen.prepare(rows, seed)
+    word_limit = max_words or (chosen.max_words if chosen else None)
+    if word_limit:
+        rows = keep_under_words(rows, word_limit, source_name=chosen.name if chosen else str(data_path))
+    if chosen is not None and chosen.sample_size:
+        sampled = sample_rows(rows, sample_size=chosen.sample_size, seed=seed)
+        log_dropped(chosen.name, f"not in the seeded sample of {chosen.sample_size}", len(rows) - len(sampled))
+        rows = sampled
+    if len(rows) == 0:
+        filters = [f"the {chosen.name} preset's filters" if chosen else "", f"--max-words {max_words}" if max_words else ""]
+        raise UserError(f"no rows of {data_path} are left after {' and '.join(part for part in filters if part)}; "
+                        f"check the file, {' and '.join(option for option, used in (('--preset', chosen), ('--max-words', max_words)) if used)}")
+    return rows
+
+
+def multi_label_texts(
+    frame: pd.DataFrame, data_path: Path, *, chosen: Preset | None, text_column: str, label_column: str,
+    label_columns: Sequence[str] | None, label_separator: str | None, label_names: Sequence[str] | None, seed: int,
+    max_words: int | None,
+) -> LabeledTexts:
+    """Texts with several labels each: from 0/1 `label_columns`, or from `label_column` holding label names joined
+    by `label_separator`. A text may have no label; rows without text are dropped. `label_names`: the training
+    data's labels (a test table); without them, every label must be positive somewhere."""
+    source = str(data_path)
+    if text_column not in frame.columns:
+        raise UserError(f"text column {text_column!r} not found in {data_path}; columns found: "
+                        f"{describe_columns(frame)}; pass --text-column NAME")
+    if label_columns:
+        names = list(label_columns)
+        matrix = targets.indicators_from_columns(frame, names, source=source)
+    else:
+        if label_column not in frame.columns:
+            raise UserError(f"label column {label_column!r} not found in {data_path}; columns found: "
+                            f"{describe_columns(frame)}; pass --label-column NAME")
+        names, matrix = targets.indicators_from_joined(frame[label_column].tolist(), str(label_separator),
+                                                       source=source, names=label_names)
+    if label_names is not None and list(label_names) != names:
+        raise UserError(f"{data_path} has labels {', '.join(names)}, the training data {', '.join(label_names)}; "
+                        f"give both tables the same label columns")
+    rows = pd.DataFrame({TEXT: column_to_text(frame[text_column])})
+    has_text = rows[TEXT].notna()
+    if not has_text.any():
+        raise UserError(f"text column {text_column!r} in {data_path} has no text on any row; "
+                        f"pass --text-column with the column that holds the texts")
+    if not has_text.all():
+        logger.info("dropped %d rows of %s with empty text", int((~has_text).sum()), data_path)
+    rows = filtered_rows(rows.loc[has_text], data_path, chosen=chosen, seed=seed, max_words=max_words)
+    matrix = matrix[rows.index.to_numpy()]
+    if label_names is None:
+        targets.require_positives(matrix, names, source=source)
+    return LabeledTexts(texts=[str(text) for text in rows[TEXT]], labels=matrix, label_names=names,
+                        dropped_rows=len(frame) - len(rows), class_weighting=chosen.class_weighting if chosen else None,
+                        kind=targets.MULTI_LABEL)
 
 
 def labeled_texts_from_values(
@@ -536,13 +621,7 @@ def labeled_texts_from_values(
 
 
 def subset(data: LabeledTexts, indices: np.ndarray, *, dropped_rows: int) -> LabeledTexts:
-    return LabeledTexts(
-        texts=[data.texts[index] for index in indices],
-        labels=data.labels[indices],
-        label_names=list(data.label_names),
-        dropped_rows=dropped_rows,
-        class_weighting=data.class_weighting,
-    )
+    return data.with_rows(indices, dropped_rows=dropped_rows)
 
 
 def smallest_class_needed(fraction: float) -> int:
@@ -606,6 +685,9 @@ def split_labeled_texts(
     validation set and nothing of `data` is split off for it: see `splits_with_validation`.
     """
     check_fractions(validation_fraction, test_fraction)
+    if data.kind == targets.MULTI_LABEL:
+        return multi_label_splits(data, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                                  test_data=test_data, validation_data=validation_data)
     if validation_data is not None:
         return splits_with_validation(data, validation_data, seed=seed, test_fraction=test_fraction,
                                       test_data=test_data)
@@ -660,6 +742,40 @@ def splits_with_validation(
         validation=validation,
         test=subset(data, test_indices, dropped_rows=0),
     )
+
+
+def multi_label_splits(
+    data: LabeledTexts, *, seed: int, validation_fraction: float, test_fraction: float,
+    test_data: LabeledTexts | None, validation_data: LabeledTexts | None,
+) -> Splits:
+    """split_labeled_texts for several labels per text: the same fractions, each label's positives shared out as
+    the rows are (iterative stratification, seeded); a label with too few positives to reach every split is named
+    in one warning. Given validation or test data are used as they are, as for one label per text."""
+    validation = None if validation_data is None else align_labels(validation_data, data.label_names,
+                                                                    source="the validation data")
+    test = None if test_data is None else align_labels(test_data, data.label_names)
+    split_names = ["train"] + (["validation"] if validation is None else []) + (["test"] if test is None else [])
+    if len(split_names) == 1:
+        return Splits(train=data, validation=validation, test=test)  # type: ignore[arg-type]
+    wanted = {"validation": validation_fraction, "test": test_fraction}
+    if test is not None:  # the validation set keeps its ratio to the training set, as split_labeled_texts keeps it
+        wanted["validation"] = validation_fraction / (1 - test_fraction)
+    fractions = [1 - sum(wanted[name] for name in split_names[1:])] + [wanted[name] for name in split_names[1:]]
+    if len(data.texts) < len(split_names):
+        raise UserError(f"{len(data.texts)} rows are too few to split into {', '.join(split_names)}; add rows")
+    assignment = targets.iterative_split(data.labels, fractions, seed=seed)
+    if any(not (assignment == index).any() for index in range(len(split_names))):
+        raise UserError(f"{len(data.texts)} rows are too few for a {', '.join(f'{fraction:.0%}' for fraction in fractions)} "
+                        f"split into {', '.join(split_names)}: one would be empty; add rows")
+    missing = targets.labels_missing_from_splits(data.labels, assignment, data.label_names, split_names)
+    if missing:
+        logger.warning("label %s: too few positives to appear in every split; scores that need them leave %s out "
+                       "there (add texts with %s)", "; ".join(missing), "it" if len(missing) == 1 else "them",
+                       "it" if len(missing) == 1 else "them")
+    parts = {name: data.with_rows(np.flatnonzero(assignment == index), dropped_rows=0)
+             for index, name in enumerate(split_names)}
+    parts["train"] = replace(parts["train"], dropped_rows=data.dropped_rows)
+    return Splits(train=parts["train"], validation=validation or parts["validation"], test=test or parts["test"])
 
 
 def compute_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

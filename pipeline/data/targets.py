@@ -38,6 +38,18 @@ class Target:
         return {"kind": self.kind, "names": list(self.names),
                 "thresholds": None if self.thresholds is None else list(self.thresholds)}
 
+    @property
+    def multi_label(self) -> bool:
+        return self.kind == MULTI_LABEL
+
+    def with_thresholds(self, thresholds: Sequence[float]) -> Target:
+        return Target(kind=self.kind, names=self.names, thresholds=tuple(float(value) for value in thresholds))
+
+    def predicted_names(self, probabilities: np.ndarray) -> list[list[str]]:
+        """Each row's labels: those whose probability reaches the label's threshold (0.5 before one is chosen)."""
+        thresholds = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * len(self.names))
+        return [[name for name, chosen in zip(self.names, row) if chosen] for row in probabilities >= thresholds]
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Target:
         thresholds = record.get("thresholds")
@@ -158,3 +170,14 @@ def labels_missing_from_splits(matrix: np.ndarray, assignment: np.ndarray, names
         if absent:
             missing.append(f"{name} (absent from {', '.join(absent)})")
     return missing
+
+
+def balanced_label_weights(matrix: np.ndarray) -> dict[int, tuple[float, float]]:
+    """{label: (weight of its negatives, weight of its positives)}: scikit-learn's balanced weights n / (2 * count)
+    for each label's own two classes, so a rare label's few positives count as much as its many negatives."""
+    rows = len(matrix)
+    weights = {}
+    for label, positives in enumerate(matrix.sum(axis=0).tolist()):
+        negatives = rows - positives
+        weights[label] = (rows / (2 * negatives) if negatives else 1.0, rows / (2 * positives) if positives else 1.0)
+    return weights

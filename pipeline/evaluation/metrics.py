@@ -37,7 +37,8 @@ def macro_pr_auc(labels: np.ndarray, probabilities: np.ndarray, num_classes: int
 
 
 def ranking_metrics(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """(macro_auroc, macro_pr_auc) of the same arguments, to the last bit, from one sort of each scored column.
+    """(macro_auroc, macro_pr_auc) of the same arguments, to the last bit, from one sort of each scored column;
+    for an indicator matrix `labels` (several labels per text), the means over the labels with both values.
 
     A head's every epoch scores its training and validation outputs, and scikit-learn sorts each column twice and
     checks its inputs at each call, several times the cost of counting both from one sort (measured:
@@ -45,6 +46,13 @@ def ranking_metrics(labels: np.ndarray, probabilities: np.ndarray, num_classes: 
     equal on random columns with and without ties. Fewer than two classes present gives what macro_auroc and
     macro_pr_auc give; a NaN or infinite output (a diverged head) raises scikit-learn's own error, as
     scikit-learn's functions do."""
+    if labels.ndim == 2:  # several labels per text: each label's column on its own, those with both values
+        columns = [(labels[:, label].astype(bool), probabilities[:, label]) for label in range(labels.shape[1])
+                   if 0 < labels[:, label].sum() < len(labels)]
+        if not columns:
+            return float("nan"), float("nan")
+        scores = [_column_auroc_and_precision(positive, column) for positive, column in columns]
+        return float(np.mean([auroc for auroc, _ in scores])), float(np.mean([precision for _, precision in scores]))
     present = np.unique(labels)
     if len(present) < 2:
         return float("nan"), macro_pr_auc(labels, probabilities, num_classes)

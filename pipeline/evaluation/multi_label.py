@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, hamming_loss, roc_auc_score
+from sklearn.metrics import classification_report, f1_score, hamming_loss, roc_auc_score
 
 from pipeline.evaluation.metrics import ranking_metrics
 
@@ -71,6 +71,14 @@ def multi_label_metrics(indicators: np.ndarray, probabilities: np.ndarray, thres
         "per_label": per_label,
         "rows": int(len(indicators)),
     }
+
+
+def multi_label_report(indicators: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float],
+                       names: Sequence[str]) -> str:
+    """scikit-learn's classification report of each label's predictions (probability >= its threshold)."""
+    predicted = (probabilities >= np.asarray(thresholds, dtype=probabilities.dtype)[None, :]).astype(np.int8)
+    report: str = classification_report(indicators, predicted, target_names=list(names), digits=4, zero_division=0)
+    return report
 
 
 def weakest_labels(metrics: dict[str, Any], count: int = 3) -> list[tuple[str, float]]:

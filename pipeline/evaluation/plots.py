@@ -23,14 +23,18 @@ Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 def _one_vs_rest(labels: np.ndarray, probabilities: np.ndarray,
                  label_names: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, is_class, score) per curve: the positive (last) class for two classes, every class otherwise."""
+    """(name, is_class, score) per curve. Class ids (1-D `labels`): the positive (last) class for two classes, every
+    class otherwise; a 0/1 indicator matrix (2-D, several labels per text): every label, its column against its own."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    if labels.ndim == 2:
+        return [(name, labels[:, k].astype(bool), probabilities[:, k]) for k, name in enumerate(label_names)]
     classes = [len(label_names) - 1] if len(label_names) == 2 else range(len(label_names))
     return [(label_names[k], labels == k, probabilities[:, k]) for k in classes]
 
 
 def roc_points(labels: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str]) -> Curves:
-    """{class: (false positive rate, true positive rate)}; classes absent from `labels` are left out."""
+    """{class or label: (false positive rate, true positive rate)}; `labels` holds class ids or a 0/1 indicator
+    matrix (several labels per text). Classes absent from `labels` are left out."""
     curves = {}
     for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
         if 0 < is_class.sum() < len(is_class):
@@ -40,7 +44,8 @@ def roc_points(labels: np.ndarray, probabilities: np.ndarray, label_names: Seque
 
 
 def pr_points(labels: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str]) -> Curves:
-    """{class: (recall, precision)}; classes absent from `labels` are left out."""
+    """{class or label: (recall, precision)}; `labels` as for `roc_points`. Classes absent from `labels` are left
+    out."""
     curves = {}
     for name, is_class, score in _one_vs_rest(labels, probabilities, label_names):
         if is_class.any():

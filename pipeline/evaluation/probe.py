@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.base.files import write_bytes_atomic, write_json_atomic
 from pipeline.evaluation.metrics import classification_metrics
+from pipeline.evaluation.multi_label import best_thresholds, multi_label_metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,40 @@ def logistic_regression_baseline(
     return classification_metrics(test_labels, probabilities, num_classes), probabilities
 
 
+def one_vs_rest_baseline(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    label_names: list[str],
+    seed: int,
+    label_weights: dict[int, Any] | None = None,
+) -> dict[str, Any]:
+    """The probe with several labels per text: one logistic regression per label on the standardised features
+    (one-vs-rest), each label's threshold chosen for F1 on the validation split as the head's are; its test
+    metrics. `label_weights`: {label: (negative weight, positive weight)}. A label with one value in the training
+    split is predicted at its training frequency."""
+    scaler = StandardScaler().fit(train_features)
+    train, validation, test = (scaler.transform(features) for features in (train_features, val_features, test_features))
+    val_probabilities = np.zeros((len(validation), len(label_names)), np.float32)
+    test_probabilities = np.zeros((len(test), len(label_names)), np.float32)
+    for label in range(len(label_names)):
+        column = train_labels[:, label]
+        if column.min() == column.max():
+            val_probabilities[:, label] = test_probabilities[:, label] = float(column[0])
+            continue
+        weights = None if label_weights is None else dict(enumerate(label_weights[label]))
+        model = LogisticRegression(max_iter=MAX_ITERATIONS, C=PROBE_C, random_state=seed, class_weight=weights)
+        model.fit(train, column)
+        val_probabilities[:, label] = model.predict_proba(validation)[:, 1]
+        test_probabilities[:, label] = model.predict_proba(test)[:, 1]
+    thresholds = best_thresholds(val_labels, val_probabilities)
+    return multi_label_metrics(test_labels, test_probabilities, thresholds, label_names)
+
+
 def cached_baseline(
     entry_dir: Path | None,
     train_features: np.ndarray,
@@ -62,22 +97,37 @@ def cached_baseline(
     *,
     num_classes: int,
     seed: int,
-    class_weight: dict[int, float] | None = None,
+    class_weight: dict[int, Any] | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    label_names: list[str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(the probe's test metrics, whether they were read from `entry_dir`): fitted and kept there when new.
 
     `entry_dir` is the feature cache entry the arrays were read from; without one the probe is always fitted.
     A record that cannot be read is fitted again and replaced; one that cannot be written only costs the next
-    run the fit."""
+    run the fit. Several labels per text (an indicator matrix `train_labels`): `validation` (features, labels)
+    chooses the thresholds and `label_names` names the labels (one_vs_rest_baseline)."""
+    multi_label = train_labels.ndim == 2
     arguments = (train_features, train_labels, test_features, test_labels)
     options = {"num_classes": num_classes, "seed": seed, "C": PROBE_C, "class_weight": _weights_record(class_weight)}
-    path = None if entry_dir is None else Path(entry_dir) / PROBES_DIR / f"{probe_digest(*arguments, options=options)}.json"
+    digested = arguments
+    if multi_label:
+        assert validation is not None and label_names is not None
+        digested = (*arguments, *validation)
+        options["labels"] = list(label_names)
+    path = None if entry_dir is None else Path(entry_dir) / PROBES_DIR / f"{probe_digest(*digested, options=options)}.json"
     if path is not None and path.is_file():
         try:
             return json.loads(path.read_text(encoding="utf-8"))["test"], True
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("the probe's cached result %s could not be read (%s); fitting the probe again", path, error)
-    metrics, _ = logistic_regression_baseline(*arguments, num_classes=num_classes, seed=seed, class_weight=class_weight)
+    if multi_label:
+        metrics = one_vs_rest_baseline(train_features, train_labels, *validation, test_features,  # type: ignore[misc]
+                                       test_labels, label_names=list(label_names), seed=seed,  # type: ignore[arg-type]
+                                       label_weights=class_weight)
+    else:
+        metrics, _ = logistic_regression_baseline(*arguments, num_classes=num_classes, seed=seed,
+                                                  class_weight=class_weight)
     if path is not None:
         try:
             write_json_atomic(path, {"test": metrics, "model": PROBE_DESCRIPTION, "C": PROBE_C,
@@ -141,5 +191,9 @@ def probe_digest(*arrays: np.ndarray, options: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _weights_record(class_weight: dict[int, float] | None) -> list[tuple[int, float]] | None:
-    return None if class_weight is None else sorted((int(label), float(weight)) for label, weight in class_weight.items())
+def _weights_record(class_weight: dict[int, Any] | None) -> list[tuple[int, Any]] | None:
+    """Class weights (a number per class, or a pair per label) as JSON records them."""
+    if class_weight is None:
+        return None
+    return sorted((int(label), [float(value) for value in weight] if isinstance(weight, tuple) else float(weight))
+                  for label, weight in class_weight.items())

@@ -7,6 +7,8 @@ The notebooks use the public API (`from pipeline import FeatureExtractor, TextCl
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -154,15 +156,12 @@ def load_run_splits(config_record: Mapping[str, Any]) -> Splits:
         raise ValueError("this run was fitted on texts held in memory (pipeline.TextClassifier), which its run folder "
                          "does not keep; use the texts you fitted it on")
 
-    def load(path: str | None, label_names: list[str] | None = None) -> data_module.LabeledTexts:
-        return data_module.load_labeled_texts(
-            path, text_column=config_record.get("text_column"), label_column=config_record.get("label_column"),
-            preset=config_record.get("preset"), seed=config_record["seed"], label_names=label_names,
-        )
+    from pipeline.base.config import DATA_STAGE
+    from pipeline.runs.prepare import read_and_split
 
-    dataset = load(config_record.get("data"))
-    test_data = load(config_record["test_data"], dataset.label_names) if config_record.get("test_data") else None
-    splits = data_module.split_labeled_texts(dataset, seed=config_record["seed"], test_data=test_data)
+    data_options = {declared.name: config_record[declared.name] for declared in dataclasses.fields(RunConfig)
+                    if declared.metadata["stage"] == DATA_STAGE and declared.name in config_record}
+    _, splits = read_and_split(RunConfig(**data_options, seed=config_record["seed"]))
     expected = config_record.get("split_sizes")
     found = {name: len(getattr(splits, name).texts) for name in ("train", "validation", "test")}
     if expected and expected != found:

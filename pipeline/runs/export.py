@@ -233,6 +233,7 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_dir": str(run.run_dir.resolve()),
         "labels": run.label_names,
+        "target": run.target.record(),  # several labels per text: each label's threshold, chosen on validation
         "encoder": {"handle": run.encoder_handle, "model_dir": str(encoder.model_dir),
                     "fingerprint": encoder.fingerprint},
         "pooling": run.pooling,
@@ -244,8 +245,10 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "precision": encoder.precision,  # what the export computes in
         "run_precision": run.precision,  # what the run computed in: int8 or a graph rewrite export as float32
         "signatures": {
-            SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes]",
-            LABELS_SIGNATURE: "() -> labels: string [classes], the class of each probability column",
+            SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes] (several labels per "
+                               "text: [batch, labels], each label's own probability; it applies when >= its "
+                               "target.thresholds value)",
+            LABELS_SIGNATURE: "() -> labels: string [classes], the class (or label) of each probability column",
             TOKENIZE_SIGNATURE: "texts: string [batch] -> input_word_ids, input_mask, input_type_ids: int32 "
                                 "(each text's first max_seq_length tokens; classify reads long texts as long_texts says)",
         },

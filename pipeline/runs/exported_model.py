@@ -6,11 +6,14 @@ signatures only, as any user would (TensorFlow and tensorflow-text, nothing of t
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.base.errors import UserError
+from pipeline.data.targets import SINGLE_LABEL, Target
 
 EXPORT_INFO_FILE = "export_info.json"
 EXPORT_FORMAT = "pipeline-end-to-end-savedmodel"
@@ -21,6 +24,17 @@ TOKENIZE_SIGNATURE = "tokenize"
 
 def looks_like_exported_model(folder: Path) -> bool:
     return (folder / "saved_model.pb").is_file() and (folder / EXPORT_INFO_FILE).is_file()
+
+
+def exported_target(model_dir: Path, label_names: list[str]) -> Target:
+    """What an exported model predicts, as export_info.json records it (exports from before targets were recorded:
+    one class per text)."""
+    try:
+        recorded = json.loads((model_dir / EXPORT_INFO_FILE).read_text(encoding="utf-8")).get("target")
+        return Target.from_record(recorded) if recorded else Target(kind=SINGLE_LABEL, names=tuple(label_names))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{model_dir / EXPORT_INFO_FILE} is unreadable ({type(error).__name__}); export the run again") \
+            from None
 
 
 class ExportedModel:
@@ -46,6 +60,12 @@ class ExportedModel:
         self._model = loaded  # the signatures hold only weak references to it
         self._tf = tf
         self.label_names = [name.decode("utf-8") for name in names]
+        self.model_dir = model_dir
+
+    @functools.cached_property
+    def target(self) -> Target:
+        """Read when first asked (the export's own check loads the model before export_info.json is written)."""
+        return exported_target(self.model_dir, self.label_names)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         probabilities: np.ndarray = self._serve(texts=self._tf.constant(texts, dtype=self._tf.string))["probabilities"].numpy()

@@ -1,7 +1,8 @@
 """The `predict` command: label new texts with an exported model or straight from a run folder.
 
 Texts come from the command line or from a table (any format `pipeline.data.tables` reads); results are
-printed as aligned lines, or written as a CSV/TSV/JSONL table with one probability column per class.
+printed as aligned lines, or written as a CSV/TSV/JSONL table with one probability column per class (several labels
+per text: per label, and a column of the labels predicted).
 Everything the user can get wrong is checked before TensorFlow starts.
 """
 
@@ -12,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -19,6 +21,7 @@ from tqdm import tqdm
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable, require_folder, write_bytes_atomic
 from pipeline.base.progress_bars import redraw_interval
+from pipeline.data.targets import Target
 from pipeline.runs.exported_model import EXPORT_INFO_FILE, ExportedModel, looks_like_exported_model
 from pipeline.runs.run_folder import looks_like_run_folder, read_run_folder
 
@@ -27,15 +30,27 @@ log = logging.getLogger(__name__)
 MODEL_HINT = "pass a folder made by `python -m pipeline export --run RUN --output DIR`, or a run folder"
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PRINTED_TEXT_WIDTH = 70
+LABELS_JOINED_BY = ","  # a text's predicted labels in one table cell (JSONL keeps them a list)
+NO_LABEL = "(none)"  # printed for a text that has none of the labels
 
 
 @dataclass
 class Predictions:
-    """Class probabilities for texts, in the order given; column k is `label_names[k]`."""
+    """Class probabilities for texts, in the order given; column k is `label_names[k]`. With several labels per text
+    (`target.multi_label`), column k is label k's own probability, and a text has the labels whose probability
+    reaches their threshold (`predicted_labels`)."""
 
     texts: list[str]
     probabilities: np.ndarray  # float32 [N, K]
-    label_names: list[str]
+    target: Target
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.target.names)
+
+    @property
+    def predicted_labels(self) -> list[list[str]]:
+        return self.target.predicted_names(self.probabilities)
 
     @property
     def label_ids(self) -> np.ndarray:
@@ -76,6 +91,7 @@ class RunFolderModel:
 
         self._run_model = load_run_model(read_run_folder(run_dir))
         self.label_names = self._run_model.label_names
+        self.target = self._run_model.run.target
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self._run_model.predict(texts)
@@ -103,7 +119,7 @@ def predict_texts(model: Model, texts: list[str], *, show_progress: bool = True)
             rows = order[start : start + model.chunk_size]
             probabilities[rows] = model.predict([texts[row] for row in rows])
             progress.update(len(rows))
-    return Predictions(texts=list(texts), probabilities=probabilities, label_names=list(model.label_names))
+    return Predictions(texts=list(texts), probabilities=probabilities, target=model.target)
 
 
 # ============================================================================ input and output
@@ -136,8 +152,13 @@ def probability_column(label_name: str) -> str:
     return f"probability_{label_name}"
 
 
-def prediction_rows(predictions: Predictions) -> list[dict[str, str | float]]:
-    """One record per text: text, label, probability (of that label), probability_<class> for each class."""
+def prediction_rows(predictions: Predictions) -> list[dict[str, Any]]:
+    """One record per text: text, label, probability (of that label), probability_<class> for each class; with
+    several labels per text: text, labels (those predicted, a list), probability_<label> for each label."""
+    if predictions.target.multi_label:
+        return [{"text": text, "labels": labels,
+                 **{probability_column(name): float(value) for name, value in zip(predictions.label_names, row)}}
+                for text, labels, row in zip(predictions.texts, predictions.predicted_labels, predictions.probabilities)]
     rows = []
     for text, label, best, row in zip(predictions.texts, predictions.labels,
                                       predictions.best_probabilities, predictions.probabilities):
@@ -153,26 +174,38 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike[str]) ->
 
     path = Path(path)
     kind = output_format(path)
-    columns = ["text", "label", "probability"] + [probability_column(name) for name in predictions.label_names]
+    leading = ["text", "labels"] if predictions.target.multi_label else ["text", "label", "probability"]
+    columns = leading + [probability_column(name) for name in predictions.label_names]
     if kind == "jsonl":
         payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in prediction_rows(predictions))
     else:
-        frame = pd.DataFrame(prediction_rows(predictions), columns=columns)
+        rows = prediction_rows(predictions)
+        for row in rows if predictions.target.multi_label else ():  # a table cell: the labels joined
+            row["labels"] = LABELS_JOINED_BY.join(row["labels"])
+        frame = pd.DataFrame(rows, columns=columns)
         payload = frame.to_csv(index=False, sep="," if kind == "csv" else "\t", lineterminator="\n")
     write_bytes_atomic(path, payload.encode("utf-8"))
     return path
 
 
 def format_predictions(predictions: Predictions) -> str:
-    """One aligned line per text: label, probability of that label, the text (shortened to fit a line)."""
+    """One aligned line per text: label, probability of that label, the text (shortened to fit a line); with several
+    labels per text, the labels predicted (or "(none)") and the text."""
+    if predictions.target.multi_label:
+        shown_labels = [LABELS_JOINED_BY.join(labels) or NO_LABEL for labels in predictions.predicted_labels]
+        width = max(len(labels) for labels in shown_labels) if shown_labels else 0
+        return "\n".join(f"{labels.ljust(width)}  {_shortened(text)}"
+                         for labels, text in zip(shown_labels, predictions.texts))
     width = max((len(label) for label in predictions.label_names), default=5)
     lines = []
     for text, label, probability in zip(predictions.texts, predictions.labels, predictions.best_probabilities):
-        shown = " ".join(text.split())
-        if len(shown) > PRINTED_TEXT_WIDTH:
-            shown = shown[: PRINTED_TEXT_WIDTH - 3] + "..."
-        lines.append(f"{label.ljust(width)}  {probability:.4f}  {shown}")
+        lines.append(f"{label.ljust(width)}  {probability:.4f}  {_shortened(text)}")
     return "\n".join(lines)
+
+
+def _shortened(text: str) -> str:
+    shown = " ".join(text.split())
+    return shown if len(shown) <= PRINTED_TEXT_WIDTH else shown[: PRINTED_TEXT_WIDTH - 3] + "..."
 
 
 # ============================================================================ the command

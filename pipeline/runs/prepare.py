@@ -20,6 +20,7 @@ from pipeline.base.config import (
     HeadSettings,
     RunConfig,
     artifacts_dir,
+    label_column_names,
     layers_text,
     long_text_strategy,
     resolve_layers,
@@ -29,6 +30,7 @@ from pipeline.base.config import (
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable
 from pipeline.data import tables as data_module
+from pipeline.data.targets import Target, balanced_label_weights
 from pipeline.features import long_texts as long_texts_module
 from pipeline.features.long_texts import LongTexts
 
@@ -58,6 +60,7 @@ class Prepared:
     label_names: list[str]
     class_weighting: str | None
     name: str
+    target: Target  # what is predicted: one class per text or several labels; thresholds come after training
 
 
 def prepare(config: RunConfig, data: tuple[data_module.LabeledTexts, data_module.Splits] | None = None) -> Prepared:
@@ -90,20 +93,24 @@ def prepare(config: RunConfig, data: tuple[data_module.LabeledTexts, data_module
         label_names=list(dataset.label_names),
         class_weighting=None if class_weighting == "none" else class_weighting,
         name=run_name(config),
+        target=dataset.target,
     )
 
 
 def read_and_split(config: RunConfig) -> tuple[data_module.LabeledTexts, data_module.Splits]:
     """The table `config.data` (or the preset's), the test table if any, and the seeded splits."""
+    label_columns = label_column_names(config.label_columns) if config.label_columns else None
     dataset = data_module.load_labeled_texts(
         config.data, text_column=config.text_column, label_column=config.label_column,
-        preset=config.preset, seed=config.seed, max_words=config.max_words,
+        preset=config.preset, seed=config.seed, max_words=config.max_words, label_columns=label_columns,
+        label_separator=config.label_separator,
     )
     test_data = None
     if config.test_data is not None:
         test_data = data_module.load_labeled_texts(
             config.test_data, text_column=config.text_column, label_column=config.label_column,
             preset=config.preset, seed=config.seed, label_names=dataset.label_names, max_words=config.max_words,
+            label_columns=label_columns, label_separator=config.label_separator,
         )
     return dataset, data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 
@@ -213,9 +220,13 @@ def split_features(prepared: Prepared, features: np.ndarray) -> dict[str, np.nda
             "test": features[n_train + n_val :]}
 
 
-def class_weights_for(prepared: Prepared) -> dict[int, float] | None:
+def class_weights_for(prepared: Prepared) -> dict[int, Any] | None:
+    """None, or balanced weights of the training split: {class: weight}, or with several labels per text
+    {label: (weight of its negatives, weight of its positives)} (pipeline.data.targets.balanced_label_weights)."""
     if prepared.class_weighting != "balanced":
         return None
+    if prepared.target.multi_label:
+        return balanced_label_weights(prepared.splits.train.labels)
     return data_module.compute_class_weights(prepared.splits.train.labels, len(prepared.label_names))
 
 

@@ -107,21 +107,25 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
 
     statistics = standardisation_statistics(train_features) if head.head == "mlp" else None  # one count for all
 
+    multi_label, class_weight = prepared.target.multi_label, class_weights_for(prepared)
+
     def build_member(seed: int, name: str) -> Any:
-        model = _build_head(head, train_features, num_classes, seed=seed, name=name, statistics=statistics)
-        return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay)
+        model = _build_head(head, train_features, num_classes, seed=seed, name=name, statistics=statistics,
+                            multi_label=multi_label)
+        return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay,
+                            multi_label=multi_label, label_weights=class_weight if multi_label else None)
 
     keras_lines = show_progress and log.isEnabledFor(logging.DEBUG)  # --verbose
     started = time.perf_counter()
     with known_tensorflow_noise_dropped(), ThreadPoolExecutor(max_workers=1) as probe_thread:
-        baseline = probe_thread.submit(fit_baseline, prepared, train_features, test_features,
-                                       _entry_dir(feature_summary))
+        baseline = probe_thread.submit(fit_baseline, prepared, {"train": train_features, "validation": val_features,
+                                                                "test": test_features}, _entry_dir(feature_summary))
         model, histories = train_ensemble(
             build_member, members=head.ensemble, seed=config.seed, train_features=train_features,
             train_labels=splits.train.labels, val_features=val_features, val_labels=splits.validation.labels,
             num_classes=num_classes, best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE,
             tensorboard_dir=run_dir / run_folder.LOGS_DIR, csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE,
-            epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weights_for(prepared),
+            epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weight,
             verbose=2 if keras_lines else 0, show_progress=show_progress and not keras_lines,
         )
         seconds = time.perf_counter() - started  # the heads' time, not the wait for the probe at the block's end
@@ -195,17 +199,19 @@ def write_config(prepared: Prepared, run_dir: Path) -> None:
     write_json_atomic(run_dir / run_folder.CONFIG_FILE, config_record(prepared))
 
 
-def fit_baseline(prepared: Prepared, train_features: np.ndarray, test_features: np.ndarray,
-                 entry_dir: Path | None) -> dict[str, Any]:
-    """The probe's test metrics: logistic regression on the standardised features, fitted on the training split,
-    or read from the record of the same fit in the feature cache entry `entry_dir` the features came from
-    (pipeline.evaluation.probe.cached_baseline)."""
+def fit_baseline(prepared: Prepared, features: dict[str, np.ndarray], entry_dir: Path | None) -> dict[str, Any]:
+    """The probe's test metrics: logistic regression on the standardised features (one per label with several
+    labels per text, thresholds chosen on the validation split), fitted on the training split, or read from the
+    record of the same fit in the feature cache entry `entry_dir` the features came from
+    (pipeline.evaluation.probe.cached_baseline). `features`: {'train'|'validation'|'test': rows}."""
     from pipeline.evaluation.probe import cached_baseline
 
+    splits = prepared.splits
     metrics, cached = cached_baseline(
-        entry_dir, train_features, prepared.splits.train.labels, test_features,
-        prepared.splits.test.labels, num_classes=len(prepared.label_names), seed=prepared.config.seed,
-        class_weight=class_weights_for(prepared),
+        entry_dir, features["train"], splits.train.labels, features["test"], splits.test.labels,
+        num_classes=len(prepared.label_names), seed=prepared.config.seed, class_weight=class_weights_for(prepared),
+        **({"validation": (features["validation"], splits.validation.labels), "label_names": prepared.label_names}
+           if prepared.target.multi_label else {}),
     )
     log.debug("probe: %s", "the same fit's result, from the cache" if cached else "fitted")
     return metrics
@@ -221,6 +227,7 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     The probe is fitted on `probe_features` when given (a fine-tuned run's frozen features), else on
     `split_features`, the head's own inputs; `baseline` is its test metrics when already fitted."""
     from pipeline.evaluation.metrics import classification_metrics, report_text
+    from pipeline.evaluation.multi_label import best_thresholds, multi_label_metrics, multi_label_report
     from pipeline.evaluation.probe import PROBE_DESCRIPTION
     from pipeline.evaluation.tensorboard_logging import write_run_summaries
     from pipeline.training.head import predict_probabilities
@@ -231,17 +238,29 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     val_probabilities = predict_probabilities(model, split_features["validation"])
     test_probabilities = predict_probabilities(model, split_features["test"])
     probe_features = probe_features or split_features
-    baseline_metrics = baseline or fit_baseline(prepared, probe_features["train"], probe_features["test"],
-                                                _entry_dir(feature_summary))
+    baseline_metrics = baseline or fit_baseline(prepared, probe_features, _entry_dir(feature_summary))
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
-    report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
+    target = prepared.target
+    if target.multi_label:  # each label's threshold chosen on the validation split, then applied to both
+        target = target.with_thresholds(best_thresholds(splits.validation.labels, val_probabilities))
+        test_metrics, val_metrics = (multi_label_metrics(split.labels, probabilities, target.thresholds or (),
+                                                         prepared.label_names)
+                                     for split, probabilities in ((splits.test, test_probabilities),
+                                                                  (splits.validation, val_probabilities)))
+        report = multi_label_report(splits.test.labels, test_probabilities, target.thresholds or (),
+                                    prepared.label_names)
+    else:
+        test_metrics = classification_metrics(splits.test.labels, test_probabilities, num_classes)
+        val_metrics = classification_metrics(splits.validation.labels, val_probabilities, num_classes)
+        report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))
     metrics = {
         "mode": "frozen",
         "precision": {"used": prepared.precision, "why": prepared.precision_reason,
                       "method": prepared.encoder.precision_method},
-        "test": classification_metrics(splits.test.labels, test_probabilities, num_classes),
-        "val": classification_metrics(splits.validation.labels, val_probabilities, num_classes),
+        "target": target.record(),
+        "test": test_metrics,
+        "val": val_metrics,
         "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
         "features": feature_summary,
         "training": training,
@@ -259,15 +278,16 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
 
 
 def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int, name: str,
-                statistics: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+                statistics: tuple[np.ndarray, np.ndarray] | None = None, multi_label: bool = False) -> Any:
     """An untrained Keras model of the chosen head (`statistics`: the mlp head's standardisation, if counted)."""
     from pipeline.training.head import build_head, build_mlp_head
 
     if head.head == "mlp":
         return build_mlp_head(train_features, num_classes, hidden_units=head.hidden_units,
-                              dropout_rate=head.dropout_rate, seed=seed, name=name, statistics=statistics)
+                              dropout_rate=head.dropout_rate, seed=seed, name=name, statistics=statistics,
+                              multi_label=multi_label)
     return build_head(train_features.shape[1], num_classes, hidden_units=head.hidden_units,
-                      dropout_rate=head.dropout_rate, seed=seed, name=name)
+                      dropout_rate=head.dropout_rate, seed=seed, name=name, multi_label=multi_label)
 
 
 def config_record(prepared: Prepared) -> dict[str, Any]:
@@ -277,7 +297,8 @@ def config_record(prepared: Prepared) -> dict[str, Any]:
     splits = prepared.splits
     record.update({
         "labels": prepared.label_names,
-        "class_weight": {str(k): v for k, v in class_weight.items()} if class_weight else None,
+        "class_weight": {str(k): list(v) if isinstance(v, tuple) else v for k, v in class_weight.items()}
+        if class_weight else None,
         "split_sizes": {"train": len(splits.train.texts), "validation": len(splits.validation.texts),
                         "test": len(splits.test.texts)},
         "encoder_info": prepared.encoder.describe(),

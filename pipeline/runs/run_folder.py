@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable, ensure_writable_dir, require_folder, write_json_atomic
+from pipeline.data.targets import SINGLE_LABEL, Target
 from pipeline.features.long_texts import LongTexts
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,13 @@ class FinishedRun:
                          max_windows=int(self.config.get("max_windows") or 1))
 
     @property
+    def target(self) -> Target:
+        """What the run predicts, with each label's threshold when it has several per text (runs from before
+        targets were recorded: one class per text)."""
+        recorded = self.metrics.get("target")
+        return Target.from_record(recorded) if recorded else Target(kind=SINGLE_LABEL, names=tuple(self.label_names))
+
+    @property
     def fine_tuned(self) -> bool:
         return bool(self.config.get("fine_tune"))
 
@@ -159,7 +167,7 @@ class FinishedRun:
         return self.run_dir / TUNED_ENCODER_DIR
 
     def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(labels [N], probabilities [N, K]) of the run's test split."""
+        """(labels [N] or indicators [N, L], probabilities [N, K or L]) of the run's test split."""
         with np.load(self.run_dir / PREDICTIONS_FILE, allow_pickle=False) as predictions:
             return predictions["labels"], predictions["probabilities"]
 

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 from pipeline.base.config import AUTO
+from pipeline.data.targets import MULTI_LABEL
+from pipeline.evaluation.multi_label import weakest_labels
 from pipeline.features import long_texts as long_texts_module
 from pipeline.runs.run import RunResult
+
+MULTI_LABEL_COLUMNS = ("macro_auroc", "micro_auroc", "macro_f1", "micro_f1")  # what a multi-label summary shows
 
 
 def summary_table(result: RunResult) -> str:
@@ -23,12 +27,19 @@ def summary_table(result: RunResult) -> str:
     fine_tuned = metrics.get("mode") == "fine-tune"
     labels = (("fine-tuned encoder + head", "baseline (logistic regression, frozen features)") if fine_tuned
               else ("head", "baseline (logistic regression)"))
-    rows: list[tuple[str, ...]] = [("", "accuracy", "auroc", "pr_auc", "f1")]
+    multi_label = metrics.get("target", {}).get("kind") == MULTI_LABEL
+    keys = MULTI_LABEL_COLUMNS if multi_label else ("accuracy", "auroc", "pr_auc", "f1")
+    rows: list[tuple[str, ...]] = [("", *keys)]
     for label, values in zip(labels, (head, baseline)):
-        rows.append((label, *(number(values[key]) for key in ("accuracy", "auroc", "pr_auc", "f1"))))
+        rows.append((label, *(number(values.get(key)) for key in keys)))
     width = max(len(row[0]) for row in rows)
-    lines = [f"Test set ({head['rows']} texts):"]
-    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(10) for cell in row[1:]) for row in rows]
+    cell_width = max(10, *(len(key) + 2 for key in keys))
+    lines = [f"Test set ({head['rows']} texts" + (f", {len(metrics['labels'])} labels" if multi_label else "") + "):"]
+    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(cell_width) for cell in row[1:]) for row in rows]
+    if multi_label:
+        weakest = weakest_labels(head)
+        if weakest:
+            lines.append("Weakest labels (test AUROC): " + ", ".join(f"{name} {auroc:.4f}" for name, auroc in weakest))
     precision = metrics.get("precision", {}).get("used", "float32")
     if "long_texts" in features:  # runs from before long texts were counted do not have it
         chosen = str(metrics["config"].get("max_seq_length_chosen") or "")

@@ -27,10 +27,12 @@ def build_head(
     dropout_rate: float = 0.0,
     seed: int = 42,
     name: str = "head",
+    multi_label: bool = False,
 ) -> keras.Model:
     """Dense(50, relu) -> BatchNorm -> Dense(30, relu) -> Dense(30, relu) -> sigmoid or softmax.
 
-    Two classes get one sigmoid unit (binary cross-entropy); more get a K-way softmax. He-normal
+    Two classes get one sigmoid unit (binary cross-entropy); more get a K-way softmax; several labels per text
+    (`multi_label`, `num_classes` labels) one sigmoid unit each. He-normal
     initialisers suit the ReLU layers, Glorot the output; each layer gets its own seed so the whole
     head is reproducible from one number.
     """
@@ -49,7 +51,8 @@ def build_head(
             hidden = keras.layers.BatchNormalization(name="batch_norm")(hidden)
         if dropout_rate > 0:
             hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name=name)
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+                       name=name)
 
 
 def build_mlp_head(
@@ -62,6 +65,7 @@ def build_mlp_head(
     seed: int = 42,
     name: str = "head",
     statistics: tuple[np.ndarray, np.ndarray] | None = None,
+    multi_label: bool = False,
 ) -> keras.Model:
     """Standardise (learned from `train_features`) -> Dropout -> [Dense(relu) -> Dropout] per width -> output.
 
@@ -80,7 +84,8 @@ def build_mlp_head(
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
         hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name=name)
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+                       name=name)
 
 
 STATISTICS_CHUNK_ROWS = 512
@@ -124,7 +129,8 @@ def member_seed(seed: int, member: int) -> int:
     return seed + 1000 * member
 
 
-def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[int, ...] = (), seed: int = 42) -> keras.Model:
+def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[int, ...] = (), seed: int = 42,
+                      multi_label: bool = False) -> keras.Model:
     """The fine-tuned encoder's head: [Dense(relu)] per width -> output, nothing random inside (the dropout
     before it is the fine-tuning model's, so the saved head needs no custom layers)."""
     if num_classes < 2:
@@ -134,21 +140,34 @@ def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[i
     for index, units in enumerate(hidden_units):
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units)), name="head")
+    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+                       name="head")
 
 
-def _probabilities(hidden: Any, num_classes: int, *, seed: int) -> Any:  # Keras symbolic tensors
-    """The output layer: one sigmoid unit for two classes (binary cross-entropy), else a K-way softmax."""
-    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+def _probabilities(hidden: Any, num_classes: int, *, seed: int, multi_label: bool = False) -> Any:  # Keras tensors
+    """The output layer: one sigmoid unit for two classes (binary cross-entropy), else a K-way softmax; with
+    several labels per text, one independent sigmoid unit per label."""
+    if multi_label:
+        units, activation = num_classes, "sigmoid"
+    else:
+        units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     return keras.layers.Dense(units, activation=activation, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
                               name="probabilities")(hidden)
 
 
 def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: keras.optimizers.Optimizer | None = None) -> keras.Model:
+                 weight_decay: float = 0.0, optimizer: keras.optimizers.Optimizer | None = None,
+                 multi_label: bool = False, label_weights: dict[int, tuple[float, float]] | None = None) -> keras.Model:
     """Adam (AdamW with decoupled weight decay when `weight_decay` > 0), or `optimizer` when given, with the
-    matching loss; Keras AUROC/PR-AUC metrics for two classes (K > 2 uses a callback)."""
-    if num_classes == 2:
+    matching loss; Keras AUROC/PR-AUC metrics for two classes (K > 2 and several labels use a callback).
+    Several labels per text (`multi_label`): binary cross-entropy per label, each label's negatives and positives
+    weighted by `label_weights` ({label: (negative weight, positive weight)}) when given."""
+    if multi_label:
+        loss: Any = keras.losses.BinaryCrossentropy() if label_weights is None else \
+            LabelWeightedBinaryCrossentropy([label_weights[label][0] for label in range(num_classes)],
+                                            [label_weights[label][1] for label in range(num_classes)])
+        metrics: list[Any] = [keras.metrics.BinaryAccuracy(name="accuracy")]
+    elif num_classes == 2:
         loss = keras.losses.BinaryCrossentropy()
         metrics = [
             keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -165,8 +184,32 @@ def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float =
     return model
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
+class LabelWeightedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy of each label, averaged over the labels as Keras's own averages it, each cell weighted
+    by its label's weight for its value: a label's positives by `positive_weights[label]`, its negatives by
+    `negative_weights[label]`."""
+
+    def __init__(self, negative_weights: list[float], positive_weights: list[float],
+                 name: str = "label_weighted_binary_crossentropy", **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.negative_weights = [float(weight) for weight in negative_weights]
+        self.positive_weights = [float(weight) for weight in positive_weights]
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = keras.backend.cast(y_true, y_pred.dtype)
+        cells = keras.backend.binary_crossentropy(y_true, y_pred)
+        weights = y_true * self.positive_weights + (1.0 - y_true) * self.negative_weights
+        return keras.backend.mean(cells * weights, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "negative_weights": self.negative_weights,
+                "positive_weights": self.positive_weights}
+
+
 def predict_probabilities(model: keras.Model, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """[N, K] class probabilities whatever the head's output layer (a sigmoid unit becomes two columns)."""
+    """[N, K] class probabilities whatever the head's output layer (one sigmoid unit becomes two columns); [N, L]
+    independent probabilities of a head with several labels per text."""
     raw = model.predict(features, batch_size=batch_size, verbose=0)
     if raw.shape[1] == 1:
         positive = raw[:, 0]

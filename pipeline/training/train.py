@@ -231,8 +231,13 @@ class FusedAdam:
 
 
 def epoch_metrics(labels: np.ndarray, outputs: np.ndarray, num_classes: int, loss: float) -> dict[str, float]:
-    """loss, accuracy, auroc and pr_auc of one set of model outputs (a sigmoid column or K softmax columns)."""
-    predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+    """loss, accuracy, auroc and pr_auc of one set of model outputs (a sigmoid column or K softmax columns); with
+    several labels per text (an indicator matrix `labels`), the accuracy of each label's 0.5 cut (as Keras's
+    BinaryAccuracy) and the labels' mean AUROC and PR-AUC."""
+    if labels.ndim == 2:
+        predicted = (outputs > 0.5).astype(labels.dtype)
+    else:
+        predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
     auroc, pr_auc = ranking_metrics(labels, outputs, num_classes)
     return {"loss": loss, "accuracy": float(np.mean(predicted == labels)), "auroc": auroc, "pr_auc": pr_auc}
 
@@ -350,7 +355,9 @@ class HeadTraining:
             *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
             keras.callbacks.CSVLogger(str(csv_log_path)),
         ]
-        self.sample_weights = np.ones(len(train_labels), dtype=np.float32) if class_weight is None else \
+        # Several labels per text: the label weights are the compiled loss's (compile_head), each row weighs 1.
+        self.sample_weights = np.ones(len(train_labels), dtype=np.float32) \
+            if class_weight is None or train_labels.ndim == 2 else \
             np.array([class_weight[int(label)] for label in train_labels], dtype=np.float32)
         steps = -(-len(train_labels) // batch_size)
         self.callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,

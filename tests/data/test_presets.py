@@ -270,7 +270,7 @@ def test_column_arguments_override_the_preset(tmp_path):
 
 
 def test_every_preset_names_its_source():
-    assert set(PRESETS) == {"amazon-fine-food", "gop-debate", "sst2", "rotten-tomatoes"}
+    assert set(PRESETS) == {"amazon-fine-food", "gop-debate", "sst2", "rotten-tomatoes", "toxic-comments"}
     for name, preset in PRESETS.items():
         assert preset.name == name
         assert preset.source and preset.description

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import run_cli, write_csv
+from pipeline.data.targets import SINGLE_LABEL, Target
 from test_export import AWKWARD_TEXTS, exported_probabilities, load_exported, make_fake_run, shared_tiny_export
 
 TOLERANCE = 1e-5
@@ -26,6 +27,7 @@ class FakeModel:
 
     chunk_size = 2
     label_names = ["short", "long"]
+    target = Target(kind=SINGLE_LABEL, names=("short", "long"))
 
     def __init__(self):
         self.calls = []
@@ -40,7 +42,8 @@ def fake_predictions(texts=("a fine film", "dull", "")):
     from pipeline.runs.predict import Predictions
 
     probabilities = np.array([[0.25, 0.75], [0.9, 0.1], [0.5, 0.5]][: len(texts)], np.float32)
-    return Predictions(texts=list(texts), probabilities=probabilities, label_names=["rotten", "fresh"])
+    return Predictions(texts=list(texts), probabilities=probabilities,
+                       target=Target(kind=SINGLE_LABEL, names=("rotten", "fresh")))
 
 
 # ----------------------------------------------------------------------------- the real command
