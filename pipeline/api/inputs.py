@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, option_types, validate
 from pipeline.base.errors import UserError
 from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
+from pipeline.data.targets import MULTI_LABEL, indicators_from_columns, require_positives
 
 ACCEPTED = "a list of strings, a pandas Series (a DataFrame column) or a one-dimensional NumPy array"
 SHOWN_CHARACTERS = 60
@@ -115,20 +116,84 @@ def label_order(values: Any) -> list[Any] | None:
     return None
 
 
-def labeled_texts(texts: Any, labels: Any, *, source: str, label_names: Sequence[str] | None = None) -> LabeledTexts:
-    """Checked texts with class ids, the classes ordered as a table's are (or as `label_names` fixes them)."""
+LABEL_COLLECTIONS = (list, tuple, set, frozenset)  # one text's labels, when it may have several
+
+
+def is_multi_label(labels: Any) -> bool:
+    """Whether `labels` give several labels per text, as scikit-learn's multi-label estimators take them: a 2-D 0/1
+    array or DataFrame with more than one column, or a sequence of label collections (lists, tuples or sets)."""
+    if isinstance(labels, (np.ndarray, pd.DataFrame)):
+        return labels.ndim == 2 and labels.shape[1] > 1
+    if isinstance(labels, (str, bytes, Mapping)) or not isinstance(labels, (Sequence, pd.Series)):
+        return False
+    return any(isinstance(row, LABEL_COLLECTIONS) for row in labels)  # then each must be one (label_indicators)
+
+
+def label_indicators(labels: Any, *, source: str, label_names: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """(label names, int8 [N, L] indicator matrix) of several labels per text: a 2-D array's columns are named
+    0..L-1, a DataFrame's by its columns, label collections' labels sorted (MultiLabelBinarizer's order).
+    `label_names`: the training labels, which validation or test labels must be given in."""
+    if isinstance(labels, (np.ndarray, pd.DataFrame)):
+        frame = pd.DataFrame(labels)
+        names = [str(name) for name in frame.columns]
+        frame.columns = names
+        if label_names is not None and names != list(label_names):
+            raise InvalidInput(f"{source} has label columns {', '.join(names)}, the training data "
+                               f"{', '.join(label_names)}; give the same labels in the same order")
+        with invalid_input_errors():
+            return names, indicators_from_columns(frame, names, source=source)
+    given = list(labels)
+    rows = [sorted(str(name) for name in row) if isinstance(row, LABEL_COLLECTIONS) else None for row in given]
+    for row_number, row in enumerate(rows):
+        if row is None:
+            raise InvalidInput(f"label {row_number} of {source} is a {type(given[row_number]).__name__}, not a "
+                               f"collection of labels; give every text a list, tuple or set of its labels")
+    names = list(label_names) if label_names is not None else sorted({name for row in rows for name in row})
+    position = {name: index for index, name in enumerate(names)}
+    matrix = np.zeros((len(rows), len(names)), np.int8)
+    for row_number, row in enumerate(rows):
+        for name in row:  # type: ignore[union-attr]
+            if name not in position:
+                raise InvalidInput(f"{source} has label {name!r} in row {row_number}, not among the training labels "
+                                   f"({', '.join(names)}); use the same labels")
+            matrix[row_number, position[name]] = 1
+    return names, matrix
+
+
+def multi_label_texts(texts: list[str], labels: Any, *, source: str,
+                      label_names: Sequence[str] | None = None) -> LabeledTexts:
+    """Checked texts with several labels each (see label_indicators); every training label positive somewhere."""
+    names, matrix = label_indicators(labels, source=source, label_names=label_names)
+    if len(matrix) != len(texts):
+        raise InvalidInput(f"{source} has {len(texts)} texts but {len(matrix)} rows of labels; pass one row per text")
+    if len(names) < 2:
+        raise InvalidInput(f"{source} has {len(names)} label; several labels per text need two or more (for one "
+                           f"label, pass a 1-D sequence of classes)")
+    if label_names is None:
+        with invalid_input_errors():
+            require_positives(matrix, names, source=source)
+    return LabeledTexts(texts=texts, labels=matrix, label_names=names, kind=MULTI_LABEL)
+
+
+def labeled_texts(texts: Any, labels: Any, *, source: str, label_names: Sequence[str] | None = None,
+                  multi_label: bool | None = None) -> LabeledTexts:
+    """Checked texts with class ids, the classes ordered as a table's are (or as `label_names` fixes them); with
+    several labels per text (`multi_label`, else told from `labels`), an indicator matrix (multi_label_texts)."""
     checked = texts_from(texts, source=source, labelled=True)
+    if multi_label if multi_label is not None else is_multi_label(labels):
+        return multi_label_texts(checked, labels, source=source, label_names=label_names)
     label_values = rows_of(labels, source=f"the labels of {source}")
     with invalid_input_errors():
         return labeled_texts_from_values(checked, label_values, source=source, label_names=label_names,
                                          label_order=label_order(labels))
 
 
-def labeled_pair(pair: Any, *, name: str, source: str, label_names: Sequence[str]) -> LabeledTexts:
-    """`validation_data` or `test_data`: a (texts, labels) pair, in the training data's classes."""
+def labeled_pair(pair: Any, *, name: str, source: str, training: LabeledTexts) -> LabeledTexts:
+    """`validation_data` or `test_data`: a (texts, labels) pair, in the training data's classes or labels."""
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise InvalidInput(f"{name} must be a pair (texts, labels), got a {type(pair).__name__}")
-    return labeled_texts(pair[0], pair[1], source=source, label_names=label_names)
+    return labeled_texts(pair[0], pair[1], source=source, label_names=training.label_names,
+                         multi_label=training.target.multi_label)
 
 
 def label_texts(values: Any, *, source: str) -> list[str]:

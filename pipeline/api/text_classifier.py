@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from pipeline.api.inputs import (
     InvalidInput,
     invalid_input_errors,
+    label_indicators,
     label_texts,
     labeled_pair,
     labeled_texts,
@@ -92,9 +93,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         config = self._config()
         training = labeled_texts(texts, labels, source="the training data")
         validation = None if validation_data is None else labeled_pair(
-            validation_data, name="validation_data", source="the validation data", label_names=training.label_names)
+            validation_data, name="validation_data", source="the validation data", training=training)
         test = None if test_data is None else labeled_pair(
-            test_data, name="test_data", source="the test data", label_names=training.label_names)
+            test_data, name="test_data", source="the test data", training=training)
         with invalid_input_errors():
             splits = split_labeled_texts(training, seed=config.seed, test_data=test, validation_data=validation)
         classes = _label_values(labels, training)
@@ -141,7 +142,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ predicting
 
     def predict_proba(self, texts: Any) -> np.ndarray:
-        """float32 [len(texts), len(classes_)]: column k is the probability of `classes_[k]`."""
+        """float32 [len(texts), len(classes_)]: column k is the probability of `classes_[k]` (several labels per
+        text: of label `classes_[k]`, independently of the others)."""
         from pipeline.runs.predict import predict_texts
 
         model = self._fitted_model()
@@ -150,16 +152,31 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return predict_texts(model, rows, show_progress=bool(self.progress)).probabilities
 
     def predict(self, texts: Any) -> np.ndarray:
-        """The most probable class of each text, as a value of `classes_`."""
-        self._fitted_model()
-        return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
+        """The most probable class of each text, as a value of `classes_`; with several labels per text, the 0/1
+        indicator matrix [len(texts), len(classes_)]: 1 where a label's probability reaches its threshold (chosen on
+        the validation split)."""
+        target = self._fitted_model().target
+        probabilities = self.predict_proba(texts)
+        if target.multi_label:
+            return (probabilities >= np.asarray(target.thresholds, dtype=probabilities.dtype)).astype(np.int64)
+        return self.classes_[np.argmax(probabilities, axis=1)]
 
     def score(self, texts: Any, labels: Any, sample_weight: Any = None) -> float:
         """Accuracy; labels are compared as the run folder records them (read as a table's cells are), so the
-        label values of a loaded run (strings) and the ones fitted on (say integers) both score."""
+        label values of a loaded run (strings) and the ones fitted on (say integers) both score. Several labels per
+        text: subset accuracy (every label of a text right), as scikit-learn scores multi-label classifiers."""
         from sklearn.metrics import accuracy_score
 
-        label_names = self._fitted_model().label_names
+        model = self._fitted_model()
+        if model.target.multi_label:
+            with invalid_input_errors():
+                _, wanted_matrix = label_indicators(labels, source="the labels", label_names=model.label_names)
+            predicted_matrix = self.predict(texts)
+            if len(wanted_matrix) != len(predicted_matrix):
+                raise InvalidInput(f"{len(predicted_matrix)} texts but {len(wanted_matrix)} rows of labels; pass one "
+                                   f"row per text")
+            return float(accuracy_score(wanted_matrix, predicted_matrix, sample_weight=sample_weight))
+        label_names = model.label_names
         with invalid_input_errors():
             wanted = label_texts(labels, source="the labels")
         predicted = np.argmax(self.predict_proba(texts), axis=1)
@@ -268,9 +285,14 @@ def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier:
 
 def _label_values(labels: Any, training: LabeledTexts) -> np.ndarray:
     """The caller's own label value for each class (the first row's that reads as its name), so `predict`
-    answers in the type the labels were given in."""
+    answers in the type the labels were given in; several labels per text: their names (a 2-D array's column
+    numbers)."""
     from pipeline.api.inputs import rows_of
     from pipeline.data.tables import value_to_text
+
+    if training.target.multi_label:
+        return np.arange(len(training.label_names)) if isinstance(labels, np.ndarray) else \
+            np.array(training.label_names, dtype=object)
 
     first: dict[str, Any] = {}
     for value in rows_of(labels, source="the labels"):
