@@ -86,7 +86,8 @@ def tiny_multi_label_rows(count: int = 60) -> list[tuple[str, int, int, int]]:
         flags = tuple((index >> bit) & 1 for bit in range(3))
         named = [name for name, flag in zip(MULTI_LABELS, flags) if flag]
         filler = ["the movie is long", "a film with cast", "this story was slow", "the director made it"][index % 4]
-        rows.append((" ".join([filler, *(f"the {name} is good" for name in named)]), *flags))
+        emphasis = ["very"] * (index // 8 % 6)  # so that few texts repeat
+        rows.append((" ".join([filler, *emphasis, *(f"the {name} is good" for name in named)]), *flags))
     return rows
 
 

@@ -71,21 +71,33 @@ def one_vs_rest_baseline(
     metrics. `label_weights`: {label: (negative weight, positive weight)}. A label with one value in the training
     split is predicted at its training frequency."""
     scaler = StandardScaler().fit(train_features)
-    train, validation, test = (scaler.transform(features) for features in (train_features, val_features, test_features))
-    val_probabilities = np.zeros((len(validation), len(label_names)), np.float32)
-    test_probabilities = np.zeros((len(test), len(label_names)), np.float32)
-    for label in range(len(label_names)):
-        column = train_labels[:, label]
+    coefficients, intercepts = one_vs_rest_parameters(scaler.transform(train_features), train_labels, C=PROBE_C,
+                                                      seed=seed, label_weights=label_weights)
+
+    def probabilities(features: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-(scaler.transform(features) @ coefficients.T + intercepts)))).astype(np.float32)
+
+    thresholds = best_thresholds(val_labels, probabilities(val_features))
+    return multi_label_metrics(test_labels, probabilities(test_features), thresholds, label_names)
+
+
+def one_vs_rest_parameters(standardised: np.ndarray, indicators: np.ndarray, *, C: float, seed: int,
+                           label_weights: dict[int, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients [L, D], intercepts [L]) of one logistic regression per label on standardised features. A label
+    with one value in these rows gets zero coefficients and the intercept of its constant probability (clipped)."""
+    coefficients = np.zeros((indicators.shape[1], standardised.shape[1]))
+    intercepts = np.zeros(indicators.shape[1])
+    for label in range(indicators.shape[1]):
+        column = indicators[:, label]
         if column.min() == column.max():
-            val_probabilities[:, label] = test_probabilities[:, label] = float(column[0])
+            probability = float(np.clip(column[0], 1e-6, 1 - 1e-6))
+            intercepts[label] = np.log(probability / (1 - probability))
             continue
         weights = None if label_weights is None else dict(enumerate(label_weights[label]))
-        model = LogisticRegression(max_iter=MAX_ITERATIONS, C=PROBE_C, random_state=seed, class_weight=weights)
-        model.fit(train, column)
-        val_probabilities[:, label] = model.predict_proba(validation)[:, 1]
-        test_probabilities[:, label] = model.predict_proba(test)[:, 1]
-    thresholds = best_thresholds(val_labels, val_probabilities)
-    return multi_label_metrics(test_labels, test_probabilities, thresholds, label_names)
+        model = LogisticRegression(max_iter=MAX_ITERATIONS, C=C, random_state=seed, class_weight=weights)
+        model.fit(standardised, column)
+        coefficients[label], intercepts[label] = model.coef_[0], model.intercept_[0]
+    return coefficients, intercepts
 
 
 def cached_baseline(
@@ -112,7 +124,8 @@ def cached_baseline(
     options = {"num_classes": num_classes, "seed": seed, "C": PROBE_C, "class_weight": _weights_record(class_weight)}
     digested = arguments
     if multi_label:
-        assert validation is not None and label_names is not None
+        if validation is None or label_names is None:
+            raise ValueError("several labels per text need the validation split and the label names")
         digested = (*arguments, *validation)
         options["labels"] = list(label_names)
     path = None if entry_dir is None else Path(entry_dir) / PROBES_DIR / f"{probe_digest(*digested, options=options)}.json"
@@ -160,9 +173,15 @@ def fitted_probe(
         except (OSError, ValueError, KeyError) as error:
             log.warning("the probe's cached fit %s could not be read (%s); fitting the probe again", path, error)
     scaler = StandardScaler().fit(train_features)
-    probe = LogisticRegression(max_iter=MAX_ITERATIONS, C=C, random_state=seed, class_weight=class_weight)
-    probe.fit(scaler.transform(train_features), train_labels)
-    fitted = (scaler.mean_, scaler.var_, probe.coef_, probe.intercept_)
+    standardised = scaler.transform(train_features)
+    if train_labels.ndim == 2:  # several labels per text: one regression per label, its rows of the parameters
+        coefficients, intercepts = one_vs_rest_parameters(standardised, train_labels, C=C, seed=seed,
+                                                          label_weights=class_weight)
+    else:
+        probe = LogisticRegression(max_iter=MAX_ITERATIONS, C=C, random_state=seed, class_weight=class_weight)
+        probe.fit(standardised, train_labels)
+        coefficients, intercepts = probe.coef_, probe.intercept_
+    fitted = (scaler.mean_, scaler.var_, coefficients, intercepts)
     if path is not None:
         try:
             write_bytes_atomic(path, npz_bytes(dict(zip(names, fitted))))

@@ -154,8 +154,10 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
     if not resume:
         write_config(prepared, run_dir)
     make_deterministic(config.seed)
-    class_weight = class_weights_for(prepared)
-    weights = None if class_weight is None else np.array([class_weight[int(label)] for label in splits.train.labels])
+    class_weight, multi_label = class_weights_for(prepared), prepared.target.multi_label
+    # Several labels per text: the label weights are the loss's (compile_head), not the rows'.
+    weights = None if class_weight is None or multi_label else \
+        np.array([class_weight[int(label)] for label in splits.train.labels])
     train = tokenize_split(splits.train.texts, splits.train.labels, encoder, prepared.max_seq_length,
                            long_texts=prepared.long_texts, sample_weights=weights)
     validation = tokenize_split(splits.validation.texts, splits.validation.labels, encoder, prepared.max_seq_length,
@@ -172,7 +174,8 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
                            backup_dir=run_dir / run_folder.BACKUP_DIR, best_dir=run_dir / run_folder.BEST_CHECKPOINT_DIR,
                            tensorboard_dir=run_dir / run_folder.LOGS_DIR,
                            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, loss_scaling=in_float16,
-                           show_progress=show_progress)
+                           show_progress=show_progress, multi_label=multi_label,
+                           label_weights=class_weight if multi_label else None)
     save_tuned_encoder(encoder, encoder_layer_of(result.model), run_dir / run_folder.TUNED_ENCODER_DIR)
     tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True, precision=prepared.precision)
     tuned_features = {name: encode_texts(split.texts, tuned, pooling=prepared.pooling, layers=prepared.layers,

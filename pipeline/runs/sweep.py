@@ -89,7 +89,8 @@ class TrialResult:
 
 
 def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress: bool = True) -> RunResult:
-    """Fits every trial, keeps the best by validation AUROC as the run's head, scores only it on the test split."""
+    """Fits every trial, keeps the best by validation AUROC (the labels' mean with several labels per text) as the
+    run's head, scores only it on the test split."""
     validate(config)
     if config.fine_tune:
         raise UserError("--fine-tune cannot be swept: a sweep trains many heads on cached frozen features; "
@@ -183,7 +184,7 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
         for trial in progress:
             if trial.model == "probe":
                 fitted, seconds = probes[trial.name].result()
-                model, epochs_run = probe_as_keras(*fitted), None
+                model, epochs_run = probe_as_keras(*fitted, multi_label=prepared.target.multi_label), None
                 val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             else:
                 number, place = group_of[mlp_index]
@@ -261,10 +262,13 @@ def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndar
 
     num_classes = len(prepared.label_names)
     make_deterministic(prepared.config.seed)
+    multi_label = prepared.target.multi_label
     model = build_mlp_head(train_features, num_classes, hidden_units=trial.options["hidden_units"],
-                           dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed, statistics=statistics)
+                           dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed, statistics=statistics,
+                           multi_label=multi_label)
     compile_head(model, num_classes, learning_rate=trial.options["learning_rate"],
-                 weight_decay=trial.options["weight_decay"])
+                 weight_decay=trial.options["weight_decay"], multi_label=multi_label,
+                 label_weights=class_weights_for(prepared) if multi_label else None)
     return model
 
 
@@ -311,9 +315,11 @@ def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], tria
     return fitted, time.perf_counter() - started
 
 
-def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray) -> Any:
+def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndarray, intercepts: np.ndarray, *,
+                   multi_label: bool = False) -> Any:
     """The fitted probe as a Keras model giving the same probabilities: standardise, then one dense layer
-    (sigmoid for two classes, softmax for more), so a winning probe exports and predicts like any head."""
+    (sigmoid for two classes or for each of several labels per text, softmax for more classes), so a winning probe
+    exports and predicts like any head."""
     import tf_keras as keras
 
     width, classes = coefficients.shape[1], coefficients.shape[0]
@@ -321,7 +327,8 @@ def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndar
     # StandardScaler leaves a constant feature's scale at 1 (variance 0); Normalization would divide by ~0.
     standardise = keras.layers.Normalization(mean=mean, variance=np.where(variance > 0, variance, 1.0),
                                              name="standardise")
-    output = keras.layers.Dense(classes, activation="sigmoid" if classes == 1 else "softmax", name="probabilities")
+    output = keras.layers.Dense(classes, activation="sigmoid" if classes == 1 or multi_label else "softmax",
+                                name="probabilities")
     model = keras.Model(inputs, output(standardise(inputs)), name="head")
     output.set_weights([coefficients.T.astype(np.float32), intercepts.astype(np.float32)])
     return model

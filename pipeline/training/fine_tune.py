@@ -174,14 +174,15 @@ def load_trainable_encoder(encoder: Encoder) -> hub.KerasLayer:
 
 
 def build_fine_tune_model(encoder: Encoder, encoder_layer: hub.KerasLayer, *, pooling: str, layers: tuple[int, ...],
-                          combine: str, num_classes: int, settings: FineTuneSettings) -> tuple[keras.Model, keras.Model]:
+                          combine: str, num_classes: int, settings: FineTuneSettings,
+                          multi_label: bool = False) -> tuple[keras.Model, keras.Model]:
     """(whole model, head): token ids -> pooled features -> dropout -> head -> probabilities."""
     inputs = [keras.Input(shape=(None,), dtype=tf.int32, name=name)
               for name in ("input_word_ids", "input_mask", "input_type_ids")]
     features = PooledEncoder(encoder_layer, encoder.signature, pooling, layers, combine, name="encoder")(inputs)
     features = StepSeededDropout(settings.dropout_rate, settings.seed, name="feature_dropout")(features)
     head = build_output_head(feature_size(encoder.hidden_size, layers, combine), num_classes,
-                             hidden_units=settings.hidden_units, seed=settings.seed)
+                             hidden_units=settings.hidden_units, seed=settings.seed, multi_label=multi_label)
     return FineTunedClassifier(inputs, head(features), name="fine_tuned_classifier"), head
 
 
@@ -311,7 +312,8 @@ class EpochState(keras.callbacks.Callback):
 
 
 class ValidationAuroc(keras.callbacks.Callback):
-    """Macro one-vs-rest AUROC and PR-AUC of the validation split, put into `logs` (K > 2; Keras does K = 2)."""
+    """Macro one-vs-rest AUROC and PR-AUC of the validation split (or the labels' mean, with several labels per
+    text), put into `logs` (K > 2 and several labels; Keras does K = 2)."""
 
     def __init__(self, inputs: tf.data.Dataset, labels: np.ndarray, num_classes: int):
         super().__init__()
@@ -401,20 +403,23 @@ def truncate_csv_log(path: Path, epochs_done: int) -> None:
 def fine_tune(encoder: Encoder, *, train: TokenizedSplit, validation: TokenizedSplit, num_classes: int, pooling: str,
               layers: tuple[int, ...], combine: str, settings: FineTuneSettings, backup_dir: Path, best_dir: Path,
               tensorboard_dir: Path, csv_log_path: Path, loss_scaling: bool = False,
-              show_progress: bool = True) -> FineTuneResult:
+              show_progress: bool = True, multi_label: bool = False,
+              label_weights: dict[int, tuple[float, float]] | None = None) -> FineTuneResult:
     """Trains encoder and head together; resumes from `backup_dir` when an earlier attempt left a backup there.
+    Several labels per text (`multi_label`, `num_classes` labels): a sigmoid per label, `label_weights` as
+    compile_head takes them.
 
     Returns the model holding the best validation-AUROC epoch's weights.
     """
     encoder_layer = load_trainable_encoder(encoder)
     model, head = build_fine_tune_model(encoder, encoder_layer, pooling=pooling, layers=layers, combine=combine,
-                                        num_classes=num_classes, settings=settings)
+                                        num_classes=num_classes, settings=settings, multi_label=multi_label)
     epoch_plans = {epoch: token_batches.epoch_batches(train.lengths, settings.batch_size, seed=settings.seed, epoch=epoch)
                    for epoch in range(settings.epochs)}
     steps_per_epoch = len(epoch_plans[0])
     schedule = learning_rate_schedule(settings, steps_per_epoch * settings.epochs)
     optimizer = make_optimizer(settings, schedule, loss_scaling=loss_scaling)
-    compile_head(model, num_classes, optimizer=optimizer)
+    compile_head(model, num_classes, optimizer=optimizer, multi_label=multi_label, label_weights=label_weights)
     optimizer.build(model.tuned_variables())  # slots exist before a backup is restored into them
     backup_dir.mkdir(parents=True, exist_ok=True)
     best_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +433,7 @@ def fine_tune(encoder: Encoder, *, train: TokenizedSplit, validation: TokenizedS
     validation_batches = token_batches.sorted_batches(validation.lengths, settings.batch_size)
     validation_order = np.concatenate(validation_batches) if validation_batches else np.zeros(0, np.int64)
     callbacks: list[keras.callbacks.Callback] = []
-    if num_classes > 2:
+    if num_classes > 2 or multi_label:
         callbacks.append(ValidationAuroc(validation.dataset(validation_batches, with_labels=False),
                                          validation.labels[validation_order], num_classes))
     progress = TextsProgress({epoch: [len(rows) for rows in plan] for epoch, plan in epoch_plans.items()},

