@@ -144,15 +144,16 @@ def label_indicators(labels: Any, *, source: str, label_names: Sequence[str] | N
             return names, indicators_from_columns(frame, names, source=source)
     given = list(labels)
     rows = [sorted(str(name) for name in row) if isinstance(row, LABEL_COLLECTIONS) else None for row in given]
-    for row_number, row in enumerate(rows):
-        if row is None:
-            raise InvalidInput(f"label {row_number} of {source} is a {type(given[row_number]).__name__}, not a "
-                               f"collection of labels; give every text a list, tuple or set of its labels")
-    names = list(label_names) if label_names is not None else sorted({name for row in rows for name in row})
+    if None in rows:
+        row_number = rows.index(None)
+        raise InvalidInput(f"label {row_number} of {source} is a {type(given[row_number]).__name__}, not a "
+                           f"collection of labels; give every text a list, tuple or set of its labels")
+    label_sets = [row for row in rows if row is not None]
+    names = list(label_names) if label_names is not None else sorted({name for row in label_sets for name in row})
     position = {name: index for index, name in enumerate(names)}
     matrix = np.zeros((len(rows), len(names)), np.int8)
-    for row_number, row in enumerate(rows):
-        for name in row:  # type: ignore[union-attr]
+    for row_number, row in enumerate(label_sets):
+        for name in row:
             if name not in position:
                 raise InvalidInput(f"{source} has label {name!r} in row {row_number}, not among the training labels "
                                    f"({', '.join(names)}); use the same labels")

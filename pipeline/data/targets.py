@@ -42,7 +42,7 @@ class Target:
     def multi_label(self) -> bool:
         return self.kind == MULTI_LABEL
 
-    def with_thresholds(self, thresholds: Sequence[float]) -> Target:
+    def with_thresholds(self, thresholds: Sequence[float] | np.ndarray) -> Target:
         return Target(kind=self.kind, names=self.names, thresholds=tuple(float(value) for value in thresholds))
 
     def predicted_names(self, probabilities: np.ndarray) -> list[list[str]]:

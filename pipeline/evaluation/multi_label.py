@@ -41,7 +41,7 @@ def best_thresholds(indicators: np.ndarray, probabilities: np.ndarray) -> np.nda
     return thresholds
 
 
-def multi_label_metrics(indicators: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float],
+def multi_label_metrics(indicators: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float] | np.ndarray,
                         names: Sequence[str]) -> dict[str, Any]:
     """The metrics a multi-label run records for one split, the predictions being probability >= threshold."""
     indicators = indicators.astype(bool)
@@ -73,7 +73,7 @@ def multi_label_metrics(indicators: np.ndarray, probabilities: np.ndarray, thres
     }
 
 
-def multi_label_report(indicators: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float],
+def multi_label_report(indicators: np.ndarray, probabilities: np.ndarray, thresholds: Sequence[float] | np.ndarray,
                        names: Sequence[str]) -> str:
     """scikit-learn's classification report of each label's predictions (probability >= its threshold)."""
     predicted = (probabilities >= np.asarray(thresholds, dtype=probabilities.dtype)[None, :]).astype(np.int8)

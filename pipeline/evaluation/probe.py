@@ -119,11 +119,11 @@ def cached_baseline(
     A record that cannot be read is fitted again and replaced; one that cannot be written only costs the next
     run the fit. Several labels per text (an indicator matrix `train_labels`): `validation` (features, labels)
     chooses the thresholds and `label_names` names the labels (one_vs_rest_baseline)."""
-    multi_label = train_labels.ndim == 2
     arguments = (train_features, train_labels, test_features, test_labels)
-    options = {"num_classes": num_classes, "seed": seed, "C": PROBE_C, "class_weight": _weights_record(class_weight)}
-    digested = arguments
-    if multi_label:
+    options: dict[str, Any] = {"num_classes": num_classes, "seed": seed, "C": PROBE_C,
+                               "class_weight": _weights_record(class_weight)}
+    digested: tuple[np.ndarray, ...] = arguments
+    if train_labels.ndim == 2:  # several labels per text
         if validation is None or label_names is None:
             raise ValueError("several labels per text need the validation split and the label names")
         digested = (*arguments, *validation)
@@ -134,10 +134,9 @@ def cached_baseline(
             return json.loads(path.read_text(encoding="utf-8"))["test"], True
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("the probe's cached result %s could not be read (%s); fitting the probe again", path, error)
-    if multi_label:
-        metrics = one_vs_rest_baseline(train_features, train_labels, *validation, test_features,  # type: ignore[misc]
-                                       test_labels, label_names=list(label_names), seed=seed,  # type: ignore[arg-type]
-                                       label_weights=class_weight)
+    if validation is not None and label_names is not None and train_labels.ndim == 2:
+        metrics = one_vs_rest_baseline(train_features, train_labels, validation[0], validation[1], test_features,
+                                       test_labels, label_names=list(label_names), seed=seed, label_weights=class_weight)
     else:
         metrics, _ = logistic_regression_baseline(*arguments, num_classes=num_classes, seed=seed,
                                                   class_weight=class_weight)

@@ -8,7 +8,6 @@ The notebooks use the public API (`from pipeline import FeatureExtractor, TextCl
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from collections.abc import Mapping
 from pathlib import Path

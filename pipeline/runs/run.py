@@ -209,12 +209,12 @@ def fit_baseline(prepared: Prepared, features: dict[str, np.ndarray], entry_dir:
     (pipeline.evaluation.probe.cached_baseline). `features`: {'train'|'validation'|'test': rows}."""
     from pipeline.evaluation.probe import cached_baseline
 
-    splits = prepared.splits
+    splits, multi_label = prepared.splits, prepared.target.multi_label
     metrics, cached = cached_baseline(
         entry_dir, features["train"], splits.train.labels, features["test"], splits.test.labels,
         num_classes=len(prepared.label_names), seed=prepared.config.seed, class_weight=class_weights_for(prepared),
-        **({"validation": (features["validation"], splits.validation.labels), "label_names": prepared.label_names}
-           if prepared.target.multi_label else {}),
+        validation=(features["validation"], splits.validation.labels) if multi_label else None,
+        label_names=prepared.label_names if multi_label else None,
     )
     log.debug("probe: %s", "the same fit's result, from the cache" if cached else "fitted")
     return metrics

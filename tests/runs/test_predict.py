@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import run_cli, write_csv
-from pipeline.data.targets import SINGLE_LABEL, Target
 from test_export import AWKWARD_TEXTS, exported_probabilities, load_exported, make_fake_run, shared_tiny_export
+
+from pipeline.data.targets import SINGLE_LABEL, Target
 
 TOLERANCE = 1e-5
 
