@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, option_types, validate
 from pipeline.base.errors import UserError
 from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
-from pipeline.data.targets import MULTI_LABEL, indicators_from_columns, require_positives
+from pipeline.data.targets import MULTI_LABEL, indicators_from_columns, indicators_from_names, require_positives
 
 ACCEPTED = "a list of strings, a pandas Series (a DataFrame column) or a one-dimensional NumPy array"
 SHOWN_CHARACTERS = 60
@@ -148,17 +148,8 @@ def label_indicators(labels: Any, *, source: str, label_names: Sequence[str] | N
         row_number = rows.index(None)
         raise InvalidInput(f"label {row_number} of {source} is a {type(given[row_number]).__name__}, not a "
                            f"collection of labels; give every text a list, tuple or set of its labels")
-    label_sets = [row for row in rows if row is not None]
-    names = list(label_names) if label_names is not None else sorted({name for row in label_sets for name in row})
-    position = {name: index for index, name in enumerate(names)}
-    matrix = np.zeros((len(rows), len(names)), np.int8)
-    for row_number, row in enumerate(label_sets):
-        for name in row:
-            if name not in position:
-                raise InvalidInput(f"{source} has label {name!r} in row {row_number}, not among the training labels "
-                                   f"({', '.join(names)}); use the same labels")
-            matrix[row_number, position[name]] = 1
-    return names, matrix
+    with invalid_input_errors():
+        return indicators_from_names([row for row in rows if row is not None], label_names, source=source, first_row=0)
 
 
 def multi_label_texts(texts: list[str], labels: Any, *, source: str,

@@ -100,20 +100,26 @@ def indicators_from_joined(values: Sequence[Any], separator: str, *, source: str
     for value in values:
         text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
         rows.append([part.strip() for part in text.split(separator) if part.strip()])
-    if names is None:
-        if not any(separator in ("" if value is None else str(value)) for value in values):
-            raise UserError(f"--label-separator {separator!r} occurs in no label cell of {source}; pass the character "
-                            f"that joins a text's labels, or drop --label-separator for one label per text")
-        names = sorted({name for row in rows for name in row})
+    if names is None and not any(separator in ("" if value is None else str(value)) for value in values):
+        raise UserError(f"--label-separator {separator!r} occurs in no label cell of {source}; pass the character "
+                        f"that joins a text's labels, or drop --label-separator for one label per text")
+    return indicators_from_names(rows, names, source=source)
+
+
+def indicators_from_names(rows: Sequence[Sequence[str]], names: Sequence[str] | None, *, source: str,
+                          first_row: int = 1) -> tuple[list[str], np.ndarray]:
+    """(label names, int8 indicator matrix) of each row's label names; the names sorted when not given (the
+    training data's), else a name not among them is a UserError naming its row (numbered from `first_row`)."""
+    names = list(names) if names is not None else sorted({name for row in rows for name in row})
     position = {name: index for index, name in enumerate(names)}
     matrix = np.zeros((len(rows), len(names)), np.int8)
     for row_number, row in enumerate(rows):
         for name in row:
             if name not in position:
-                raise UserError(f"{source} has label {name!r} in row {row_number + 1}, not among the training labels "
-                                f"({', '.join(names)}); use the same label names in both files")
+                raise UserError(f"{source} has label {name!r} in row {row_number + first_row}, not among the training "
+                                f"labels ({', '.join(names)}); use the same label names")
             matrix[row_number, position[name]] = 1
-    return list(names), matrix
+    return names, matrix
 
 
 def require_positives(matrix: np.ndarray, names: Sequence[str], *, source: str) -> None:

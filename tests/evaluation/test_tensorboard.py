@@ -8,6 +8,7 @@ without it; run it alone with `make tensorboard-screenshot-test`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -179,18 +181,17 @@ def tensorboard_program() -> str:
     return str(beside_python) if beside_python.exists() else shutil.which("tensorboard")
 
 
-@pytest.fixture(scope="module")
-def tensorboard_server(tiny_run, tmp_path_factory):
-    """`tensorboard --logdir <run folder>` on 127.0.0.1, port chosen by the OS (--port 0); always stopped."""
-    log_path = tmp_path_factory.mktemp("tensorboard-log") / "tensorboard.log"
+@contextlib.contextmanager
+def running_tensorboard(logdir: Path, log_path: Path) -> Iterator[TensorBoardServer]:
+    """`tensorboard --logdir logdir` on 127.0.0.1, port chosen by the OS (--port 0), its output in `log_path`;
+    always stopped."""
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [tensorboard_program(), "--logdir", str(tiny_run.run_dir), "--host", "127.0.0.1", "--port", "0"],
+            [tensorboard_program(), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0"],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_environment(),
         )
     try:
-        url = _wait_for_address(process, log_path)
-        yield TensorBoardServer(process, url, log_path)
+        yield TensorBoardServer(process, _wait_for_address(process, log_path), log_path)
     finally:
         process.terminate()
         try:
@@ -198,6 +199,13 @@ def tensorboard_server(tiny_run, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def tensorboard_server(tiny_run, tmp_path_factory):
+    """TensorBoard on the tiny run's folder."""
+    with running_tensorboard(tiny_run.run_dir, tmp_path_factory.mktemp("tensorboard-log") / "tensorboard.log") as server:
+        yield server
 
 
 def _wait_for_address(process, log_path: Path) -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import child_environment
-from test_tensorboard import TensorBoardServer, _wait_for_address, tensorboard_program
+from test_tensorboard import running_tensorboard
 
 from pipeline.evaluation import plots
 from pipeline.evaluation import tensorboard_logging as tb
@@ -265,22 +263,10 @@ def test_a_single_label_run_writes_what_it_wrote(tmp_path):
 
 @pytest.fixture(scope="module")
 def multi_label_server(multi_label_folder, tmp_path_factory):
-    """`tensorboard --logdir logs/` of the tiny multi-label run on 127.0.0.1, port chosen by the OS; always stopped."""
+    """TensorBoard on the logs/ folder of the tiny multi-label run."""
     log_path = tmp_path_factory.mktemp("tensorboard-multi-label-log") / "tensorboard.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [tensorboard_program(), "--logdir", str(multi_label_folder.parent), "--host", "127.0.0.1", "--port", "0"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_environment(),
-        )
-    try:
-        yield TensorBoardServer(process, _wait_for_address(process, log_path), log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+    with running_tensorboard(multi_label_folder.parent, log_path) as server:
+        yield server
 
 
 def test_server_shows_a_pr_curve_per_label_and_compares_runs_by_macro_auroc(multi_label_server):

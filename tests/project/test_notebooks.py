@@ -1,28 +1,30 @@
-"""The four notebooks run top to bottom (nbclient) on a tiny CSV and the tiny encoder, failing on any cell error."""
+"""The five notebooks run top to bottom (nbclient) on tiny CSVs and the tiny encoder, failing on any cell error."""
 
 from __future__ import annotations
 
 import pytest
-from helpers import REPO_ROOT, write_tiny_csv
+from helpers import REPO_ROOT, write_tiny_csv, write_tiny_multi_label_csv
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = ("01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_features.ipynb",
-             "04_your_own_dataframe.ipynb")
+             "04_your_own_dataframe.ipynb", "05_several_labels_per_text.ipynb")
 CELL_TIMEOUT_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
 def run_notebook(tmp_path_factory, tiny_encoder_dir):
-    """Runs notebooks in one kernel started with the PIPELINE_NOTEBOOK_* switches (tiny CSV, tiny encoder).
+    """Runs notebooks in one kernel started with the PIPELINE_NOTEBOOK_* switches (tiny CSVs, tiny encoder).
 
-    One kernel for the four saves importing TensorFlow and loading the encoder four times; each
+    One kernel for the five saves importing TensorFlow and loading the encoder five times; each
     notebook starts with `%reset -f`, so none can use a variable another one defined.
     """
     folder = tmp_path_factory.mktemp("notebooks")
     environment = {
         "PIPELINE_NOTEBOOK_DATA": str(write_tiny_csv(folder / "reviews.csv", 60)),
+        # notebook 05's table: text and the 0/1 columns acting, plot, ending
+        "PIPELINE_NOTEBOOK_MULTI_LABEL_CSV": str(write_tiny_multi_label_csv(folder / "aspects.csv", 90)),
         "PIPELINE_NOTEBOOK_ENCODER": str(tiny_encoder_dir),
         "PIPELINE_NOTEBOOK_MAX_SEQ_LENGTH": "16",
         "PIPELINE_NOTEBOOK_EPOCHS": "3",
@@ -84,6 +86,10 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(run_notebook, name):
         "03_features.ipynb": ["60 texts x 64 features, pooling mean", "cosine_similarity"],  # 2 layers x 32, side by side
         "04_your_own_dataframe.ipynb": ["48 texts to train on, 12 to test on", "best C", "Test set (12 texts):",
                                         "logistic regression (GridSearchCV)", "TextClassifier"],
+        "05_several_labels_per_text.ipynb": ["90 texts, labels ['acting', 'plot', 'ending']", "72 texts to train on, 18 to test on",
+                                             "Test set (18 texts, 3 labels):", "macro_auroc", "Weakest labels",
+                                             "baseline auroc", "multi-label; classes_ ['acting', 'plot', 'ending']",
+                                             "same labels for the new texts: True"],
     }[name]
     for fragment in expected:
         assert fragment in shown, fragment
