@@ -17,7 +17,7 @@ PACKAGE = REPO_ROOT / "pipeline"
 # The folders from the base up, and inside each the order its modules may import one another in.
 FOLDERS: dict[str, list[str]] = {
     "base": ["errors", "files", "precision", "config", "devices", "progress_bars", "quick_exit"],
-    "data": ["presets", "tables", "targets"],
+    "data": ["presets", "targets", "tables"],
     "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
     "evaluation": ["metrics", "multi_label", "probe", "plots", "tensorboard_logging"],
