@@ -317,3 +317,20 @@ def test_beam_is_not_needed_by_the_rest_of_the_pipeline():
     loaded = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
                             env=child_environment())
     assert loaded.stdout.strip() == "ok", loaded.stderr
+
+
+def test_an_entry_beam_fills_from_a_multi_label_table_serves_its_run(tiny_encoder_dir, tmp_path, small_shards):
+    """Several labels per text change nothing of extraction: Beam fills the entry from a table with label columns
+    (its texts are the tiny table's), and the multi-label run on it reads every feature from there."""
+    from helpers import POSITIVE_WORDS, tiny_review_rows
+
+    from pipeline.runs.run import run
+
+    rows = [(text, int(any(word in text for word in POSITIVE_WORDS)), int("movie" in text))
+            for text, _ in tiny_review_rows(60)]
+    table = write_csv(tmp_path / "tags.csv", ["text", "praise", "movie"], rows)
+    config = tiny_config(table, tiny_encoder_dir, tmp_path / "cache").replace(label_columns="praise,movie")
+    assert extract_with_beam(config, []).cache_hit is False
+    metrics = run(config.replace(epochs=1, ensemble=1, output_dir=str(tmp_path / "run")), show_progress=False).metrics
+    assert metrics["features"]["cache_hit"] is True
+    assert metrics["target"]["names"] == ["praise", "movie"] and len(metrics["target"]["thresholds"]) == 2
