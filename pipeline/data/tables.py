@@ -483,6 +483,9 @@ def load_labeled_texts(
         option = "--label-columns" if label_columns else "--label-separator"
         raise UserError(f"preset {chosen.name} has one label per text; {option} is for tables with several: drop "
                         f"{option}, or drop --preset and name your table's columns")
+    if chosen is not None and chosen.label_columns is not None and label_separator is not None:
+        raise UserError(f"preset {chosen.name} reads 0/1 label columns ({', '.join(chosen.label_columns)}); "
+                        f"--label-separator is for one column of joined labels: drop it (--label-columns picks some)")
     label_columns = label_columns or (chosen.label_columns if chosen else None)
 
     frame = read_table(data_path, headerless_columns=chosen.headerless_columns if chosen else None)

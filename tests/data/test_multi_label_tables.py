@@ -76,3 +76,21 @@ def test_too_few_rows_for_three_splits_is_a_user_error(tmp_path):
                               label_columns=list(MULTI_LABELS))
     with pytest.raises(UserError, match="2 rows are too few to split into train, validation, test"):
         split_labeled_texts(data, seed=0)
+
+
+def test_the_toxic_comments_preset_reads_kaggles_train_csv(tmp_path):
+    from pipeline.data.presets import TOXIC_LABELS
+
+    header = ["id", "comment_text", *TOXIC_LABELS]
+    rows = [("0001", "Thanks for the edit.\n\nLooks   good.", 0, 0, 0, 0, 0, 0),
+            ("0002", "You are an idiot", 1, 0, 1, 0, 1, 0),
+            ("0003", "I will find you", 1, 1, 0, 1, 0, 1),
+            ("0004", "", 1, 0, 0, 0, 0, 0)]
+    data = load_labeled_texts(write_csv(tmp_path / "train.csv", header, rows), preset="toxic-comments")
+    assert data.kind == MULTI_LABEL and data.label_names == list(TOXIC_LABELS)
+    assert data.texts == ["Thanks for the edit. Looks good.", "You are an idiot", "I will find you"]
+    np.testing.assert_array_equal(data.labels, [row[2:] for row in rows[:3]])
+    chosen = load_labeled_texts(tmp_path / "train.csv", preset="toxic-comments", label_columns=["insult", "threat"])
+    np.testing.assert_array_equal(chosen.labels, [[0, 0], [1, 0], [0, 1]])
+    with pytest.raises(UserError, match="preset toxic-comments reads 0/1 label columns"):
+        load_labeled_texts(tmp_path / "train.csv", preset="toxic-comments", label_separator=",")
