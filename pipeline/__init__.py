@@ -11,9 +11,9 @@ One folder per stage, in the order the data flows; each imports only the folders
     training/    heads, fitting on cached features, fine-tuning
     runs/        the shared core: what run, extract, sweep, export and predict do; the run folder's format
     commands/    the command line only: arguments, printing, exit status
-    api/         the Python API: FeatureExtractor, TextClassifier, load_run (docs/python-api.md)
+    api/         the Python API: FeatureExtractor, TextClassifier, TextRegressor, load_run (docs/python-api.md)
 
-`from pipeline import FeatureExtractor, TextClassifier, load_run` loads them on first use, so importing any
+`from pipeline import FeatureExtractor, TextClassifier, TextRegressor, load_run` loads them on first use, so importing any
 part of the package (the command line, the on-disk formats) loads neither scikit-learn nor TensorFlow.
 """
 
@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pipeline.api.feature_extractor import FeatureExtractor
     from pipeline.api.text_classifier import TextClassifier, load_run
+    from pipeline.api.text_regressor import TextRegressor
 
-__all__ = ["FeatureExtractor", "TextClassifier", "load_run"]
+__all__ = ["FeatureExtractor", "TextClassifier", "TextRegressor", "load_run"]
 
 _PUBLIC = {"FeatureExtractor": "pipeline.api.feature_extractor", "TextClassifier": "pipeline.api.text_classifier",
-           "load_run": "pipeline.api.text_classifier"}
+           "TextRegressor": "pipeline.api.text_regressor", "load_run": "pipeline.api.text_classifier"}
 
 
 def __getattr__(name: str) -> Any:

@@ -101,6 +101,19 @@ def write_tiny_multi_label_csv(path: Path, count: int = 60, *, joined: bool = Fa
     return write_csv(path, ["text", *MULTI_LABELS], rows)
 
 
+def tiny_rating_rows(count: int = 80) -> list[tuple[str, int]]:
+    """(text, stars) rows: a text of k+1 stars says "great" k times (k = 0..4), so the number is readable from the
+    words the tiny vocabulary knows; the subjects vary so that few texts repeat."""
+    subjects = ["the movie", "the film", "a story", "this plot", "the acting", "the cast", "the ending", "the script"]
+    rows = []
+    for index in range(count):
+        stars = index % 5 + 1
+        subject = subjects[index // 5 % len(subjects)]
+        rows.append((" ".join([subject, "is", *(["great"] * (stars - 1)), "and", "long" if index % 2 else "slow"]),
+                     stars))
+    return rows
+
+
 def write_tiny_csv(path: Path, count: int = 60) -> Path:
     """A text,label CSV of tiny_review_rows(count); returns path."""
     return write_csv(path, ["text", "label"], tiny_review_rows(count))

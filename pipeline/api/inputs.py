@@ -25,7 +25,14 @@ import pandas as pd
 from pipeline.base.config import AUTO, RunConfig, api_parameters, check_layers, flag_of, option_types, validate
 from pipeline.base.errors import UserError
 from pipeline.data.tables import LabeledTexts, describe_columns, labeled_texts_from_values
-from pipeline.data.targets import MULTI_LABEL, indicators_from_columns, indicators_from_names, require_positives
+from pipeline.data.targets import (
+    MULTI_LABEL,
+    REGRESSION,
+    indicators_from_columns,
+    indicators_from_names,
+    numbers_from_column,
+    require_positives,
+)
 
 ACCEPTED = "a list of strings, a pandas Series (a DataFrame column) or a one-dimensional NumPy array"
 SHOWN_CHARACTERS = 60
@@ -180,12 +187,23 @@ def labeled_texts(texts: Any, labels: Any, *, source: str, label_names: Sequence
                                          label_order=label_order(labels))
 
 
-def labeled_pair(pair: Any, *, name: str, source: str, training: LabeledTexts) -> LabeledTexts:
-    """`validation_data` or `test_data`: a (texts, labels) pair, in the training data's classes or labels."""
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise InvalidInput(f"{name} must be a pair (texts, labels), got a {type(pair).__name__}")
-    return labeled_texts(pair[0], pair[1], source=source, label_names=training.label_names,
-                         multi_label=training.target.multi_label)
+def numeric_texts(texts: Any, targets: Any, *, source: str, name: str | None = None) -> LabeledTexts:
+    """Checked texts with a number each (a regression's targets): InvalidInput naming the first target that is not
+    a finite number, or targets that never vary. `name`: what the target is called (a Series' name, else
+    "target")."""
+    checked = texts_from(texts, source=source, labelled=True)
+    values = rows_of(targets, source=f"the targets of {source}")
+    if len(values) != len(checked):
+        raise InvalidInput(f"{source} has {len(checked)} texts but {len(values)} targets; pass one number per text")
+    column = name or (str(targets.name) if isinstance(targets, pd.Series) and targets.name is not None else "target")
+    for row, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise InvalidInput(f"target {row} of {source} is {shortened(value)}, not a number; pass numbers "
+                               f"(for classes, use TextClassifier)")
+    with invalid_input_errors():
+        numbers_array = numbers_from_column(values, column=column, source=source,
+                                            row_numbers=list(range(len(values))))
+    return LabeledTexts(texts=checked, labels=numbers_array, label_names=[column], kind=REGRESSION)
 
 
 def label_texts(values: Any, *, source: str) -> list[str]:

@@ -1,57 +1,41 @@
-"""TextClassifier: `run` as a scikit-learn classifier, and load_run: any finished run folder as a fitted one.
-
-`fit` hands texts and labels held in memory to the shared core's `run` (pipeline.runs.run), as the command line does: the same
-split, cached features, head or fine-tuning, evaluation and run folder. The run folder is where the fitted model
-lives: `output_dir` names it, else it is a private temporary folder that `save(path)` copies out. Prediction
-goes through `predict`'s own code on that folder, so a fitted classifier, `load_run` of its folder and
-`python -m pipeline predict --model` give the same probabilities.
-
-A fitted TextClassifier pickles (and `joblib.dump`s) without its TensorFlow models: its parameters, classes and
-metrics, and the run folder's files as bytes (TensorBoard logs and checkpoints left out, since predicting never
-reads them). Unpickling writes them to a private temporary folder and loads the models on the first prediction.
-"""
+"""TextClassifier: `run` as a scikit-learn classifier (pipeline.api.run_estimator has what it shares with
+TextRegressor: the fit through `run`, the run folder, saving and pickling), and load_run: any finished run folder as
+a fitted classifier or regressor."""
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
-import tempfile
-import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 
 from pipeline.api.inputs import (
     InvalidInput,
     invalid_input_errors,
     label_indicators,
     label_texts,
-    labeled_pair,
     labeled_texts,
-    settings_from,
     store_parameters,
-    texts_from,
 )
+from pipeline.api.run_estimator import RunEstimator
+from pipeline.api.text_regressor import REGRESSOR_STAGES, TextRegressor
 from pipeline.base.config import (
+    CLASSES_STAGE,
     DEFAULT_HEAD,
     EMBEDDED_ENCODER,
     FEATURES_STAGE,
     TRAINING_STAGE,
-    RunConfig,
     options_of_record,
 )
-from pipeline.data.tables import IN_MEMORY_DATA, LabeledTexts, split_labeled_texts
+from pipeline.data.tables import LabeledTexts
 from pipeline.runs import run_folder
-from pipeline.runs.predict import RunFolderModel
 
-CLASSIFIER_STAGES = (FEATURES_STAGE, TRAINING_STAGE)  # the options TextClassifier takes
-NOT_PICKLED = (run_folder.LOGS_DIR, "checkpoints")  # a run folder's parts that predicting never reads
+CLASSIFIER_STAGES = (FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE)  # the options TextClassifier takes
 
 
-class TextClassifier(ClassifierMixin, BaseEstimator):
+class TextClassifier(ClassifierMixin, RunEstimator):
     """Texts -> classes: frozen BERT features and a small Keras head (or, with fine_tune=True, the encoder trained
     with a head), trained and evaluated exactly as `python -m pipeline run` trains and evaluates them.
 
@@ -80,6 +64,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                  cache_dir: str | Path | None = None, extraction_batch_size: int = 64, progress: bool = True):
         store_parameters(self, locals())
 
+    STAGES = CLASSIFIER_STAGES
+
     # ------------------------------------------------------------------ fitting
 
     def fit(self, texts: Any, labels: Any, validation_data: Any = None, test_data: Any = None) -> TextClassifier:
@@ -90,66 +76,24 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         it) and train is the rest after the test split; with `test_data=(texts, labels)` that is the test set
         the run folder's test metrics are measured on, as `--test-data`.
         """
-        config = self._config()
-        training = labeled_texts(texts, labels, source="the training data")
-        validation = None if validation_data is None else labeled_pair(
-            validation_data, name="validation_data", source="the validation data", training=training)
-        test = None if test_data is None else labeled_pair(
-            test_data, name="test_data", source="the test data", training=training)
-        with invalid_input_errors():
-            splits = split_labeled_texts(training, seed=config.seed, test_data=test, validation_data=validation)
-        classes = _label_values(labels, training)
-        self._forget_fit()
-        private_dir = None if config.output_dir else Path(tempfile.mkdtemp(prefix="pipeline-text-classifier-"))
-        try:
-            from pipeline.runs.run import run
-
-            run_dir = None if private_dir is None else run_folder.choose_run_dir(None, runs_dir=private_dir,
-                                                                                 name=IN_MEMORY_DATA)
-            with invalid_input_errors():
-                result = run(config, show_progress=bool(self.progress), data=(training, splits), run_dir=run_dir)
-        except BaseException:
-            if private_dir is not None:
-                shutil.rmtree(private_dir, ignore_errors=True)
-            raise
-        if private_dir is not None:
-            self._remove_private_dir = weakref.finalize(self, shutil.rmtree, str(private_dir), True)
-        self._attach(result.run_dir, result.metrics, classes)
+        self._fit(texts, labels, validation_data, test_data)
         return self
 
-    def _config(self) -> RunConfig:
-        """The settings object `run` would get for these parameters; InvalidInput with the command line's message."""
-        return settings_from(self, CLASSIFIER_STAGES, data=IN_MEMORY_DATA)
+    def _labeled(self, texts: Any, targets: Any, *, source: str, training: LabeledTexts | None = None) -> LabeledTexts:
+        if training is None:
+            return labeled_texts(texts, targets, source=source)
+        return labeled_texts(texts, targets, source=source, label_names=training.label_names,
+                             multi_label=training.target.multi_label)
 
-    def _attach(self, run_dir: Path, metrics: dict[str, Any], classes: np.ndarray) -> None:
-        """Loads the finished run folder's encoder and head the way `predict --model RUN` does."""
-        from pipeline.base.devices import start_tensorflow
-
-        start_tensorflow(verbose=False)
-        with invalid_input_errors():
-            self._model = QuietRunFolderModel(Path(run_dir))
-        self.run_dir_ = Path(run_dir)
-        self.metrics_ = metrics
-        self.classes_ = classes
-
-    def _forget_fit(self) -> None:
-        remove = self.__dict__.pop("_remove_private_dir", None)
-        if remove is not None:
-            remove()
-        for name in ("_model", "run_dir_", "metrics_", "classes_"):
-            self.__dict__.pop(name, None)
+    def _fitted_attributes(self, targets: Any, training: LabeledTexts) -> dict[str, Any]:
+        return {"classes_": _label_values(targets, training)}
 
     # ------------------------------------------------------------------ predicting
 
     def predict_proba(self, texts: Any) -> np.ndarray:
         """float32 [len(texts), len(classes_)]: column k is the probability of `classes_[k]` (several labels per
         text: of label `classes_[k]`, independently of the others)."""
-        from pipeline.runs.predict import predict_texts
-
-        model = self._fitted_model()
-        with invalid_input_errors():
-            rows = texts_from(texts, source="the input")
-        return predict_texts(model, rows, show_progress=bool(self.progress)).probabilities
+        return self._outputs(texts)
 
     def predict(self, texts: Any) -> np.ndarray:
         """The most probable class of each text, as a value of `classes_`; with several labels per text, the 0/1
@@ -184,102 +128,21 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInput(f"{len(predicted)} texts but {len(wanted)} labels; pass one label per text")
         return float(accuracy_score(wanted, [label_names[index] for index in predicted], sample_weight=sample_weight))
 
-    def _fitted_model(self) -> Any:
-        from sklearn.utils.validation import check_is_fitted
 
-        check_is_fitted(self, "classes_")
-        if "_model" not in self.__dict__:  # unpickled: the models are loaded on first use
-            self._attach(self.run_dir_, self.metrics_, self.classes_)
-        return self._model
-
-    # ------------------------------------------------------------------ the run folder
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Copies the run folder to `path`, a new folder, whole or not at all; returns it. `export`, `predict`,
-        TensorBoard and `load_run` take it like any run folder."""
-        self._fitted_model()
-        target = Path(path)
-        if target.exists() and target.resolve() == self.run_dir_.resolve():
-            return target  # fitted with output_dir=path: already there
-        with invalid_input_errors():
-            run_folder.choose_run_dir(str(target), runs_dir=target.parent, name=IN_MEMORY_DATA)
-        staging = target.parent / f".{target.name}.saving-{os.getpid()}"
-        try:
-            shutil.copytree(self.run_dir_, staging)
-            if target.exists():  # empty, or an interrupted run's folder, which a run would replace too
-                shutil.rmtree(target)
-            staging.rename(target)
-        except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InvalidInput(f"no space left on the device while saving the run folder to {target}; "
-                                   f"free some space or save it elsewhere") from None
-            raise
-        return target
-
-    def summary(self) -> str:
-        """The lines `python -m pipeline run` prints at its end, for this fit."""
-        from pipeline.runs.run import RunResult
-        from pipeline.runs.summary import summary_table
-
-        self._fitted_model()
-        return summary_table(RunResult(run_dir=self.run_dir_, metrics=self.metrics_))
-
-    # ------------------------------------------------------------------ scikit-learn and pickling
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Parameters, and when fitted the run folder's files as bytes: never a TensorFlow object."""
-        state = dict(super().__getstate__())
-        for name in ("_model", "_remove_private_dir"):
-            state.pop(name, None)
-        if "run_dir_" in state:
-            folder = Path(state.pop("run_dir_"))
-            state["_run_folder_files"] = {
-                path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
-                if path.is_file() and path.relative_to(folder).parts[0] not in NOT_PICKLED}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Writes a fitted classifier's run folder into a private temporary folder, removed with the object."""
-        files = state.pop("_run_folder_files", None)
-        self.__dict__.update(state)
-        if files is None:
-            return
-        private_dir = Path(tempfile.mkdtemp(prefix="pipeline-text-classifier-"))
-        self._remove_private_dir = weakref.finalize(self, shutil.rmtree, str(private_dir), True)
-        run_dir = private_dir / IN_MEMORY_DATA
-        for relative, payload in files.items():
-            (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / relative).write_bytes(payload)
-        self.run_dir_ = run_dir
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.one_d_array = True
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        return tags
-
-
-class QuietRunFolderModel(RunFolderModel):
-    """`predict`'s model of a run folder, its calls dropping TensorFlow's known runtime noise from stderr as `run`
-    does around training and evaluation (one line per Keras predict call otherwise); the progress bar stays live."""
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        from pipeline.base.devices import known_tensorflow_noise_dropped
-
-        with known_tensorflow_noise_dropped():
-            return super().predict(texts)
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier:
+def load_run(run_dir: str | os.PathLike[str]) -> TextClassifier | TextRegressor:
     """A fitted TextClassifier from a finished run folder (one the command line wrote, `fit(output_dir=...)` or
     `save`): its parameters are the run's settled options, `classes_` its label names (strings, as recorded),
-    and `predict_proba` on its test texts gives the run's test predictions."""
+    and `predict_proba` on its test texts gives the run's test predictions. A regression's run folder gives a
+    fitted TextRegressor."""
     with invalid_input_errors():
         run = run_folder.read_run_folder(run_dir)
+    if run.target.regression:
+        regressor = TextRegressor(**options_of_record(run.config, REGRESSOR_STAGES))
+        regressor._attach(run.run_dir, run.metrics)
+        return regressor
     classifier = TextClassifier(**options_of_record(run.config, CLASSIFIER_STAGES))
-    classifier._attach(run.run_dir, run.metrics, np.array(run.label_names))
+    classifier._attach(run.run_dir, run.metrics)
+    classifier.classes_ = np.array(run.label_names)
     return classifier
 
 

@@ -73,8 +73,11 @@ FRACTION = Rule(lambda value: 0 <= value < 1, "in [0, 1)")
 # of their stages as constructor parameters (pipeline.api), and the data it is given in place of the data options.
 DATA_STAGE = "data"  # the table and its columns: the command line only (the API's fit takes texts and labels)
 FEATURES_STAGE = "features"  # FeatureExtractor and TextClassifier
-TRAINING_STAGE = "training"  # TextClassifier
+TRAINING_STAGE = "training"  # TextClassifier and TextRegressor
+CLASSES_STAGE = "classes"  # TextClassifier: the options of classes and labels
+REGRESSION_STAGE = "regression"  # TextRegressor: the options of a numeric target
 COMMAND_LINE_ONLY = "command line"  # an old name kept for the command line
+LOSSES = ("mse", "huber")
 
 
 def option(default: Any, help: str, *, stage: str, choices: tuple[str, ...] | None = None, rule: Rule | None = None,
@@ -164,6 +167,8 @@ class RunConfig:
     label_separator: str | None = option(
         None, "several labels per text, in --label-column joined by this separator (an empty cell: no label)",
         stage=DATA_STAGE)
+    regression: bool = option(False, "read --label-column as a number (stars, scores) and predict it: a linear "
+                                     "output, RMSE, R^2 and Spearman (docs/regression.md)", stage=DATA_STAGE)
     preset: str | None = option(None, "a known data set recipe (see docs/usage.md)", stage=DATA_STAGE)
     max_words: int | None = option(
         None, "keep only texts of fewer than N words, before a preset's sample (the Amazon tutorial's filter is "
@@ -216,8 +221,12 @@ class RunConfig:
         stage=TRAINING_STAGE, rule=Rule(lambda value: 1 <= value <= MAX_ENSEMBLE,
                                         f"a whole number of heads from 1 to {MAX_ENSEMBLE}"))
     class_weights: str | None = option(
-        None, "'balanced' to weight classes by inverse frequency (default: the preset's)", stage=TRAINING_STAGE,
+        None, "'balanced' to weight classes by inverse frequency (default: the preset's)", stage=CLASSES_STAGE,
         rule=Rule(lambda value: value in ("balanced", "none"), "'balanced' or 'none'", show=repr))
+    loss: str | None = option(None, "with --regression: mse, or huber (less pulled by outliers) on the standardised "
+                                    "target (default: mse)", stage=REGRESSION_STAGE, choices=LOSSES)
+    extrapolate: bool = option(False, "with --regression: let predictions leave the range of the training targets "
+                                      "(default: kept within it)", stage=REGRESSION_STAGE)
     seed: int = option(42, "seed for the split, the head's initial weights and the data order", stage=TRAINING_STAGE)
     output_dir: str | None = option(None, "the run folder itself (default: artifacts/runs/<time>-<name>)",
                                     stage=TRAINING_STAGE, path=True)
@@ -299,6 +308,16 @@ def validate(config: RunConfig) -> None:
         raise UserError(f"--ensemble {config.ensemble} averages heads trained on cached frozen features; --fine-tune "
                         f"trains one encoder and head: drop --ensemble")
     check_request(config.precision, mixed_precision=config.mixed_precision, fine_tune=config.fine_tune)
+    if config.regression and (config.label_columns is not None or config.label_separator is not None):
+        other = "--label-columns" if config.label_columns is not None else "--label-separator"
+        raise UserError(f"--regression predicts one number per text and {other} gives several labels per text; drop "
+                        f"one of the two")
+    if config.regression and config.class_weights == "balanced":
+        raise UserError("--class-weights balanced weighs classes, and --regression predicts a number; drop "
+                        "--class-weights")
+    for name in ("loss", "extrapolate"):
+        if getattr(config, name) and not config.regression:
+            raise UserError(f"{flag_of(name)} is a setting of --regression; add --regression or drop {flag_of(name)}")
     if config.label_columns is not None and (config.label_separator is not None or config.label_column is not None):
         other = "--label-separator" if config.label_separator is not None else "--label-column"
         raise UserError(f"--label-columns and {other} are two ways to give several labels per text; use one: 0/1 "

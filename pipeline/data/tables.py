@@ -61,11 +61,11 @@ IN_MEMORY_DATA = "in-memory"  # a run's `data` when its texts came from memory (
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays field by field is ambiguous
 class LabeledTexts:
-    """Texts with their target: class ids (class i is `label_names[i]`), or with several labels per text an
-    indicator matrix (column j, 1 when the text has label `label_names[j]`)."""
+    """Texts with their target: class ids (class i is `label_names[i]`), with several labels per text an indicator
+    matrix (column j, 1 when the text has label `label_names[j]`), or numbers (`label_names`: their column)."""
 
     texts: list[str]
-    labels: np.ndarray  # single-label: int64 [N], values 0..K-1; multi-label: int8 [N, L] of 0/1
+    labels: np.ndarray  # single-label: int64 [N], values 0..K-1; multi-label: int8 [N, L] of 0/1; regression: float32 [N]
     label_names: list[str]
     dropped_rows: int = 0  # rows dropped while loading (missing labels, preset filters)
     class_weighting: str | None = None  # "balanced" when the preset asks for it
@@ -75,6 +75,10 @@ class LabeledTexts:
         # These are programming errors, not user input: the loaders always build valid objects.
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.kind == targets.REGRESSION:
+            if self.labels.dtype != np.float32 or self.labels.ndim != 1:
+                raise ValueError(f"targets must be a 1-D float32 array, got {self.labels.dtype} {self.labels.shape}")
+            return
         if self.kind == targets.MULTI_LABEL:
             if self.labels.dtype != np.int8 or self.labels.shape[1:] != (len(self.label_names),):
                 raise ValueError(f"labels must be an int8 [N, {len(self.label_names)}] matrix, got "
@@ -461,6 +465,7 @@ def load_labeled_texts(
     max_words: int | None = None,
     label_columns: Sequence[str] | None = None,
     label_separator: str | None = None,
+    regression: bool = False,
 ) -> LabeledTexts:
     """Read a table into texts and class ids, or with several labels per text into an indicator matrix.
 
@@ -472,6 +477,7 @@ def load_labeled_texts(
     texts of fewer words (the preset's own limit when None), before the preset's sample is drawn.
     Several labels per text: `label_columns` (0/1 columns, the labels in their order; a multi-label preset's by
     default) or `label_separator` (the label column holds label names joined by it), see `multi_label_texts`.
+    `regression`: the label column read as numbers (float32), without a preset (they all have classes).
     """
     if path is None and preset is None:
         preset = DEFAULT_PRESET
@@ -479,6 +485,9 @@ def load_labeled_texts(
     data_path = resolve_data_path(path, chosen)
     text_column = text_column or (chosen.text_column if chosen else DEFAULT_TEXT_COLUMN)
     label_column = label_column or (chosen.label_column if chosen else DEFAULT_LABEL_COLUMN)
+    if chosen is not None and regression:
+        raise UserError(f"preset {chosen.name} has classes, not numbers; drop --regression, or drop --preset and "
+                        f"name your table's columns (--text-column, --label-column)")
     if chosen is not None and chosen.label_columns is None and (label_columns or label_separator is not None):
         option = "--label-columns" if label_columns else "--label-separator"
         raise UserError(f"preset {chosen.name} has one label per text; {option} is for tables with several: drop "
@@ -500,6 +509,11 @@ def load_labeled_texts(
             f"no row of {data_path} has both a text and a label; check --text-column and --label-column"
         )
     rows = filtered_rows(rows, data_path, chosen=chosen, seed=seed, max_words=max_words)
+    if regression:
+        numbers = targets.numbers_from_column(rows[LABEL].tolist(), column=label_column, source=str(data_path),
+                                              row_numbers=[int(index) + 1 for index in rows.index])
+        return LabeledTexts(texts=[str(text) for text in rows[TEXT]], labels=numbers, label_names=[label_column],
+                            dropped_rows=len(frame) - len(rows), kind=targets.REGRESSION)
 
     label_values = rows[LABEL].tolist()
     fixed_order = label_names or (chosen.label_names if chosen else None)
@@ -688,6 +702,9 @@ def split_labeled_texts(
     validation set and nothing of `data` is split off for it: see `splits_with_validation`.
     """
     check_fractions(validation_fraction, test_fraction)
+    if data.kind == targets.REGRESSION:
+        return regression_splits(data, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                                 test_data=test_data, validation_data=validation_data)
     if data.kind == targets.MULTI_LABEL:
         return multi_label_splits(data, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction,
                                   test_data=test_data, validation_data=validation_data)
@@ -744,6 +761,42 @@ def splits_with_validation(
         train=subset(data, train_indices, dropped_rows=data.dropped_rows),
         validation=validation,
         test=subset(data, test_indices, dropped_rows=0),
+    )
+
+
+REGRESSION_BINS = 10  # a numeric target's split is stratified on (at most) this many quantile bins
+
+
+def regression_splits(
+    data: LabeledTexts, *, seed: int, validation_fraction: float, test_fraction: float,
+    test_data: LabeledTexts | None, validation_data: LabeledTexts | None,
+) -> Splits:
+    """split_labeled_texts for a number: the same fractions, stratified on the target's quantile bins (as many
+    as the smallest split can hold one row of each, at most REGRESSION_BINS), seeded. Given validation or test
+    data are used as they are."""
+    if validation_data is not None and test_data is not None:
+        return Splits(train=data, validation=validation_data, test=test_data)
+    relative_validation = validation_fraction / (1 - test_fraction)
+    # Validation keeps its ratio to train whether or not the test set is given, as in split_labeled_texts.
+    fractions = [test_fraction] if test_data is None else []
+    fractions += [relative_validation * (1 - test_fraction if test_data is None else 1)] if validation_data is None \
+        else []
+    smallest = min(fractions)
+    needed = smallest_class_needed(smallest)
+    if len(data.texts) < needed:
+        raise UserError(f"{len(data.texts)} rows are too few for a {smallest:.0%} split that gets at least one row; "
+                        f"add rows (at least {needed})")
+    bins = targets.quantile_bins(data.labels, max(1, min(REGRESSION_BINS, int(len(data.texts) * smallest))))
+    everything = np.arange(len(data.texts))
+    train_indices, validation_indices, test_indices = everything, None, None
+    if test_data is None:
+        train_indices, test_indices = stratified_split(bins, everything, fraction=test_fraction, seed=seed)
+    if validation_data is None:
+        train_indices, validation_indices = stratified_split(bins, train_indices, fraction=relative_validation, seed=seed)
+    return Splits(
+        train=data.with_rows(train_indices, dropped_rows=data.dropped_rows),
+        validation=validation_data or data.with_rows(validation_indices, dropped_rows=0),  # type: ignore[arg-type]
+        test=test_data or data.with_rows(test_indices, dropped_rows=0),  # type: ignore[arg-type]
     )
 
 

@@ -1,6 +1,7 @@
-"""What is predicted, and several labels per text: the target's description (`Target`), label indicator matrices
-read from 0/1 columns or from one column of joined label names, and the iterative stratification that keeps every
-label's share in each split (Sechidis, Tsoumakas and Vlahavas, "On the Stratification of Multi-label Data", 2011).
+"""What is predicted: the target's description (`Target`); for numbers, the targets read from a column and their
+quantile bins; for several labels per text, label indicator matrices read from 0/1 columns or from one column of
+joined label names, and the iterative stratification that keeps every label's share in each split (Sechidis,
+Tsoumakas and Vlahavas, "On the Stratification of Multi-label Data", 2011).
 
 A text may have any number of labels, none included; labels are kept in the order of their columns, or sorted
 by name when read from a joined column. No TensorFlow here.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,30 +21,43 @@ from pipeline.base.errors import UserError
 
 SINGLE_LABEL = "single-label"
 MULTI_LABEL = "multi-label"
+REGRESSION = "regression"
 TRUE_WORDS = ("1", "true", "yes")
 FALSE_WORDS = ("0", "false", "no", "")
 
 
 @dataclass(frozen=True)
 class Target:
-    """What a run predicts: its kind, the names of its classes or labels in output order, and (multi-label) each
-    label's decision threshold once chosen on the validation split."""
+    """What a run predicts: its kind, the names of its classes or labels in output order (a number: its column),
+    (multi-label) each label's decision threshold once chosen on the validation split, and (regression) the
+    training targets' mean and standard deviation (`scale`), the range predictions are kept in (`bounds`; None
+    lets them leave the training range) and their whole values when they are few (`levels`, 1..5 for stars)."""
 
     kind: str
     names: tuple[str, ...]
     thresholds: tuple[float, ...] | None = field(default=None)
+    scale: tuple[float, float] | None = field(default=None)
+    bounds: tuple[float, float] | None = field(default=None)
+    levels: tuple[float, ...] | None = field(default=None)
 
     def record(self) -> dict[str, Any]:
-        """As the run folder records it."""
-        return {"kind": self.kind, "names": list(self.names),
-                "thresholds": None if self.thresholds is None else list(self.thresholds)}
+        """As the run folder records it (a number's scale, bounds and levels only for regression)."""
+        record: dict[str, Any] = {"kind": self.kind, "names": list(self.names),
+                                  "thresholds": None if self.thresholds is None else list(self.thresholds)}
+        if self.kind == REGRESSION:
+            record.update(scale=_listed(self.scale), bounds=_listed(self.bounds), levels=_listed(self.levels))
+        return record
 
     @property
     def multi_label(self) -> bool:
         return self.kind == MULTI_LABEL
 
+    @property
+    def regression(self) -> bool:
+        return self.kind == REGRESSION
+
     def with_thresholds(self, thresholds: Sequence[float] | np.ndarray) -> Target:
-        return Target(kind=self.kind, names=self.names, thresholds=tuple(float(value) for value in thresholds))
+        return replace(self, thresholds=tuple(float(value) for value in thresholds))
 
     def predicted_names(self, probabilities: np.ndarray) -> list[list[str]]:
         """Each row's labels: those whose probability reaches the label's threshold (0.5 before one is chosen)."""
@@ -52,9 +66,80 @@ class Target:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Target:
-        thresholds = record.get("thresholds")
-        return cls(kind=record["kind"], names=tuple(record["names"]),
-                   thresholds=None if thresholds is None else tuple(float(value) for value in thresholds))
+        def numbers(key: str) -> tuple[float, ...] | None:
+            values = record.get(key)
+            return None if values is None else tuple(float(value) for value in values)
+
+        return cls(kind=record["kind"], names=tuple(record["names"]), thresholds=numbers("thresholds"),
+                   scale=numbers("scale"), bounds=numbers("bounds"), levels=numbers("levels"))  # type: ignore[arg-type]
+
+
+def _listed(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [float(value) for value in values]
+
+
+MAX_WHOLE_VALUE_LEVELS = 10  # a number with at most this many distinct whole values (stars, grades) is also scored
+# rounded to them
+
+
+def whole_value_levels(targets: np.ndarray) -> np.ndarray | None:
+    """The sorted distinct values of `targets` (float64) when there are 2 to MAX_WHOLE_VALUE_LEVELS of them and each
+    is a whole number (4.0 counts, 3.5 does not); None otherwise. Called on the training split's targets."""
+    values = np.asarray(targets, dtype=np.float64).ravel()
+    if values.size == 0 or not np.isfinite(values).all():
+        return None
+    levels = np.unique(values)
+    if not 2 <= len(levels) <= MAX_WHOLE_VALUE_LEVELS or not np.array_equal(levels, np.round(levels)):
+        return None
+    return levels
+
+
+def regression_target(name: str, training_values: np.ndarray, *, extrapolate: bool = False) -> Target:
+    """The Target of a number, from the training split's values: their mean and standard deviation, their range
+    (unless `extrapolate`), and their whole values when they are few (whole_value_levels)."""
+    values = np.asarray(training_values, np.float64)
+    levels = whole_value_levels(values)
+    return Target(kind=REGRESSION, names=(name,), scale=(float(values.mean()), float(values.std()) or 1.0),
+                  bounds=None if extrapolate else (float(values.min()), float(values.max())),
+                  levels=None if levels is None else tuple(float(value) for value in levels))
+
+
+def numbers_from_column(values: Sequence[Any], *, column: str, source: str,
+                        row_numbers: Sequence[int] | None = None) -> np.ndarray:
+    """float32 targets from a label column's cells (already without blanks); UserError naming the first row that
+    is not a number (its number in `row_numbers`, else counted from 1), or a column with one value only."""
+    numbers = np.empty(len(values), np.float32)
+    for position, value in enumerate(values):
+        row = row_numbers[position] if row_numbers is not None else position + 1
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not math.isfinite(number):
+            raise UserError(f"label column {column!r} of {source} holds {value!r} in row {row}, not a number; "
+                            f"--regression reads the label as a number: fix that cell, or drop --regression to "
+                            f"read labels as classes")
+        numbers[position] = number
+    if len(numbers) and numbers.min() == numbers.max():
+        raise UserError(f"label column {column!r} of {source} holds {numbers[0]:g} on every row; a regression needs "
+                        f"targets that vary: check --label-column")
+    return numbers
+
+
+def quantile_bins(values: np.ndarray, bins: int, *, smallest: int = 2) -> np.ndarray:
+    """Each value's bin (0, 1, ...) among at most `bins` equally filled ranges of the values, for a split stratified
+    on a number: tied values share a bin, and a bin of fewer than `smallest` rows joins its smaller neighbour (a
+    stratified split needs two rows of each)."""
+    edges = list(np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])))
+    while True:
+        assignment = np.searchsorted(np.asarray(edges), values, side="right")
+        counts = np.bincount(assignment, minlength=len(edges) + 1)
+        if not edges or counts.min() >= smallest:
+            return assignment
+        small = int(np.argmin(counts))  # drop the edge between it and its smaller neighbour
+        neighbours = [side for side in (small - 1, small + 1) if 0 <= side < len(counts)]
+        joined = min(neighbours, key=lambda side: counts[side])
+        del edges[min(small, joined)]
 
 
 def indicator(value: Any, *, column: str, row: int, source: str) -> int:

@@ -1,7 +1,8 @@
-"""Curves and pictures of a classifier's results, for TensorBoard's images and for the notebooks alike.
+"""Curves and pictures of a classifier's or a regressor's results, for TensorBoard's images and for the notebooks
+alike.
 
-The `*_points` and `confusion_table` functions compute; the `draw_*` functions take a matplotlib
-`Axes` and draw on it, never creating figures or touching pyplot's global state, so the same code
+The `*_points`, `confusion_table` and `prediction_errors` functions compute; the `draw_*` functions take a
+matplotlib `Axes` and draw on it, never creating figures or touching pyplot's global state, so the same code
 serves a notebook cell and a PNG rendered during a run (`render_png`). No TensorFlow here.
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 IMAGE_DPI = 80
+MAX_RESIDUAL_BINS = 60
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -60,6 +62,11 @@ def confusion_table(labels: np.ndarray, probabilities: np.ndarray, label_names: 
     return pd.DataFrame(matrix, index=pd.Index(label_names, name="true"), columns=pd.Index(label_names, name="predicted"))
 
 
+def prediction_errors(targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """A regression's residuals, prediction - target per row (a [rows, 1] column of predictions is read as [rows])."""
+    return np.asarray(predictions, dtype=np.float64).reshape(-1) - np.asarray(targets, dtype=np.float64).reshape(-1)
+
+
 def sample_rows(total: int, max_rows: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of a seeded random sample of at most `max_rows` of `total` rows."""
     if total <= max_rows:
@@ -96,6 +103,33 @@ def draw_confusion(ax: Any, table: pd.DataFrame, *, title: str = "Confusion matr
         for column in ticks:
             ax.text(column, row, str(values[row, column]), ha="center", va="center",
                     color="white" if values[row, column] > threshold else "black")
+
+
+def draw_predicted_vs_true(ax: Any, targets: np.ndarray, predictions: np.ndarray, *, name: str = "target",
+                           title: str = "Predicted against true (test)") -> None:
+    """A regression's predictions (y) against the true values (x), on equal ranges, with the line y = x that a
+    perfect model's points would sit on."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1)
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    low, high = min(targets.min(), predictions.min()), max(targets.max(), predictions.max())
+    margin = 0.05 * (high - low) or 0.5
+    limits = (low - margin, high + margin)
+    ax.scatter(targets, predictions, s=8, alpha=0.4, color="tab:blue", label="texts")
+    ax.plot(limits, limits, linestyle=":", color="grey", label="y = x")
+    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=title, xlim=limits, ylim=limits)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+
+
+def draw_residuals(ax: Any, errors: np.ndarray, *, title: str = "Residuals (test)") -> None:
+    """The histogram of a regression's residuals (prediction_errors), with zero and their mean marked."""
+    errors = np.asarray(errors, dtype=np.float64)
+    bins = min(len(np.histogram_bin_edges(errors, bins="auto")) - 1, MAX_RESIDUAL_BINS)  # long tails: not thousands
+    ax.hist(errors, bins=bins, color="tab:blue")
+    ax.axvline(0.0, color="grey", linestyle=":", label="no error")
+    ax.axvline(float(errors.mean()), color="tab:red", linestyle="--", label=f"mean {errors.mean():.3g}")
+    ax.set(xlabel="prediction - target", ylabel="texts", title=title)
+    ax.legend()
 
 
 def draw_training_curve(ax: Any, curves: pd.DataFrame, metric: str) -> None:

@@ -4,13 +4,17 @@ learning rate included, and the head's weight histograms under logs/train and lo
 Everything here goes into one more TensorBoard run, `logs/evaluation/`, written once after the test
 metrics exist:
   - images: ROC curve, precision-recall curve, confusion matrix (test set), rendered with matplotlib; a
-    multi-label run draws one line per label and has no confusion matrix;
+    multi-label run draws one line per label and has no confusion matrix; a regression run (a numeric target)
+    has instead its predictions against the true values and its residuals' histogram;
   - PR curves (multi-label): one per label in TensorBoard's own PR Curves plugin, tagged `pr_curve/<label>`;
-  - text: the run's config, the classification report and (multi-label) the per-label table;
+  - text: the run's config, the classification report (a regression run: its report, tagged
+    `regression_report`) and (multi-label) the per-label table;
   - hparams: the settings that matter for comparing runs, with final test/val metrics as scalars (a
-    multi-label run: macro AUROC and the other metrics it records);
+    multi-label run: macro AUROC and the other metrics it records; a regression run: RMSE, MAE, R², Spearman,
+    Pearson and, for a target of a few whole values, the rounded prediction's accuracy);
   - the Projector: a sample of the run's features with label, prediction, split and text as metadata (a
-    multi-label run: the labels joined by ",", predicted those at or above their thresholds).
+    multi-label run: the labels joined by ",", predicted those at or above their thresholds; a regression run:
+    the target's value, and the prediction rounded to 2 decimals).
 
 The projector plugin looks for `projector_config.pbtxt` in the folder of each TensorBoard run (a
 folder holding an event file), and for the embedding in that folder's latest TF checkpoint. Both live
@@ -24,12 +28,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.data.targets import MULTI_LABEL
+from pipeline.data.targets import MULTI_LABEL, REGRESSION
 from pipeline.evaluation import plots
 
 if TYPE_CHECKING:
@@ -46,9 +51,11 @@ PROJECTOR_CHECKPOINT_PREFIX = "projector-embedding"
 PROJECTOR_TENSOR_NAME = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 MAX_METADATA_TEXT_CHARS = 500
 NO_LABELS = "(none)"  # the projector's label of a text with none of the labels
+PREDICTION_DECIMALS = 2  # a regression's predictions in the projector's metadata
 PR_CURVE_THRESHOLDS = 201  # the PR Curves plugin's own default: thresholds 0, 0.005, ..., 1
 SINGLE_LABEL_SCALARS = ("accuracy", "auroc", "pr_auc", "f1")
 MULTI_LABEL_SCALARS = ("macro_auroc", "micro_auroc", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss")
+REGRESSION_SCALARS = ("rmse", "mae", "r2", "spearman", "pearson", "rounded_accuracy")
 HPARAM_KEYS = ("encoder", "pooling", "layers", "combine", "max_seq_length", "head", "learning_rate", "batch_size", "epochs",
                "hidden_units", "dropout_rate", "weight_decay", "ensemble", "class_weights", "seed",
                "fine_tune", "precision", "long_texts", "head_tokens", "window_overlap", "max_windows")
@@ -63,24 +70,30 @@ def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any
     `metrics` is the run's metrics.json content (test, val, labels, config, target); `splits` its data splits,
     `split_features` {"train"|"validation"|"test": features}; `predict(features) -> probabilities`
     adds each projector point's predicted class to the metadata. A multi-label run (metrics["target"]["kind"])
-    has 0/1 indicator matrices as labels and independent per-label probabilities.
+    has 0/1 indicator matrices as labels and independent per-label probabilities; a regression run has the targets
+    as labels and its predictions in the target's units, [rows, 1], as `test_probabilities` and from `predict`.
     """
     import tensorflow as tf
 
     started = time.perf_counter()
     folder = Path(logs_dir) / EVALUATION_RUN
     folder.mkdir(parents=True, exist_ok=True)
-    label_names = list(metrics["labels"])
+    regression = is_regression(metrics)
+    label_names = list(metrics["target"]["names"] if regression else metrics["labels"])
     test_labels = splits.test.labels
     multi_label = is_multi_label(metrics)
     step = int(metrics.get("training", {}).get("epochs_run") or 0)  # a probe picked by a sweep has no epochs
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
-        images = evaluation_images(test_labels, test_probabilities, label_names, multi_label=multi_label)
+        if regression:
+            images = regression_images(test_labels, test_probabilities, name=label_names[0] if label_names else "target")
+        else:
+            images = evaluation_images(test_labels, test_probabilities, label_names, multi_label=multi_label)
         for tag, png in images.items():
             tf.summary.image(tag, tf.expand_dims(tf.image.decode_png(png, channels=4), 0), step=step)
         tf.summary.text("config", as_preformatted(json.dumps(metrics["config"], indent=2, sort_keys=True)), step=step)
-        tf.summary.text("classification_report", as_preformatted(report), step=step)
+        tf.summary.text("regression_report" if regression else "classification_report", as_preformatted(report),
+                        step=step)
         if multi_label:
             write_pr_curves(test_labels, test_probabilities, label_names, step=step)
             tf.summary.text("per_label", per_label_table(metrics), step=step)
@@ -89,7 +102,7 @@ def write_run_summaries(logs_dir: Path, *, run_name: str, metrics: dict[str, Any
             tf.summary.scalar(tag, value, step=step)
     writer.close()
     write_projector(folder, splits, split_features, label_names, predict=predict, seed=seed, max_rows=max_projector_rows,
-                    thresholds=metrics["target"]["thresholds"] if multi_label else None)
+                    thresholds=metrics["target"]["thresholds"] if multi_label else None, regression=regression)
     log.debug("TensorBoard evaluation summaries written in %.2f s", time.perf_counter() - started)
     return folder
 
@@ -104,10 +117,20 @@ def is_multi_label(metrics: dict[str, Any]) -> bool:
     return (metrics.get("target") or {}).get("kind") == MULTI_LABEL
 
 
+def is_regression(metrics: dict[str, Any]) -> bool:
+    """Whether the run predicts a number (its target's kind is REGRESSION)."""
+    return (metrics.get("target") or {}).get("kind") == REGRESSION
+
+
 def final_metric_scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """{'test/auroc': ..., 'val/accuracy': ...} ('test/macro_auroc', ... for a multi-label run): the numbers the
-    hparams table compares runs by; a metric that is None is left out."""
-    keys = MULTI_LABEL_SCALARS if is_multi_label(metrics) else SINGLE_LABEL_SCALARS
+    """{'test/auroc': ..., 'val/accuracy': ...} ('test/macro_auroc', ... for a multi-label run, 'test/rmse', ... for
+    a regression run): the numbers the hparams table compares runs by; a metric that is None or absent is left
+    out."""
+    keys: tuple[str, ...] = SINGLE_LABEL_SCALARS
+    if is_regression(metrics):
+        keys = REGRESSION_SCALARS
+    elif is_multi_label(metrics):
+        keys = MULTI_LABEL_SCALARS
     scalars = {}
     for part in ("test", "val"):
         for key in keys:
@@ -148,6 +171,14 @@ def evaluation_images(labels: np.ndarray, probabilities: np.ndarray, label_names
         images["confusion_matrix"] = plots.render_png(plots.draw_confusion,
                                                       plots.confusion_table(labels, probabilities, label_names))
     return images
+
+
+def regression_images(targets: np.ndarray, predictions: np.ndarray, *, name: str) -> dict[str, bytes]:
+    """{'predicted_vs_true'|'residuals': PNG bytes} for the test set; `name` is the target's (its column's)."""
+    return {
+        "predicted_vs_true": plots.render_png(partial(plots.draw_predicted_vs_true, name=name), targets, predictions),
+        "residuals": plots.render_png(plots.draw_residuals, plots.prediction_errors(targets, predictions)),
+    }
 
 
 # ============================================================================ multi-label: PR curves, per-label table
@@ -241,14 +272,31 @@ def predicted_labels(probabilities: np.ndarray, thresholds: Sequence[float] | No
     return (probabilities >= np.asarray(thresholds, dtype=probabilities.dtype)[None, :]).astype(np.int8)
 
 
+def target_cells(targets: np.ndarray) -> list[str]:
+    """A regression's true values as the metadata shows them: the shortest text that reads back as the same number
+    of the array's type ('4' for 4.0, '3.5')."""
+    return [np.format_float_positional(value, trim="-") for value in np.asarray(targets).reshape(-1)]
+
+
+def prediction_cells(predictions: np.ndarray) -> list[str]:
+    """A regression's predictions as the metadata shows them: rounded to PREDICTION_DECIMALS ('3.50'; never '-0.00')."""
+    return [f"{round(float(value), PREDICTION_DECIMALS) + 0.0:.{PREDICTION_DECIMALS}f}"
+            for value in np.asarray(predictions).reshape(-1)]
+
+
 def metadata_tsv(texts: list[str], labels: np.ndarray, label_names: list[str], split_names: list[str],
                  predicted: np.ndarray | None = None) -> str:
     """The projector's metadata: a header row (needed with more than one column), then one row per point.
     `labels` and `predicted` hold class ids, or 0/1 indicator matrices for several labels per text."""
-    columns = ["label"] + (["predicted"] if predicted is not None else []) + ["split", "text"]
+    return metadata_table(texts, label_cells(labels, label_names), split_names,
+                          label_cells(predicted, label_names) if predicted is not None else None)
+
+
+def metadata_table(texts: list[str], label_column: list[str], split_names: list[str],
+                   predicted_column: list[str] | None = None) -> str:
+    """metadata_tsv from each row's label and prediction already written out (label_cells, target_cells, ...)."""
+    columns = ["label"] + (["predicted"] if predicted_column is not None else []) + ["split", "text"]
     lines = ["\t".join(columns)]
-    label_column = label_cells(labels, label_names)
-    predicted_column = label_cells(predicted, label_names) if predicted is not None else None
     for index, text in enumerate(texts):
         row = [metadata_field(label_column[index])]
         if predicted_column is not None:
@@ -260,16 +308,22 @@ def metadata_tsv(texts: list[str], labels: np.ndarray, label_names: list[str], s
 
 def write_projector(folder: Path, splits: Splits, split_features: dict[str, np.ndarray], label_names: list[str], *,
                     predict: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0,
-                    max_rows: int = MAX_PROJECTOR_ROWS, thresholds: Sequence[float] | None = None) -> None:
+                    max_rows: int = MAX_PROJECTOR_ROWS, thresholds: Sequence[float] | None = None,
+                    regression: bool = False) -> None:
     """The projector's embedding, metadata and config in `folder`; `thresholds` (one per label) for a multi-label
-    run, whose predicted labels are those at or above them."""
+    run, whose predicted labels are those at or above them; `regression` for a run whose labels are numbers and
+    whose `predict` returns them."""
     import tensorflow as tf
     from tensorboard.plugins import projector
 
     features, texts, labels, split_names = projector_sample(splits, split_features, max_rows=max_rows, seed=seed)
-    predicted = predicted_labels(predict(features), thresholds) if predict is not None else None
-    (folder / PROJECTOR_METADATA).write_text(metadata_tsv(texts, labels, label_names, split_names, predicted),
-                                             encoding="utf-8")
+    if regression:
+        metadata = metadata_table(texts, target_cells(labels), split_names,
+                                  prediction_cells(predict(features)) if predict is not None else None)
+    else:
+        predicted = predicted_labels(predict(features), thresholds) if predict is not None else None
+        metadata = metadata_tsv(texts, labels, label_names, split_names, predicted)
+    (folder / PROJECTOR_METADATA).write_text(metadata, encoding="utf-8")
     checkpoint = tf.train.Checkpoint(embedding=tf.Variable(features, trainable=False))
     checkpoint.save(str(folder / PROJECTOR_CHECKPOINT_PREFIX))
     config = projector.ProjectorConfig()

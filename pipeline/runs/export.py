@@ -93,13 +93,17 @@ def build_end_to_end_module(run_model: RunModel) -> tf.Module:
             return vectors
         return pool_per_text(vectors, owner, weight, tf.size(texts))
 
+    regression = run_model.run.target.regression
+
     @tf.function(input_signature=[texts_spec])
     def classify(texts: tf.Tensor) -> dict[str, tf.Tensor]:
         features = text_features(texts)
-        probabilities = tf.cast(module.head(features, training=False), tf.float32)
-        if probabilities.shape[-1] == 1:  # a sigmoid head: both columns, as predict_probabilities gives
-            probabilities = tf.concat([1.0 - probabilities, probabilities], axis=1)
-        return {"probabilities": probabilities}
+        outputs = tf.cast(module.head(features, training=False), tf.float32)
+        if regression:  # the target in its own units, one number per text
+            return {"predictions": outputs}
+        if outputs.shape[-1] == 1:  # a sigmoid head: both columns, as predict_probabilities gives
+            outputs = tf.concat([1.0 - outputs, outputs], axis=1)
+        return {"probabilities": outputs}
 
     @tf.function(input_signature=[])
     def labels() -> dict[str, tf.Tensor]:
@@ -247,7 +251,7 @@ def _export_info(run_model: RunModel, max_difference: float) -> dict[str, Any]:
         "signatures": {
             SERVING_SIGNATURE: "texts: string [batch] -> probabilities: float32 [batch, classes] (several labels per "
                                "text: [batch, labels], each label's own probability; it applies when >= its "
-                               "target.thresholds value)",
+                               "target.thresholds value; a number: predictions: float32 [batch, 1])",
             LABELS_SIGNATURE: "() -> labels: string [classes], the class (or label) of each probability column",
             TOKENIZE_SIGNATURE: "texts: string [batch] -> input_word_ids, input_mask, input_type_ids: int32 "
                                 "(each text's first max_seq_length tokens; classify reads long texts as long_texts says)",

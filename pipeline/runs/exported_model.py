@@ -68,5 +68,7 @@ class ExportedModel:
         return exported_target(self.model_dir, self.label_names)
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        probabilities: np.ndarray = self._serve(texts=self._tf.constant(texts, dtype=self._tf.string))["probabilities"].numpy()
-        return probabilities
+        outputs = self._serve(texts=self._tf.constant(texts, dtype=self._tf.string))
+        # One output: "probabilities" of classes or labels, or "predictions" of a number.
+        values: np.ndarray = next(iter(outputs.values())).numpy()
+        return values

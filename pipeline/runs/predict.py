@@ -154,7 +154,11 @@ def probability_column(label_name: str) -> str:
 
 def prediction_rows(predictions: Predictions) -> list[dict[str, Any]]:
     """One record per text: text, label, probability (of that label), probability_<class> for each class; with
-    several labels per text: text, labels (those predicted, a list), probability_<label> for each label."""
+    several labels per text: text, labels (those predicted, a list), probability_<label> for each label; for a
+    number: text, prediction."""
+    if predictions.target.regression:
+        return [{"text": text, "prediction": float(row[0])}
+                for text, row in zip(predictions.texts, predictions.probabilities)]
     if predictions.target.multi_label:
         return [{"text": text, "labels": labels,
                  **{probability_column(name): float(value) for name, value in zip(predictions.label_names, row)}}
@@ -174,8 +178,11 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike[str]) ->
 
     path = Path(path)
     kind = output_format(path)
-    leading = ["text", "labels"] if predictions.target.multi_label else ["text", "label", "probability"]
-    columns = leading + [probability_column(name) for name in predictions.label_names]
+    if predictions.target.regression:
+        columns = ["text", "prediction"]
+    else:
+        leading = ["text", "labels"] if predictions.target.multi_label else ["text", "label", "probability"]
+        columns = leading + [probability_column(name) for name in predictions.label_names]
     if kind == "jsonl":
         payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in prediction_rows(predictions))
     else:
@@ -191,6 +198,10 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike[str]) ->
 def format_predictions(predictions: Predictions) -> str:
     """One aligned line per text: label, probability of that label, the text (shortened to fit a line); with several
     labels per text, the labels predicted (or "(none)") and the text."""
+    if predictions.target.regression:
+        shown_values = [f"{value:.4g}" for value in predictions.probabilities[:, 0]]
+        width = max((len(value) for value in shown_values), default=0)
+        return "\n".join(f"{value.rjust(width)}  {_shortened(text)}" for value, text in zip(shown_values, predictions.texts))
     if predictions.target.multi_label:
         shown_labels = [LABELS_JOINED_BY.join(labels) or NO_LABEL for labels in predictions.predicted_labels]
         width = max(len(labels) for labels in shown_labels) if shown_labels else 0

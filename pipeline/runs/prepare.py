@@ -30,7 +30,7 @@ from pipeline.base.config import (
 from pipeline.base.errors import UserError
 from pipeline.base.files import check_creatable
 from pipeline.data import tables as data_module
-from pipeline.data.targets import Target, balanced_label_weights
+from pipeline.data.targets import Target, balanced_label_weights, regression_target
 from pipeline.features import long_texts as long_texts_module
 from pipeline.features.long_texts import LongTexts
 
@@ -60,7 +60,7 @@ class Prepared:
     label_names: list[str]
     class_weighting: str | None
     name: str
-    target: Target  # what is predicted: one class per text or several labels; thresholds come after training
+    target: Target  # what is predicted: a class, several labels or a number; thresholds come after training
 
 
 def prepare(config: RunConfig, data: tuple[data_module.LabeledTexts, data_module.Splits] | None = None) -> Prepared:
@@ -93,7 +93,8 @@ def prepare(config: RunConfig, data: tuple[data_module.LabeledTexts, data_module
         label_names=list(dataset.label_names),
         class_weighting=None if class_weighting == "none" else class_weighting,
         name=run_name(config),
-        target=dataset.target,
+        target=regression_target(dataset.label_names[0], splits.train.labels, extrapolate=config.extrapolate)
+        if config.regression else dataset.target,
     )
 
 
@@ -103,14 +104,14 @@ def read_and_split(config: RunConfig) -> tuple[data_module.LabeledTexts, data_mo
     dataset = data_module.load_labeled_texts(
         config.data, text_column=config.text_column, label_column=config.label_column,
         preset=config.preset, seed=config.seed, max_words=config.max_words, label_columns=label_columns,
-        label_separator=config.label_separator,
+        label_separator=config.label_separator, regression=config.regression,
     )
     test_data = None
     if config.test_data is not None:
         test_data = data_module.load_labeled_texts(
             config.test_data, text_column=config.text_column, label_column=config.label_column,
             preset=config.preset, seed=config.seed, label_names=dataset.label_names, max_words=config.max_words,
-            label_columns=label_columns, label_separator=config.label_separator,
+            label_columns=label_columns, label_separator=config.label_separator, regression=config.regression,
         )
     return dataset, data_module.split_labeled_texts(dataset, seed=config.seed, test_data=test_data)
 

@@ -17,6 +17,7 @@ from pipeline.base.config import HeadSettings, RunConfig, artifacts_dir, validat
 from pipeline.base.errors import UserError
 from pipeline.base.files import write_bytes_atomic, write_json_atomic
 from pipeline.data import tables as data_module
+from pipeline.data.targets import SINGLE_LABEL
 from pipeline.runs import run_folder
 from pipeline.runs.prepare import (
     Prepared,
@@ -97,23 +98,25 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline.base.devices import known_tensorflow_noise_dropped
-    from pipeline.training.head import compile_head, standardisation_statistics
-    from pipeline.training.train import train_ensemble
+    from pipeline.training.head import compile_head, in_target_units, standardisation_statistics
+    from pipeline.training.train import monitored, train_ensemble
 
-    config, splits = prepared.config, prepared.splits
+    config = prepared.config
     num_classes = len(prepared.label_names)
     write_config(prepared, run_dir)
     head = prepared.head
 
     statistics = standardisation_statistics(train_features) if head.head == "mlp" else None  # one count for all
 
-    multi_label, class_weight = prepared.target.multi_label, class_weights_for(prepared)
+    target, class_weight = prepared.target, class_weights_for(prepared)
+    train_labels, val_labels, target_scale = training_targets(prepared)
 
     def build_member(seed: int, name: str) -> Any:
         model = _build_head(head, train_features, num_classes, seed=seed, name=name, statistics=statistics,
-                            multi_label=multi_label)
+                            kind=target.kind)
         return compile_head(model, num_classes, learning_rate=head.learning_rate, weight_decay=head.weight_decay,
-                            multi_label=multi_label, label_weights=class_weight if multi_label else None)
+                            kind=target.kind, label_weights=class_weight if target.multi_label else None,
+                            loss_name=config.loss or "mse")
 
     keras_lines = show_progress and log.isEnabledFor(logging.DEBUG)  # --verbose
     started = time.perf_counter()
@@ -122,22 +125,40 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
                                                                 "test": test_features}, _entry_dir(feature_summary))
         model, histories = train_ensemble(
             build_member, members=head.ensemble, seed=config.seed, train_features=train_features,
-            train_labels=splits.train.labels, val_features=val_features, val_labels=splits.validation.labels,
+            train_labels=train_labels, val_features=val_features, val_labels=val_labels,
             num_classes=num_classes, best_weights_path=run_dir / run_folder.BEST_WEIGHTS_FILE,
             tensorboard_dir=run_dir / run_folder.LOGS_DIR, csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE,
             epochs=head.epochs, batch_size=head.batch_size, class_weight=class_weight,
-            verbose=2 if keras_lines else 0, show_progress=show_progress and not keras_lines,
+            verbose=2 if keras_lines else 0, show_progress=show_progress and not keras_lines, target_scale=target_scale,
         )
         seconds = time.perf_counter() - started  # the heads' time, not the wait for the probe at the block's end
     training: dict[str, Any] = {"epochs_run": sum(len(history.epoch) for history in histories),
                                 "seconds": round(seconds, 3)}
     if head.ensemble > 1:
+        monitor, mode = monitored(target_scale)
+        best = max if mode == "max" else min
         training["members"] = [{"epochs_run": len(history.epoch),
-                                "best_val_auroc": round(float(max(history.history["val_auroc"])), 6)}
+                                f"best_{monitor}": round(float(best(history.history[monitor])), 6)}
                                for history in histories]
+    if target.regression:
+        model = in_target_units(model, target.scale or (0.0, 1.0), target.bounds)
     return evaluate_and_finish(prepared, run_dir, model, {"train": train_features, "validation": val_features,
                                                           "test": test_features}, feature_summary, training,
                                baseline=baseline.result())
+
+
+def training_targets(prepared: Prepared) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(training labels, validation labels, the target's standard deviation or None) as the heads train on them:
+    the splits' own labels, or for a number its standardised values as a column (the head's output's shape)."""
+    splits, target = prepared.splits, prepared.target
+    if not target.regression or target.scale is None:
+        return splits.train.labels, splits.validation.labels, None
+    mean, deviation = target.scale
+
+    def standardised(values: np.ndarray) -> np.ndarray:
+        return ((values.astype(np.float64) - mean) / deviation).astype(np.float32)[:, None]
+
+    return standardised(splits.train.labels), standardised(splits.validation.labels), deviation
 
 
 def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: dict[str, np.ndarray],
@@ -158,9 +179,10 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
     # Several labels per text: the label weights are the loss's (compile_head), not the rows'.
     weights = None if class_weight is None or multi_label else \
         np.array([class_weight[int(label)] for label in splits.train.labels])
-    train = tokenize_split(splits.train.texts, splits.train.labels, encoder, prepared.max_seq_length,
+    train_labels, val_labels, target_scale = training_targets(prepared)
+    train = tokenize_split(splits.train.texts, train_labels, encoder, prepared.max_seq_length,
                            long_texts=prepared.long_texts, sample_weights=weights)
-    validation = tokenize_split(splits.validation.texts, splits.validation.labels, encoder, prepared.max_seq_length,
+    validation = tokenize_split(splits.validation.texts, val_labels, encoder, prepared.max_seq_length,
                                 long_texts=prepared.long_texts)
     settings = FineTuneSettings(epochs=head.epochs, batch_size=head.batch_size, learning_rate=head.learning_rate,
                                 dropout_rate=head.dropout_rate, weight_decay=head.weight_decay,
@@ -174,8 +196,9 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
                            backup_dir=run_dir / run_folder.BACKUP_DIR, best_dir=run_dir / run_folder.BEST_CHECKPOINT_DIR,
                            tensorboard_dir=run_dir / run_folder.LOGS_DIR,
                            csv_log_path=run_dir / run_folder.TRAINING_LOG_FILE, loss_scaling=in_float16,
-                           show_progress=show_progress, multi_label=multi_label,
-                           label_weights=class_weight if multi_label else None)
+                           show_progress=show_progress, kind=prepared.target.kind,
+                           label_weights=class_weight if multi_label else None, loss_name=config.loss or "mse",
+                           target_scale=target_scale)
     save_tuned_encoder(encoder, encoder_layer_of(result.model), run_dir / run_folder.TUNED_ENCODER_DIR)
     tuned = load_encoder(str(run_dir / run_folder.TUNED_ENCODER_DIR), reload=True, precision=prepared.precision)
     tuned_features = {name: encode_texts(split.texts, tuned, pooling=prepared.pooling, layers=prepared.layers,
@@ -187,7 +210,12 @@ def _fine_tune_and_evaluate(prepared: Prepared, run_dir: Path, probe_features: d
                "padding_fraction": result.padding_fraction, "encoder_dir": run_folder.TUNED_ENCODER_DIR,
                "encoder_fingerprint": tuned.fingerprint, "fine_tuned_from": encoder.describe(),
                "training_precision": "float16" if in_float16 else "float32"}
-    return evaluate_and_finish(prepared, run_dir, result.head, tuned_features, feature_summary, training,
+    tuned_head = result.head
+    if prepared.target.regression:
+        from pipeline.training.head import in_target_units
+
+        tuned_head = in_target_units(tuned_head, prepared.target.scale or (0.0, 1.0), prepared.target.bounds)
+    return evaluate_and_finish(prepared, run_dir, tuned_head, tuned_features, feature_summary, training,
                                extra_metrics={"mode": "fine-tune", "fine_tune": details}, probe_features=probe_features)
 
 
@@ -209,7 +237,15 @@ def fit_baseline(prepared: Prepared, features: dict[str, np.ndarray], entry_dir:
     (pipeline.evaluation.probe.cached_baseline). `features`: {'train'|'validation'|'test': rows}."""
     from pipeline.evaluation.probe import cached_baseline
 
-    splits, multi_label = prepared.splits, prepared.target.multi_label
+    splits, multi_label, target = prepared.splits, prepared.target.multi_label, prepared.target
+    if target.regression:
+        from pipeline.evaluation.regression import ridge_baseline
+
+        ridge_metrics, _ = ridge_baseline(features["train"], splits.train.labels, features["validation"],
+                                          splits.validation.labels, features["test"], splits.test.labels,
+                                          levels=None if target.levels is None else np.asarray(target.levels),
+                                          bounds=target.bounds)
+        return ridge_metrics
     metrics, cached = cached_baseline(
         entry_dir, features["train"], splits.train.labels, features["test"], splits.test.labels,
         num_classes=len(prepared.label_names), seed=prepared.config.seed, class_weight=class_weights_for(prepared),
@@ -232,19 +268,27 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     from pipeline.evaluation.metrics import classification_metrics, report_text
     from pipeline.evaluation.multi_label import best_thresholds, multi_label_metrics, multi_label_report
     from pipeline.evaluation.probe import PROBE_DESCRIPTION
+    from pipeline.evaluation.regression import RIDGE_DESCRIPTION, regression_metrics, regression_report
     from pipeline.evaluation.tensorboard_logging import write_run_summaries
     from pipeline.training.head import predict_probabilities
 
     config, splits = prepared.config, prepared.splits
     num_classes = len(prepared.label_names)
     model.save(str(run_dir / run_folder.HEAD_FILE))
-    val_probabilities = predict_probabilities(model, split_features["validation"])
-    test_probabilities = predict_probabilities(model, split_features["test"])
+    kind = prepared.target.kind
+    val_probabilities = predict_probabilities(model, split_features["validation"], kind=kind)
+    test_probabilities = predict_probabilities(model, split_features["test"], kind=kind)
     probe_features = probe_features or split_features
     baseline_metrics = baseline or fit_baseline(prepared, probe_features, _entry_dir(feature_summary))
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
     target = prepared.target
-    if target.multi_label:  # each label's threshold chosen on the validation split, then applied to both
+    if target.regression:
+        levels = None if target.levels is None else np.asarray(target.levels)
+        test_metrics, val_metrics = (regression_metrics(split.labels, predictions[:, 0], levels)
+                                     for split, predictions in ((splits.test, test_probabilities),
+                                                                (splits.validation, val_probabilities)))
+        report = regression_report(test_metrics)
+    elif target.multi_label:  # each label's threshold chosen on the validation split, then applied to both
         target = target.with_thresholds(best_thresholds(splits.validation.labels, val_probabilities))
         test_metrics, val_metrics = (multi_label_metrics(split.labels, probabilities, target.thresholds or (),
                                                          prepared.label_names)
@@ -264,7 +308,8 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
         "target": target.record(),
         "test": test_metrics,
         "val": val_metrics,
-        "baseline": {"test": baseline_metrics, "model": PROBE_DESCRIPTION},
+        "baseline": {"test": baseline_metrics,
+                     "model": RIDGE_DESCRIPTION if target.regression else PROBE_DESCRIPTION},
         "features": feature_summary,
         "training": training,
         "labels": prepared.label_names,
@@ -274,23 +319,23 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     write_run_summaries(  # images, text, hparams and projector under logs/evaluation
         run_dir / run_folder.LOGS_DIR, run_name=run_dir.name, metrics=metrics, report=report, splits=splits,
         split_features=split_features, test_probabilities=test_probabilities,
-        predict=lambda rows: predict_probabilities(model, rows), seed=config.seed,
+        predict=lambda rows: predict_probabilities(model, rows, kind=kind), seed=config.seed,
     )
     run_folder.finish_run_dir(run_dir, metrics)
     return metrics
 
 
 def _build_head(head: HeadSettings, train_features: np.ndarray, num_classes: int, *, seed: int, name: str,
-                statistics: tuple[np.ndarray, np.ndarray] | None = None, multi_label: bool = False) -> Any:
+                statistics: tuple[np.ndarray, np.ndarray] | None = None, kind: str = SINGLE_LABEL) -> Any:
     """An untrained Keras model of the chosen head (`statistics`: the mlp head's standardisation, if counted)."""
     from pipeline.training.head import build_head, build_mlp_head
 
     if head.head == "mlp":
         return build_mlp_head(train_features, num_classes, hidden_units=head.hidden_units,
                               dropout_rate=head.dropout_rate, seed=seed, name=name, statistics=statistics,
-                              multi_label=multi_label)
+                              kind=kind)
     return build_head(train_features.shape[1], num_classes, hidden_units=head.hidden_units,
-                      dropout_rate=head.dropout_rate, seed=seed, name=name, multi_label=multi_label)
+                      dropout_rate=head.dropout_rate, seed=seed, name=name, kind=kind)
 
 
 def config_record(prepared: Prepared) -> dict[str, Any]:

@@ -37,14 +37,15 @@ class RunModel:
         return self.run.label_names
 
     def predict(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """[N, K] float32 probabilities, computed exactly as a run computes its test predictions."""
+        """[N, K] float32 probabilities (a number: [N, 1] predictions), computed exactly as a run computes its test
+        predictions."""
         if not texts:
             return np.zeros((0, len(self.label_names)), np.float32)
         features = encode_texts(list(texts), self.encoder, pooling=self.run.pooling, layers=self.run.layers,
                                 combine=self.run.combine,
                                 max_seq_length=self.run.max_seq_length, long_texts=self.run.long_texts,
                                 batch_size=batch_size)
-        return predict_probabilities(self.head, features)
+        return predict_probabilities(self.head, features, kind=self.run.target.kind)
 
 
 def load_run_model(run: FinishedRun, *, precision: str | None = None) -> RunModel:

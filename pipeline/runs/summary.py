@@ -8,12 +8,18 @@ import sys
 from pathlib import Path
 
 from pipeline.base.config import AUTO
-from pipeline.data.targets import MULTI_LABEL
+from pipeline.data.targets import MULTI_LABEL, REGRESSION
 from pipeline.evaluation.multi_label import weakest_labels
 from pipeline.features import long_texts as long_texts_module
 from pipeline.runs.run import RunResult
 
 MULTI_LABEL_COLUMNS = ("macro_auroc", "micro_auroc", "macro_f1", "micro_f1")  # what a multi-label summary shows
+REGRESSION_COLUMNS = ("rmse", "mae", "r2", "spearman")  # what a regression's summary shows
+
+
+def regression_columns(head: dict) -> tuple[str, ...]:
+    """A number's summary columns; the rounded prediction's accuracy too for a target of few whole values."""
+    return REGRESSION_COLUMNS + (("rounded_accuracy",) if head.get("rounded_accuracy") is not None else ())
 
 
 def summary_table(result: RunResult) -> str:
@@ -25,10 +31,13 @@ def summary_table(result: RunResult) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
     fine_tuned = metrics.get("mode") == "fine-tune"
-    labels = (("fine-tuned encoder + head", "baseline (logistic regression, frozen features)") if fine_tuned
-              else ("head", "baseline (logistic regression)"))
-    multi_label = metrics.get("target", {}).get("kind") == MULTI_LABEL
-    keys = MULTI_LABEL_COLUMNS if multi_label else ("accuracy", "auroc", "pr_auc", "f1")
+    kind = metrics.get("target", {}).get("kind")
+    probe = "ridge regression" if kind == REGRESSION else "logistic regression"
+    labels = (("fine-tuned encoder + head", f"baseline ({probe}, frozen features)") if fine_tuned
+              else ("head", f"baseline ({probe})"))
+    multi_label = kind == MULTI_LABEL
+    keys = MULTI_LABEL_COLUMNS if multi_label else regression_columns(head) if kind == REGRESSION \
+        else ("accuracy", "auroc", "pr_auc", "f1")
     rows: list[tuple[str, ...]] = [("", *keys)]
     for label, values in zip(labels, (head, baseline)):
         rows.append((label, *(number(values.get(key)) for key in keys)))

@@ -28,7 +28,7 @@ from pipeline.base.config import RunConfig, artifacts_dir, validate
 from pipeline.base.errors import UserError
 from pipeline.runs import run_folder
 from pipeline.runs.prepare import Prepared, class_weights_for, extract, prepare, run_name, split_features
-from pipeline.runs.run import RunResult, evaluate_and_finish, write_config, write_run_folder
+from pipeline.runs.run import RunResult, evaluate_and_finish, training_targets, write_config, write_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,16 @@ def default_trials(config: RunConfig | None = None) -> list[Trial]:
 @dataclass
 class TrialResult:
     trial: Trial
-    val_auroc: float
+    val_score: float  # higher is better: the validation AUROC, or minus the validation RMSE of a number
     seconds: float
     epochs_run: int | None
     model: Any  # the fitted Keras model, kept only while it is the best so far
 
 
 def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress: bool = True) -> RunResult:
-    """Fits every trial, keeps the best by validation AUROC (the labels' mean with several labels per text) as the
-    run's head, scores only it on the test split."""
+    """Fits every trial, keeps the best by validation AUROC (the labels' mean with several labels per text; the
+    lowest validation RMSE for a number, whose trials are the mlp heads: its probe, ridge regression, is every
+    run's baseline) as the run's head, scores only it on the test split."""
     validate(config)
     if config.fine_tune:
         raise UserError("--fine-tune cannot be swept: a sweep trains many heads on cached frozen features; "
@@ -106,14 +107,18 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
     run_dir = run_folder.choose_run_dir(config.output_dir, runs_dir=artifacts_dir() / "runs",
                                         name=f"{run_name(config)}-sweep")
     prepared = prepare(config)
+    if prepared.target.regression:
+        trials = [trial for trial in trials if trial.model == "mlp"]
     feature_result = extract(prepared, show_progress=show_progress)
     parts = split_features(prepared, feature_result.features)
+    metric, sign = scoring(prepared)
 
     def work() -> dict[str, Any]:
         results = _fit_trials(prepared, parts, trials, run_dir / run_folder.LOGS_DIR / SWEEP_LOGS, show_progress,
                               entry_dir=feature_result.entry_dir)
-        best = max(results, key=lambda result: result.val_auroc)
-        table = [{"trial": result.trial.name, "model": result.trial.model, "val_auroc": round(result.val_auroc, 6),
+        best = max(results, key=lambda result: result.val_score)
+        table = [{"trial": result.trial.name, "model": result.trial.model,
+                  f"val_{metric}": round(sign * result.val_score, 6),
                   "seconds": round(result.seconds, 2), "epochs_run": result.epochs_run, **{key: list(value) if isinstance(value, tuple) else value
                                                           for key, value in result.trial.options.items()}}
                  for result in results]
@@ -122,7 +127,12 @@ def sweep(config: RunConfig, *, trials: list[Trial] | None = None, show_progress
         chosen = _as_trained(prepared, best.trial)
         write_config(chosen, run_dir)
         training = {"epochs_run": best.epochs_run, "seconds": round(best.seconds, 3), "trial": best.trial.name}
-        return evaluate_and_finish(chosen, run_dir, best.model, parts, feature_result.summary(), training,
+        model = best.model
+        if prepared.target.regression:
+            from pipeline.training.head import in_target_units
+
+            model = in_target_units(model, prepared.target.scale or (0.0, 1.0), prepared.target.bounds)
+        return evaluate_and_finish(chosen, run_dir, model, parts, feature_result.summary(), training,
                                    extra_metrics={"sweep": summary})
 
     metrics = write_run_folder(run_dir, work)
@@ -156,8 +166,10 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
     from pipeline.training.head import standardisation_statistics
     from pipeline.training.train import TrainingRows, trained_side_by_side
 
-    labels = {"train": prepared.splits.train.labels, "validation": prepared.splits.validation.labels}
+    train_labels, val_labels, _ = training_targets(prepared)
+    labels = {"train": train_labels, "validation": val_labels}
     class_weight = class_weights_for(prepared)
+    metric, sign = scoring(prepared)
     results: list[TrialResult] = []
     best: TrialResult | None = None
     mlp_trials = [trial for trial in trials if trial.model == "mlp"]
@@ -185,24 +197,24 @@ def _fit_trials(prepared: Prepared, parts: dict[str, np.ndarray], trials: list[T
             if trial.model == "probe":
                 fitted, seconds = probes[trial.name].result()
                 model, epochs_run = probe_as_keras(*fitted, multi_label=prepared.target.multi_label), None
-                val_auroc = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
+                val_score = _val_auroc(model, parts["validation"], labels["validation"], len(prepared.label_names))
             else:
                 number, place = group_of[mlp_index]
                 while len(group_results) <= number:  # the groups come back in order
                     group_results.append(next(trained))
-                model, epochs_run, seconds, val_auroc = group_results[number][place]
-                group_results[number][place] = (None, epochs_run, seconds, val_auroc)  # only the best model is kept
+                model, epochs_run, seconds, val_score = group_results[number][place]
+                group_results[number][place] = (None, epochs_run, seconds, val_score)  # only the best model is kept
                 mlp_index += 1
-            result = TrialResult(trial, val_auroc, seconds, epochs_run, model)
-            _log_trial(logs_dir / trial.name, trial, val_auroc)
-            if best is None or val_auroc > best.val_auroc:
+            result = TrialResult(trial, val_score, seconds, epochs_run, model)
+            _log_trial(logs_dir / trial.name, trial, metric, sign * val_score)
+            if best is None or val_score > best.val_score:
                 if best is not None:
                     best.model = None
                 best = result
             else:
                 result.model = None
             results.append(result)
-            progress.set_postfix(best=f"{best.val_auroc:.4f}")
+            progress.set_postfix(best=f"{sign * best.val_score:.4f}")
     return results
 
 
@@ -262,13 +274,13 @@ def _built_mlp(train_features: np.ndarray, statistics: tuple[np.ndarray, np.ndar
 
     num_classes = len(prepared.label_names)
     make_deterministic(prepared.config.seed)
-    multi_label = prepared.target.multi_label
+    target = prepared.target
     model = build_mlp_head(train_features, num_classes, hidden_units=trial.options["hidden_units"],
                            dropout_rate=trial.options["dropout_rate"], seed=prepared.config.seed, statistics=statistics,
-                           multi_label=multi_label)
+                           kind=target.kind)
     compile_head(model, num_classes, learning_rate=trial.options["learning_rate"],
-                 weight_decay=trial.options["weight_decay"], multi_label=multi_label,
-                 label_weights=class_weights_for(prepared) if multi_label else None)
+                 weight_decay=trial.options["weight_decay"], kind=target.kind,
+                 label_weights=class_weights_for(prepared) if target.multi_label else None)
     return model
 
 
@@ -291,15 +303,18 @@ def _train_mlp_group(trials: list[Trial], parts: dict[str, np.ndarray], labels: 
                             csv_log_paths=[logs_dir / trial.name / "training_log.csv" for trial in trials],
                             epochs=MLP_TRIAL_SETTINGS["epochs"], batch_size=MLP_TRIAL_SETTINGS["batch_size"],
                             class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
-                            seed=prepared.config.seed, rows=rows)
+                            seed=prepared.config.seed, rows=rows, target_scale=training_targets(prepared)[2])
         heads.build_graph()
-    return [(model, len(history.epoch), seconds, _best_val_auroc(history))
+    metric, sign = scoring(prepared)
+    return [(model, len(history.epoch), seconds, _best_val_score(history, metric, sign))
             for model, (history, seconds) in zip(models, heads.train())]
 
 
-def _best_val_auroc(history: Any) -> float:
-    """The best finite validation AUROC of a head's epochs (the epoch whose weights it keeps), -inf for none."""
-    return max((value for value in history.history.get("val_auroc", []) if np.isfinite(value)), default=float("-inf"))
+def _best_val_score(history: Any, metric: str, sign: float) -> float:
+    """The best finite validation score of a head's epochs (the epoch whose weights it keeps), as `scoring` signs it;
+    -inf for none."""
+    return max((sign * value for value in history.history.get(f"val_{metric}", []) if np.isfinite(value)),
+               default=float("-inf"))
 
 
 def _fit_probe(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray], trial: Trial, prepared: Prepared,
@@ -334,25 +349,33 @@ def probe_as_keras(mean: np.ndarray, variance: np.ndarray, coefficients: np.ndar
     return model
 
 
-def _log_trial(trial_dir: Path, trial: Trial, val_auroc: float) -> None:
+def scoring(prepared: Prepared) -> tuple[str, float]:
+    """(the validation metric trials are compared by, its sign: +1 where higher is better): auroc, or rmse for a
+    number."""
+    return ("rmse", -1.0) if prepared.target.regression else ("auroc", 1.0)
+
+
+def _log_trial(trial_dir: Path, trial: Trial, metric: str, value: float) -> None:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hparams_api
 
     writer = tf.summary.create_file_writer(str(trial_dir))
     with writer.as_default():
         hparams_api.hparams(trial.hparams(), trial_id=trial.name)
-        tf.summary.scalar("val/auroc", val_auroc, step=0)
+        tf.summary.scalar(f"val/{metric}", value, step=0)
     writer.close()
 
 
 def summary_lines(result: RunResult) -> str:
-    """The trials by validation AUROC, and the one test score, for the end of the command's output."""
+    """The trials by validation AUROC (RMSE for a number), and the one test score, for the end of the command's
+    output."""
     sweep_record = result.metrics["sweep"]
-    rows = sorted(sweep_record["trials"], key=lambda row: -row["val_auroc"])
+    metric = "rmse" if "val_rmse" in sweep_record["trials"][0] else "auroc"
+    rows = sorted(sweep_record["trials"], key=lambda row: row["val_rmse"] if metric == "rmse" else -row["val_auroc"])
     width = max(len(row["trial"]) for row in rows)
-    lines = [f"Sweep: {len(rows)} trials, by validation AUROC:"]
+    lines = [f"Sweep: {len(rows)} trials, by validation {metric.upper()}:"]
     # An mlp trial's seconds are its group's (trained in step), so it shows its epochs; a probe, its own time.
-    lines += [f"  {row['trial'].ljust(width)}  {row['val_auroc']:.4f}  "
+    lines += [f"  {row['trial'].ljust(width)}  {row[f'val_{metric}']:.4f}  "
               + (f"({row['epochs_run']} epochs)" if row.get("epochs_run") is not None else f"({row['seconds']:.1f} s)")
               for row in rows]
     mlp_seconds = [row["seconds"] for row in rows if row["model"] == "mlp"]

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pipeline.base.errors import UserError
 from pipeline.base.progress_bars import redraw_interval
+from pipeline.data.targets import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from pipeline.encoders.encoder import call_encoder_layer
 from pipeline.encoders.model_info import read_model_info, write_model_info
 from pipeline.evaluation.metrics import ranking_metrics
@@ -175,14 +176,14 @@ def load_trainable_encoder(encoder: Encoder) -> hub.KerasLayer:
 
 def build_fine_tune_model(encoder: Encoder, encoder_layer: hub.KerasLayer, *, pooling: str, layers: tuple[int, ...],
                           combine: str, num_classes: int, settings: FineTuneSettings,
-                          multi_label: bool = False) -> tuple[keras.Model, keras.Model]:
+                          kind: str = SINGLE_LABEL) -> tuple[keras.Model, keras.Model]:
     """(whole model, head): token ids -> pooled features -> dropout -> head -> probabilities."""
     inputs = [keras.Input(shape=(None,), dtype=tf.int32, name=name)
               for name in ("input_word_ids", "input_mask", "input_type_ids")]
     features = PooledEncoder(encoder_layer, encoder.signature, pooling, layers, combine, name="encoder")(inputs)
     features = StepSeededDropout(settings.dropout_rate, settings.seed, name="feature_dropout")(features)
     head = build_output_head(feature_size(encoder.hidden_size, layers, combine), num_classes,
-                             hidden_units=settings.hidden_units, seed=settings.seed, multi_label=multi_label)
+                             hidden_units=settings.hidden_units, seed=settings.seed, kind=kind)
     return FineTunedClassifier(inputs, head(features), name="fine_tuned_classifier"), head
 
 
@@ -230,7 +231,9 @@ class TokenizedSplit:
         by_batch = tf.RaggedTensor.from_row_lengths(tf.gather(rows, order), sizes)
         parts: dict[str, Any] = {"ids": by_batch}
         if with_labels:
-            parts["labels"] = tf.RaggedTensor.from_row_lengths(self.labels[order].astype(np.int32), sizes)
+            labels = self.labels[order]  # class ids or 0/1 labels as int32; a standardised number stays float32
+            labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int32)
+            parts["labels"] = tf.RaggedTensor.from_row_lengths(labels, sizes)
             if self.sample_weights is not None:
                 parts["weights"] = tf.RaggedTensor.from_row_lengths(self.sample_weights[order], sizes)
 
@@ -263,7 +266,8 @@ def tokenize_split(texts: list[str], labels: np.ndarray, encoder: Encoder, max_s
 
 
 class EpochState(keras.callbacks.Callback):
-    """At each epoch's end: keep the best validation-AUROC weights, stop early, and back up what resuming needs.
+    """At each epoch's end: keep the best validation-AUROC weights (or of the metric `monitor` names: val_rmse for a
+    number), stop early, and back up what resuming needs.
 
     Both are TensorFlow checkpoints in the run folder: `best` (model weights) and `backup` (model,
     optimizer, epochs done, best AUROC and epoch). The best weights are written before the backup, so
@@ -271,10 +275,12 @@ class EpochState(keras.callbacks.Callback):
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, *, backup_dir: Path, best_dir: Path,
-                 patience: int):
+                 patience: int, monitor: str = "val_auroc", mode: str = "max"):
         super().__init__()
+        # `best_auroc` keeps its name in the backups (resuming reads it), and holds sign * the monitored value.
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best_auroc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.best_auroc = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
         self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
         self.patience = patience
         self._backup = tf.train.Checkpoint(model=model, optimizer=optimizer, epochs_done=self.epochs_done,
@@ -295,7 +301,7 @@ class EpochState(keras.callbacks.Callback):
         return int(self.epochs_done.numpy()) - 1 - int(self.best_epoch.numpy()) >= self.patience
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        value = float((logs or {}).get("val_auroc", float("nan")))
+        value = self.sign * float((logs or {}).get(self.monitor, float("nan")))
         if math.isfinite(value) and value > float(self.best_auroc.numpy()):
             self.best_auroc.assign(value)
             self.best_epoch.assign(epoch)
@@ -303,12 +309,27 @@ class EpochState(keras.callbacks.Callback):
         self.epochs_done.assign(epoch + 1)
         self._manager.save(checkpoint_number=epoch + 1)
         if self.stopped_early():
-            log.info("early stop: no better validation AUROC for %d epochs", self.patience)
+            log.info("early stop: no better %s for %d epochs", self.monitor, self.patience)
             self.model.stop_training = True
 
     def restore_best(self) -> None:
         if int(self.best_epoch.numpy()) >= 0:
             self._best.read(self._best_prefix).assert_existing_objects_matched().expect_partial()
+
+
+class ValidationRmse(keras.callbacks.Callback):
+    """The validation split's RMSE in the target's own units (`target_scale`: the standard deviation the
+    standardised `targets` [N, 1] are in), put into `logs` as val_rmse."""
+
+    def __init__(self, inputs: tf.data.Dataset, targets: np.ndarray, target_scale: float):
+        super().__init__()
+        self.inputs, self.targets, self.target_scale = inputs, targets, target_scale
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs if logs is not None else {}
+        predictions = self.model.predict(self.inputs, verbose=0)
+        errors = (predictions[:, 0] - self.targets[:, 0]) * self.target_scale
+        logs["val_rmse"] = float(np.sqrt(np.mean(errors ** 2)))
 
 
 class ValidationAuroc(keras.callbacks.Callback):
@@ -382,8 +403,8 @@ class TextsProgress(keras.callbacks.Callback):
         if self._bar is not None:
             self._bar.close()
         logs = logs or {}
-        shown = ", ".join(f"{name} {logs[name]:.4f}" for name in ("loss", "val_loss", "val_accuracy", "val_auroc")
-                          if name in logs)
+        shown = ", ".join(f"{name} {logs[name]:.4f}" for name in ("loss", "val_loss", "val_accuracy", "val_auroc",
+                                                                  "val_rmse") if name in logs)
         speed = sum(self.batch_rows[epoch]) / max(seconds, 1e-9)
         if self.show:
             tqdm.write(f"epoch {epoch + 1}/{self.epochs}: {shown}, {speed:.1f} texts/s", file=sys.stdout)
@@ -403,27 +424,30 @@ def truncate_csv_log(path: Path, epochs_done: int) -> None:
 def fine_tune(encoder: Encoder, *, train: TokenizedSplit, validation: TokenizedSplit, num_classes: int, pooling: str,
               layers: tuple[int, ...], combine: str, settings: FineTuneSettings, backup_dir: Path, best_dir: Path,
               tensorboard_dir: Path, csv_log_path: Path, loss_scaling: bool = False,
-              show_progress: bool = True, multi_label: bool = False,
-              label_weights: dict[int, tuple[float, float]] | None = None) -> FineTuneResult:
+              show_progress: bool = True, kind: str = SINGLE_LABEL,
+              label_weights: dict[int, tuple[float, float]] | None = None, loss_name: str = "mse",
+              target_scale: float | None = None) -> FineTuneResult:
     """Trains encoder and head together; resumes from `backup_dir` when an earlier attempt left a backup there.
-    Several labels per text (`multi_label`, `num_classes` labels): a sigmoid per label, `label_weights` as
+    Several labels per text (`kind` multi-label, `num_classes` labels): a sigmoid per label, `label_weights` as
     compile_head takes them.
 
     Returns the model holding the best validation-AUROC epoch's weights.
     """
     encoder_layer = load_trainable_encoder(encoder)
     model, head = build_fine_tune_model(encoder, encoder_layer, pooling=pooling, layers=layers, combine=combine,
-                                        num_classes=num_classes, settings=settings, multi_label=multi_label)
+                                        num_classes=num_classes, settings=settings, kind=kind)
     epoch_plans = {epoch: token_batches.epoch_batches(train.lengths, settings.batch_size, seed=settings.seed, epoch=epoch)
                    for epoch in range(settings.epochs)}
     steps_per_epoch = len(epoch_plans[0])
     schedule = learning_rate_schedule(settings, steps_per_epoch * settings.epochs)
     optimizer = make_optimizer(settings, schedule, loss_scaling=loss_scaling)
-    compile_head(model, num_classes, optimizer=optimizer, multi_label=multi_label, label_weights=label_weights)
+    compile_head(model, num_classes, optimizer=optimizer, kind=kind, label_weights=label_weights, loss_name=loss_name)
     optimizer.build(model.tuned_variables())  # slots exist before a backup is restored into them
     backup_dir.mkdir(parents=True, exist_ok=True)
     best_dir.mkdir(parents=True, exist_ok=True)
-    state = EpochState(model, optimizer, backup_dir=backup_dir, best_dir=best_dir, patience=EARLY_STOPPING_PATIENCE)
+    monitor, mode = ("val_rmse", "min") if kind == REGRESSION else ("val_auroc", "max")
+    state = EpochState(model, optimizer, backup_dir=backup_dir, best_dir=best_dir, patience=EARLY_STOPPING_PATIENCE,
+                       monitor=monitor, mode=mode)
     initial_epoch = state.restore()
     if initial_epoch:
         truncate_csv_log(csv_log_path, initial_epoch)
@@ -433,7 +457,10 @@ def fine_tune(encoder: Encoder, *, train: TokenizedSplit, validation: TokenizedS
     validation_batches = token_batches.sorted_batches(validation.lengths, settings.batch_size)
     validation_order = np.concatenate(validation_batches) if validation_batches else np.zeros(0, np.int64)
     callbacks: list[keras.callbacks.Callback] = []
-    if num_classes > 2 or multi_label:
+    if kind == REGRESSION:
+        callbacks.append(ValidationRmse(validation.dataset(validation_batches, with_labels=False),
+                                        validation.labels[validation_order], target_scale or 1.0))
+    elif num_classes > 2 or kind == MULTI_LABEL:
         callbacks.append(ValidationAuroc(validation.dataset(validation_batches, with_labels=False),
                                          validation.labels[validation_order], num_classes))
     progress = TextsProgress({epoch: [len(rows) for rows in plan] for epoch, plan in epoch_plans.items()},

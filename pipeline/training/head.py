@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from pipeline.data.targets import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+
 
 def build_head(
     input_dim: int,
@@ -27,16 +29,17 @@ def build_head(
     dropout_rate: float = 0.0,
     seed: int = 42,
     name: str = "head",
-    multi_label: bool = False,
+    kind: str = SINGLE_LABEL,
 ) -> keras.Model:
     """Dense(50, relu) -> BatchNorm -> Dense(30, relu) -> Dense(30, relu) -> sigmoid or softmax.
 
     Two classes get one sigmoid unit (binary cross-entropy); more get a K-way softmax; several labels per text
-    (`multi_label`, `num_classes` labels) one sigmoid unit each. He-normal
+    (`kind` multi-label, `num_classes` labels) one sigmoid unit each; a number (`kind` regression) one linear unit.
+    He-normal
     initialisers suit the ReLU layers, Glorot the output; each layer gets its own seed so the whole
     head is reproducible from one number.
     """
-    if num_classes < 2:
+    if num_classes < 2 and kind != REGRESSION:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     inputs = keras.Input(shape=(input_dim,), name="features")
     hidden = inputs
@@ -51,7 +54,7 @@ def build_head(
             hidden = keras.layers.BatchNormalization(name="batch_norm")(hidden)
         if dropout_rate > 0:
             hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+    return keras.Model(inputs, _outputs(hidden, num_classes, seed=seed + len(hidden_units), kind=kind),
                        name=name)
 
 
@@ -65,13 +68,13 @@ def build_mlp_head(
     seed: int = 42,
     name: str = "head",
     statistics: tuple[np.ndarray, np.ndarray] | None = None,
-    multi_label: bool = False,
+    kind: str = SINGLE_LABEL,
 ) -> keras.Model:
     """Standardise (learned from `train_features`) -> Dropout -> [Dense(relu) -> Dropout] per width -> output.
 
     `statistics`: `standardisation_statistics(train_features)` when the caller has them already (heads built
     on the same rows share one count)."""
-    if num_classes < 2:
+    if num_classes < 2 and kind != REGRESSION:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     inputs = keras.Input(shape=(train_features.shape[1],), name="features")
     standardise = keras.layers.Normalization(name="standardise")
@@ -84,7 +87,7 @@ def build_mlp_head(
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
         hidden = keras.layers.Dropout(dropout_rate, seed=seed + 100 + index, name=f"dropout_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+    return keras.Model(inputs, _outputs(hidden, num_classes, seed=seed + len(hidden_units), kind=kind),
                        name=name)
 
 
@@ -130,24 +133,27 @@ def member_seed(seed: int, member: int) -> int:
 
 
 def build_output_head(input_dim: int, num_classes: int, *, hidden_units: tuple[int, ...] = (), seed: int = 42,
-                      multi_label: bool = False) -> keras.Model:
+                      kind: str = SINGLE_LABEL) -> keras.Model:
     """The fine-tuned encoder's head: [Dense(relu)] per width -> output, nothing random inside (the dropout
     before it is the fine-tuning model's, so the saved head needs no custom layers)."""
-    if num_classes < 2:
+    if num_classes < 2 and kind != REGRESSION:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     inputs = keras.Input(shape=(input_dim,), name="features")
     hidden = inputs
     for index, units in enumerate(hidden_units):
         hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed + index),
                                     name=f"dense_{index}")(hidden)
-    return keras.Model(inputs, _probabilities(hidden, num_classes, seed=seed + len(hidden_units), multi_label=multi_label),
+    return keras.Model(inputs, _outputs(hidden, num_classes, seed=seed + len(hidden_units), kind=kind),
                        name="head")
 
 
-def _probabilities(hidden: Any, num_classes: int, *, seed: int, multi_label: bool = False) -> Any:  # Keras tensors
-    """The output layer: one sigmoid unit for two classes (binary cross-entropy), else a K-way softmax; with
-    several labels per text, one independent sigmoid unit per label."""
-    if multi_label:
+def _outputs(hidden: Any, num_classes: int, *, seed: int, kind: str = SINGLE_LABEL) -> Any:  # Keras tensors
+    """The output layer for the target's `kind`: one sigmoid unit for two classes (binary cross-entropy), else a
+    K-way softmax; with several labels per text, one independent sigmoid unit per label; for a number, one linear
+    unit (the standardised target)."""
+    if kind == REGRESSION:
+        units, activation = 1, "linear"
+    elif kind == MULTI_LABEL:
         units, activation = num_classes, "sigmoid"
     else:
         units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
@@ -157,16 +163,22 @@ def _probabilities(hidden: Any, num_classes: int, *, seed: int, multi_label: boo
 
 def compile_head(model: keras.Model, num_classes: int, *, learning_rate: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: keras.optimizers.Optimizer | None = None,
-                 multi_label: bool = False, label_weights: dict[int, tuple[float, float]] | None = None) -> keras.Model:
+                 kind: str = SINGLE_LABEL, label_weights: dict[int, tuple[float, float]] | None = None,
+                 loss_name: str = "mse") -> keras.Model:
     """Adam (AdamW with decoupled weight decay when `weight_decay` > 0), or `optimizer` when given, with the
     matching loss; Keras AUROC/PR-AUC metrics for two classes (K > 2 and several labels use a callback).
-    Several labels per text (`multi_label`): binary cross-entropy per label, each label's negatives and positives
-    weighted by `label_weights` ({label: (negative weight, positive weight)}) when given."""
-    if multi_label:
-        loss: Any = keras.losses.BinaryCrossentropy() if label_weights is None else \
+    Several labels per text (`kind` multi-label): binary cross-entropy per label, each label's negatives and
+    positives weighted by `label_weights` ({label: (negative weight, positive weight)}) when given. A number
+    (`kind` regression): `loss_name` mse or huber on the standardised target (Huber's delta is one standard
+    deviation)."""
+    if kind == REGRESSION:
+        loss: Any = keras.losses.Huber(delta=1.0) if loss_name == "huber" else keras.losses.MeanSquaredError()
+        metrics: list[Any] = []
+    elif kind == MULTI_LABEL:
+        loss = keras.losses.BinaryCrossentropy() if label_weights is None else \
             LabelWeightedBinaryCrossentropy([label_weights[label][0] for label in range(num_classes)],
                                             [label_weights[label][1] for label in range(num_classes)])
-        metrics: list[Any] = [keras.metrics.BinaryAccuracy(name="accuracy")]
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
     elif num_classes == 2:
         loss = keras.losses.BinaryCrossentropy()
         metrics = [
@@ -207,11 +219,29 @@ class LabelWeightedBinaryCrossentropy(keras.losses.Loss):
                 "positive_weights": self.positive_weights}
 
 
-def predict_probabilities(model: keras.Model, features: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def in_target_units(model: keras.Model, scale: tuple[float, float],
+                    bounds: tuple[float, float] | None) -> keras.Model:
+    """A head trained on the standardised target, giving the target in its own units: times the standard deviation
+    plus the mean, then kept within `bounds` (lowest, highest) unless None. Built-in layers only (clipping as a
+    bounded ReLU between two shifts), so the saved head and the export need nothing of this package."""
+    mean, deviation = scale
+    inputs = keras.Input(shape=model.input_shape[1:], name="features")
+    if bounds is None:
+        outputs = keras.layers.Rescaling(deviation, offset=mean, name="target_units")(model(inputs))
+    else:
+        low, high = bounds
+        shifted = keras.layers.Rescaling(deviation, offset=mean - low, name="target_units_above_lowest")(model(inputs))
+        clipped = keras.layers.ReLU(max_value=high - low, name="within_training_range")(shifted)
+        outputs = keras.layers.Rescaling(1.0, offset=low, name="target_units")(clipped)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def predict_probabilities(model: keras.Model, features: np.ndarray, batch_size: int = 1024,
+                          kind: str = SINGLE_LABEL) -> np.ndarray:
     """[N, K] class probabilities whatever the head's output layer (one sigmoid unit becomes two columns); [N, L]
-    independent probabilities of a head with several labels per text."""
+    independent probabilities of a head with several labels per text; [N, 1] numbers of a regression head."""
     raw = model.predict(features, batch_size=batch_size, verbose=0)
-    if raw.shape[1] == 1:
+    if raw.shape[1] == 1 and kind != REGRESSION:
         positive = raw[:, 0]
         return np.stack([1.0 - positive, positive], axis=1)
     return raw

@@ -118,7 +118,8 @@ class HeadsInStep:
     def __init__(self, models: list[keras.Model], *, train_features: np.ndarray, train_labels: np.ndarray,
                  val_features: np.ndarray, val_labels: np.ndarray, num_classes: int, tensorboard_dirs: list[Path],
                  csv_log_paths: list[Path], epochs: int, batch_size: int, class_weight: dict[int, float] | None = None,
-                 early_stopping_patience: int = 4, seed: int = 0, rows: TrainingRows | None = None):
+                 early_stopping_patience: int = 4, seed: int = 0, rows: TrainingRows | None = None,
+                 target_scale: float | None = None):
         self.started = time.perf_counter()
         self.models, self.train_labels, self.epochs, self.seed = models, train_labels, epochs, seed
         val_rows = TrainingRows(val_features)
@@ -127,7 +128,7 @@ class HeadsInStep:
                          num_classes=num_classes, best_weights_path=None, tensorboard_dir=tensorboard_dir,
                          csv_log_path=csv_log_path, epochs=epochs, batch_size=batch_size, class_weight=class_weight,
                          early_stopping_patience=early_stopping_patience, histograms=False, verbose=0, progress=None,
-                         val_rows=val_rows)
+                         val_rows=val_rows, target_scale=target_scale)
             for model, tensorboard_dir, csv_log_path in zip(models, tensorboard_dirs, csv_log_paths)]
         self.runner = EpochRunnerInStep(models, train_features, train_labels, self.trainings[0].sample_weights,
                                         batch_size, seed=seed, rows=rows)

@@ -17,16 +17,19 @@ from tqdm import tqdm
 
 
 class HeadProgress(keras.callbacks.Callback):
-    """Epochs done and the validation AUROC so far (`train_head` puts the metrics in `logs` first)."""
+    """Epochs done and the best validation AUROC so far, or the metric `monitor` names with its `mode`
+    (`train_head` puts the metrics in `logs` first)."""
 
     def __init__(self, label: str, epochs: int, stream: IO[str] | None = None, *, position: int = 0,
-                 line_at_end: bool = True):
+                 line_at_end: bool = True, monitor: str = "val_auroc", mode: str = "max"):
         super().__init__()
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+        self.shown = "val " + monitor.removeprefix("val_").upper()  # val AUROC, val RMSE
         self.label, self.epochs = label, epochs
         self.stream = stream  # None: sys.stderr as it is when training starts (tests and notebooks swap it)
         self.position = position  # the bar's row on a terminal, when several heads train at once
         self.line_at_end = line_at_end  # False: the caller calls write_line, so heads side by side write in order
-        self.best_auroc, self.best_epoch, self.epochs_done = -np.inf, 0, 0
+        self.best, self.best_epoch, self.epochs_done = -np.inf, 0, 0  # best: of sign * value
         self.bar: tqdm | None = None
         self.started = self.seconds = 0.0
 
@@ -39,12 +42,12 @@ class HeadProgress(keras.callbacks.Callback):
                             bar_format="{desc}: {n_fmt}/{total_fmt} epochs |{bar}| {elapsed}{postfix}")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        value = (logs or {}).get("val_auroc", float("nan"))
+        value = (logs or {}).get(self.monitor, float("nan"))
         self.epochs_done = epoch + 1
-        if np.isfinite(value) and value > self.best_auroc:
-            self.best_auroc, self.best_epoch = float(value), epoch + 1
+        if np.isfinite(value) and self.sign * value > self.best:
+            self.best, self.best_epoch = self.sign * float(value), epoch + 1
         if self.bar is not None:
-            self.bar.set_postfix_str(f"val AUROC {value:.4f}, best {self._best()}", refresh=False)
+            self.bar.set_postfix_str(f"{self.shown} {value:.4f}, best {self._best()}", refresh=False)
             self.bar.update(1)
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
@@ -59,12 +62,12 @@ class HeadProgress(keras.callbacks.Callback):
         if self.bar is not None or self.stream is None:
             return
         stopped = " (stopped early)" if self.epochs_done < self.epochs else ""
-        self.stream.write(f"{self.label}: {self.epochs_done}/{self.epochs} epochs{stopped}, best val AUROC "
+        self.stream.write(f"{self.label}: {self.epochs_done}/{self.epochs} epochs{stopped}, best {self.shown} "
                           f"{self._best()}, {self.seconds:.1f} s\n")
         self.stream.flush()
 
     def _best(self) -> str:
-        return f"{self.best_auroc:.4f} (epoch {self.best_epoch})" if self.best_epoch else "n/a"
+        return f"{self.sign * self.best:.4f} (epoch {self.best_epoch})" if self.best_epoch else "n/a"
 
 
 def _is_terminal(stream: IO[str]) -> bool:

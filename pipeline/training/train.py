@@ -230,16 +230,27 @@ class FusedAdam:
         optimizer.iterations.assign_add(1)
 
 
-def epoch_metrics(labels: np.ndarray, outputs: np.ndarray, num_classes: int, loss: float) -> dict[str, float]:
+def epoch_metrics(labels: np.ndarray, outputs: np.ndarray, num_classes: int, loss: float,
+                  target_scale: float | None = None) -> dict[str, float]:
     """loss, accuracy, auroc and pr_auc of one set of model outputs (a sigmoid column or K softmax columns); with
     several labels per text (an indicator matrix `labels`), the accuracy of each label's 0.5 cut (as Keras's
-    BinaryAccuracy) and the labels' mean AUROC and PR-AUC."""
+    BinaryAccuracy) and the labels' mean AUROC and PR-AUC. A number (`target_scale`, the standard deviation the
+    standardised `labels` [N, 1] and `outputs` are in): loss, rmse and mae in the target's own units."""
+    if target_scale is not None:
+        errors = (outputs[:, 0] - labels[:, 0]) * target_scale
+        return {"loss": loss, "rmse": float(np.sqrt(np.mean(errors ** 2))), "mae": float(np.mean(np.abs(errors)))}
     if labels.ndim == 2:
         predicted = (outputs > 0.5).astype(labels.dtype)
     else:
         predicted = (outputs[:, 0] > 0.5).astype(int) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
     auroc, pr_auc = ranking_metrics(labels, outputs, num_classes)
     return {"loss": loss, "accuracy": float(np.mean(predicted == labels)), "auroc": auroc, "pr_auc": pr_auc}
+
+
+def monitored(target_scale: float | None) -> tuple[str, str]:
+    """(the validation metric a head's best epoch and early stopping follow, "max" or "min"): AUROC for classes and
+    labels, RMSE for a number."""
+    return ("val_rmse", "min") if target_scale is not None else ("val_auroc", "max")
 
 
 class WeightHistograms(keras.callbacks.Callback):
@@ -301,6 +312,7 @@ def train_head(
     progress: HeadProgress | None = None,
     rows: TrainingRows | None = None,
     val_rows: TrainingRows | None = None,
+    target_scale: float | None = None,
 ) -> keras.callbacks.History:
     """Fits the compiled `model` in place and leaves it holding the weights of the best validation-AUROC epoch.
 
@@ -316,7 +328,7 @@ def train_head(
                             tensorboard_dir=tensorboard_dir, csv_log_path=csv_log_path, epochs=epochs,
                             batch_size=batch_size, class_weight=class_weight,
                             early_stopping_patience=early_stopping_patience, histograms=histograms, verbose=verbose,
-                            progress=progress, val_rows=val_rows)
+                            progress=progress, val_rows=val_rows, target_scale=target_scale)
     runner = EpochRunner(model, train_features, train_labels, training.sample_weights, batch_size, seed=seed, rows=rows)
     order_generator = np.random.default_rng(seed)
     training.begin()
@@ -339,18 +351,19 @@ class HeadTraining:
                  val_labels: np.ndarray, num_classes: int, best_weights_path: Path | None, tensorboard_dir: Path,
                  csv_log_path: Path, epochs: int, batch_size: int, class_weight: dict[int, float] | None,
                  early_stopping_patience: int, histograms: bool, verbose: int, progress: HeadProgress | None,
-                 val_rows: TrainingRows | None = None):
+                 val_rows: TrainingRows | None = None, target_scale: float | None = None):
         self.model, self.train_labels, self.val_labels = model, train_labels, val_labels
-        self.num_classes, self.best_weights_path = num_classes, best_weights_path
+        self.num_classes, self.best_weights_path, self.target_scale = num_classes, best_weights_path, target_scale
+        monitor, mode = monitored(target_scale)
         # The best epoch's weights are kept in memory and written once at the end, not as an HDF5 file at every
         # improvement as Keras's ModelCheckpoint writes them. EarlyStopping need not keep its own
         # copy (restore_best_weights) either: the best weights are restored below whether it stopped early or not.
-        self.keep_best = KeepBestWeights()
+        self.keep_best = KeepBestWeights(monitor, mode)
         callbacks: list[keras.callbacks.Callback] = [progress] if progress is not None else []
         callbacks += [
             self.keep_best,
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5, verbose=0),
-            keras.callbacks.EarlyStopping(monitor="val_auroc", mode="max", patience=early_stopping_patience),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience),
             keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0, write_graph=False),
             *([WeightHistograms(tensorboard_dir / "train")] if histograms else []),
             keras.callbacks.CSVLogger(str(csv_log_path)),
@@ -380,11 +393,12 @@ class HeadTraining:
         """The epoch's metrics (training: `outputs` of the rows in `order`; validation: one forward pass), then
         the callbacks; whether training goes on."""
         model = self.model
-        logs = epoch_metrics(self.train_labels[order], outputs, self.num_classes, loss)
+        logs = epoch_metrics(self.train_labels[order], outputs, self.num_classes, loss, self.target_scale)
         val_outputs = self._validation_outputs()
         val_loss = float(model.compute_loss(None, self.val_labels_tensor, val_outputs))
         logs.update({f"val_{name}": value for name, value in
-                     epoch_metrics(self.val_labels, val_outputs.numpy(), self.num_classes, val_loss).items()})
+                     epoch_metrics(self.val_labels, val_outputs.numpy(), self.num_classes, val_loss,
+                                   self.target_scale).items()})
         self.callbacks.on_epoch_end(epoch, logs)
         return not model.stop_training
 
@@ -429,6 +443,7 @@ def train_ensemble(
     verbose: int = 0,
     show_progress: bool = False,
     progress_stream: IO[str] | None = None,
+    target_scale: float | None = None,
 ) -> tuple[keras.Model, list[keras.callbacks.History]]:
     """Trains `members` heads side by side (a thread each); returns the model averaging them, and each one's history.
 
@@ -445,7 +460,9 @@ def train_ensemble(
         make_deterministic(member_seed(seed, member))
         model = build_member(member_seed(seed, member), "head" if members == 1 else f"member_{member + 1}")
         label = "head" if members == 1 else f"head {member + 1}/{members}"
-        progress = HeadProgress(label, epochs, progress_stream, position=member, line_at_end=False) \
+        monitor, mode = monitored(target_scale)
+        progress = HeadProgress(label, epochs, progress_stream, position=member, line_at_end=False, monitor=monitor,
+                                mode=mode) \
             if show_progress else None
         progress_bars.append(progress)
         jobs.append(dict(
@@ -455,7 +472,7 @@ def train_ensemble(
             tensorboard_dir=tensorboard_dir / f"member-{member + 1}" if member else tensorboard_dir,
             csv_log_path=csv_log_path.with_name(f"{csv_log_path.stem}{suffix}{csv_log_path.suffix}"),
             epochs=epochs, batch_size=batch_size, class_weight=class_weight, seed=member_seed(seed, member),
-            verbose=verbose, progress=progress, rows=rows, val_rows=val_rows,
+            verbose=verbose, progress=progress, rows=rows, val_rows=val_rows, target_scale=target_scale,
         ))
         models.append(model)
     # Side by side: each head's epoch keeps the two cores only partly busy (and none while its metrics and
@@ -496,15 +513,17 @@ def trained_side_by_side(trainings: Sequence[Callable[[], T]], models: Sequence[
 
 
 class KeepBestWeights(keras.callbacks.Callback):
-    """The weights of the best validation-AUROC epoch so far, in memory (no file written per improvement)."""
+    """The weights of the best validation epoch so far (highest `monitor` for mode "max", lowest for "min"), in
+    memory (no file written per improvement)."""
 
-    def __init__(self) -> None:
+    def __init__(self, monitor: str = "val_auroc", mode: str = "max") -> None:
         super().__init__()
-        self.best_auroc = -np.inf
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+        self.best = -np.inf  # of sign * value
         self.best_weights: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        value = (logs or {}).get("val_auroc")
-        if value is not None and np.isfinite(value) and value > self.best_auroc:
-            self.best_auroc = float(value)
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and self.sign * value > self.best:
+            self.best = self.sign * float(value)
             self.best_weights = self.model.get_weights()

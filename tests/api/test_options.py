@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from pipeline.base.config import (
+    CLASSES_STAGE,
     COMMAND_LINE_ONLY,
     DATA_STAGE,
     EMBEDDED_ENCODER,
     FEATURES_STAGE,
+    REGRESSION_STAGE,
     TRAINING_STAGE,
     RunConfig,
     api_parameters,
@@ -50,7 +52,7 @@ def run_flags(command: str) -> set[str]:
 
 
 def test_every_option_has_a_stage_help_and_a_flag_of_run_sweep_and_extract():
-    stages = {DATA_STAGE, FEATURES_STAGE, TRAINING_STAGE, COMMAND_LINE_ONLY}
+    stages = {DATA_STAGE, FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE, REGRESSION_STAGE, COMMAND_LINE_ONLY}
     flags = {flag_of(field.name) for field in dataclasses.fields(RunConfig)}
     for command in ("run", "sweep", "extract"):
         extra = EXTRACT_ONLY_FLAGS if command == "extract" else set()
@@ -60,17 +62,18 @@ def test_every_option_has_a_stage_help_and_a_flag_of_run_sweep_and_extract():
 
 
 def test_the_api_classes_take_exactly_the_options_of_their_stages_with_the_same_defaults():
-    from pipeline import FeatureExtractor, TextClassifier
+    from pipeline import FeatureExtractor, TextClassifier, TextRegressor
 
     assert mismatches(FeatureExtractor, api_parameters((FEATURES_STAGE,))) == []
-    assert mismatches(TextClassifier, api_parameters((FEATURES_STAGE, TRAINING_STAGE))) == []
+    assert mismatches(TextClassifier, api_parameters((FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE))) == []
+    assert mismatches(TextRegressor, api_parameters((FEATURES_STAGE, TRAINING_STAGE, REGRESSION_STAGE))) == []
     assert "batch_size" in api_parameters((FEATURES_STAGE,)) and "extraction_batch_size" not in api_parameters((FEATURES_STAGE,))
 
 
 def test_the_check_names_an_option_missing_from_the_api_a_parameter_no_option_declares_and_a_default_that_differs():
     from pipeline import TextClassifier
 
-    declared = api_parameters((FEATURES_STAGE, TRAINING_STAGE))
+    declared = api_parameters((FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE))
     new_option = dataclasses.field(default=0.0)
     new_option.name = "label_smoothing"
     assert mismatches(TextClassifier, {**declared, "label_smoothing": new_option}) == [
@@ -116,9 +119,9 @@ def test_parameters_reach_the_core_as_one_settings_object_converted_and_checked_
 def test_a_recorded_config_gives_back_the_api_parameters_of_its_options():
     record = {**RunConfig(head="paperspace", epochs=3, hidden_units=(5, 4), output_dir="elsewhere").to_json(),
               "labels": ["a", "b"]}
-    options = options_of_record(record, (FEATURES_STAGE, TRAINING_STAGE))
+    options = options_of_record(record, (FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE))
     assert options["hidden_units"] == (5, 4) and options["epochs"] == 3 and options["head"] == "paperspace"
     assert "output_dir" not in options and "labels" not in options and "data" not in options
     assert options_of_record({**record, "head": "fine-tune", "fine_tune": True},
-                             (FEATURES_STAGE, TRAINING_STAGE))["head"] == "mlp"
+                             (FEATURES_STAGE, TRAINING_STAGE, CLASSES_STAGE))["head"] == "mlp"
     assert "batch_size" in options_of_record(record, (FEATURES_STAGE,))  # FeatureExtractor's name of the extraction's
