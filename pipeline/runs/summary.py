@@ -42,9 +42,10 @@ def summary_table(result: RunResult) -> str:
     for label, values in zip(labels, (head, baseline)):
         rows.append((label, *(number(values.get(key)) for key in keys)))
     width = max(len(row[0]) for row in rows)
-    cell_width = max(10, *(len(key) + 2 for key in keys))
+    cell_widths = [max(10, len(key) + 2) for key in keys]
     lines = [f"Test set ({head['rows']} texts" + (f", {len(metrics['labels'])} labels" if multi_label else "") + "):"]
-    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(cell_width) for cell in row[1:]) for row in rows]
+    lines += ["  " + row[0].ljust(width) + "".join(cell.rjust(cell_width) for cell, cell_width in zip(row[1:], cell_widths))
+              for row in rows]
     if multi_label:
         weakest = weakest_labels(head)
         if weakest:

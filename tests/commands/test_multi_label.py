@@ -32,8 +32,9 @@ def main_output(*arguments: object) -> CompletedProcess[str]:
     return CompletedProcess(list(arguments), code, stdout.getvalue(), stderr.getvalue())
 
 
-def tiny_options(tiny_encoder_dir: Path, cache_dir: Path) -> list[object]:
-    return ["--encoder", tiny_encoder_dir, "--epochs", 3, "--batch-size", 16, "--max-seq-length", 24,
+def tiny_options(tiny_encoder_dir: Path, cache_dir: Path, epochs: int = 3) -> list[object]:
+    """The tiny encoder in float32 (so a run and its export agree), short texts, a few epochs."""
+    return ["--encoder", tiny_encoder_dir, "--epochs", epochs, "--batch-size", 16, "--max-seq-length", 24,
             "--precision", "float32", "--cache-dir", cache_dir, "--quiet"]
 
 

@@ -13,13 +13,13 @@ import pytest
 from helpers import tiny_rating_rows, write_csv
 from test_cli import run_in_process
 from test_multi_label import main_output
+from test_multi_label import tiny_options as multi_label_options
 
 REGRESSION_KEYS = {"rmse", "mae", "r2", "spearman", "pearson", "rounded_accuracy", "rows"}
 
 
 def tiny_options(tiny_encoder_dir: Path, cache_dir: Path) -> list[object]:
-    return ["--encoder", tiny_encoder_dir, "--epochs", 20, "--batch-size", 16, "--max-seq-length", 24,
-            "--precision", "float32", "--cache-dir", cache_dir, "--quiet"]
+    return multi_label_options(tiny_encoder_dir, cache_dir, epochs=20)  # a number takes more epochs than labels
 
 
 @pytest.fixture(scope="module")
