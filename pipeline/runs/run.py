@@ -265,15 +265,11 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
 
     The probe is fitted on `probe_features` when given (a fine-tuned run's frozen features), else on
     `split_features`, the head's own inputs; `baseline` is its test metrics when already fitted."""
-    from pipeline.evaluation.metrics import classification_metrics, report_text
-    from pipeline.evaluation.multi_label import best_thresholds, multi_label_metrics, multi_label_report
-    from pipeline.evaluation.probe import PROBE_DESCRIPTION
-    from pipeline.evaluation.regression import RIDGE_DESCRIPTION, regression_metrics, regression_report
+    from pipeline.evaluation.scoring import probe_description, scored_splits
     from pipeline.evaluation.tensorboard_logging import write_run_summaries
     from pipeline.training.head import predict_probabilities
 
     config, splits = prepared.config, prepared.splits
-    num_classes = len(prepared.label_names)
     model.save(str(run_dir / run_folder.HEAD_FILE))
     kind = prepared.target.kind
     val_probabilities = predict_probabilities(model, split_features["validation"], kind=kind)
@@ -281,25 +277,8 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
     probe_features = probe_features or split_features
     baseline_metrics = baseline or fit_baseline(prepared, probe_features, _entry_dir(feature_summary))
     run_folder.write_test_predictions(run_dir, splits.test.labels, test_probabilities)
-    target = prepared.target
-    if target.regression:
-        levels = None if target.levels is None else np.asarray(target.levels)
-        test_metrics, val_metrics = (regression_metrics(split.labels, predictions[:, 0], levels)
-                                     for split, predictions in ((splits.test, test_probabilities),
-                                                                (splits.validation, val_probabilities)))
-        report = regression_report(test_metrics)
-    elif target.multi_label:  # each label's threshold chosen on the validation split, then applied to both
-        target = target.with_thresholds(best_thresholds(splits.validation.labels, val_probabilities))
-        test_metrics, val_metrics = (multi_label_metrics(split.labels, probabilities, target.thresholds or (),
-                                                         prepared.label_names)
-                                     for split, probabilities in ((splits.test, test_probabilities),
-                                                                  (splits.validation, val_probabilities)))
-        report = multi_label_report(splits.test.labels, test_probabilities, target.thresholds or (),
-                                    prepared.label_names)
-    else:
-        test_metrics = classification_metrics(splits.test.labels, test_probabilities, num_classes)
-        val_metrics = classification_metrics(splits.validation.labels, val_probabilities, num_classes)
-        report = report_text(splits.test.labels, test_probabilities, prepared.label_names)
+    target, test_metrics, val_metrics, report = scored_splits(
+        prepared.target, (splits.validation.labels, val_probabilities), (splits.test.labels, test_probabilities))
     write_bytes_atomic(run_dir / run_folder.REPORT_FILE, _report(prepared, report).encode("utf-8"))
     metrics = {
         "mode": "frozen",
@@ -308,8 +287,7 @@ def evaluate_and_finish(prepared: Prepared, run_dir: Path, model: Any, split_fea
         "target": target.record(),
         "test": test_metrics,
         "val": val_metrics,
-        "baseline": {"test": baseline_metrics,
-                     "model": RIDGE_DESCRIPTION if target.regression else PROBE_DESCRIPTION},
+        "baseline": {"test": baseline_metrics, "model": probe_description(target)},
         "features": feature_summary,
         "training": training,
         "labels": prepared.label_names,

@@ -20,7 +20,7 @@ FOLDERS: dict[str, list[str]] = {
     "data": ["presets", "targets", "tables"],
     "encoders": ["model_info", "modeling", "reduced_precision", "int8", "checkpoint", "convert", "embedded", "encoder", "graph_tokenizer"],
     "features": ["cache", "encoder_io", "long_texts", "extraction", "graph_long_texts", "beam_storage", "beam_pipeline"],
-    "evaluation": ["metrics", "multi_label", "regression", "probe", "plots", "tensorboard_logging"],
+    "evaluation": ["metrics", "multi_label", "regression", "probe", "scoring", "plots", "tensorboard_logging"],
     "training": ["head", "progress", "train", "in_step", "token_batches", "fine_tune"],
     "runs": ["run_folder", "run_model", "exported_model", "prepare", "run", "summary", "beam_extract", "sweep", "export",
              "predict", "explore"],
@@ -28,7 +28,7 @@ FOLDERS: dict[str, list[str]] = {
     "api": ["inputs", "cached_features", "feature_extractor", "run_estimator", "text_regressor", "text_classifier"],
 }
 WITHOUT_TENSORFLOW = ["features.cache", "features.encoder_io", "features.long_texts", "runs.run_folder",
-                      "evaluation.metrics", "evaluation.multi_label", "evaluation.regression", "evaluation.probe", "evaluation.plots",
+                      "evaluation.metrics", "evaluation.multi_label", "evaluation.regression", "evaluation.probe", "evaluation.scoring", "evaluation.plots",
                       "encoders.checkpoint", "encoders.model_info", "data.tables", "data.targets", "base.config",
                       "base.precision", "base.quick_exit", "training.token_batches"]
 
