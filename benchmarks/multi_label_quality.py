@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from measured_runs import REPO, clean_environment, code_folder, cpu_description, cpu_line, spread
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "semeval2018-ec-en-train.tsv"
 DEFAULT_LABELS = "anger,anticipation,disgust,fear,joy,love,optimism,pessimism,sadness,surprise,trust"
 METRICS = ("macro_auroc", "micro_auroc", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
-DROPPED_VARIABLES = ("TF_USE_LEGACY_KERAS", "PYTHONPATH")
 STDERR_TAIL_LINES = 30
 
 
@@ -61,57 +59,10 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def cpu_description() -> dict[str, Any]:
-    """Model name, family and model, and whether the flags that decide precision and speed are present (lscpu)."""
-    fields: dict[str, str] = {}
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        output = ""
-    for line in output.splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    flags = set(fields.get("Flags", "").split())
-    return {"model_name": fields.get("Model name", "unknown"), "family": fields.get("CPU family", "?"),
-            "model": fields.get("Model", "?"), "cpus": fields.get("CPU(s)", "?"),
-            "flags": {flag: flag in flags for flag in CPU_FLAGS}}
-
-
-def cpu_line(cpu: dict[str, Any]) -> str:
-    present = [flag for flag, has in cpu["flags"].items() if has]
-    absent = [flag for flag, has in cpu["flags"].items() if not has]
-    return (f"{cpu['model_name']} (family {cpu['family']}, model {cpu['model']}), {cpu['cpus']} CPUs; "
-            f"has {', '.join(present) or 'none of them'}; lacks {', '.join(absent) or 'nothing'}")
-
-
 def count_rows(data: Path) -> int:
     """Data rows of the table as the data set's README says to read it: tab-separated, a header, no quoting."""
     with data.open(newline="", encoding="utf-8") as handle:
         return sum(1 for _ in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)) - 1
-
-
-def code_folder(commit: str | None, output: Path) -> tuple[Path, str]:
-    """The folder the runs import `pipeline` from, and a description of that code: the checkout (its HEAD, and
-    whether pipeline/ or tokenization/ has uncommitted changes), or `commit` exported to OUTPUT/code."""
-    def git(*arguments: str) -> str:
-        return subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-
-    if commit is None:
-        dirty = git("status", "--porcelain", "--", "pipeline", "tokenization")
-        return REPO, f"the checkout at {git('rev-parse', '--short', 'HEAD')}{' with uncommitted changes' if dirty else ''}"
-    folder = output / "code"
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder, f"commit {git('rev-parse', '--short', commit)}, exported to {folder}"
-
-
-def clean_environment(artifacts: Path) -> dict[str, str]:
-    """os.environ without the variables that would change what the pipeline does, with PIPELINE_ARTIFACTS set."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in DROPPED_VARIABLES and not key.startswith("PIPELINE_")}
-    environment["PIPELINE_ARTIFACTS"] = str(artifacts)
-    return environment
 
 
 def run_pipeline(arguments: argparse.Namespace, label_options: list[str], seed: int, run_dir: Path,
@@ -152,12 +103,6 @@ def run_record(result: dict[str, Any]) -> dict[str, Any]:
         "training_seconds": metrics["training"]["seconds"],
         "training_epochs": metrics["training"].get("epochs_run"),
     }
-
-
-def spread(values: list[float]) -> str:
-    """mean ± sample sd (min-max)."""
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})"
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:
