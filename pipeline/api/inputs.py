@@ -148,7 +148,8 @@ def label_indicators(labels: Any, *, source: str, label_names: Sequence[str] | N
             raise InvalidInput(f"{source} has label columns {', '.join(names)}, the training data "
                                f"{', '.join(label_names)}; give the same labels in the same order")
         with invalid_input_errors():
-            return names, indicators_from_columns(frame, names, source=source)
+            return names, indicators_from_columns(frame, names, source=source, first_row=0,
+                                                  fix="drop that column from the labels")
     given = list(labels)
     rows = [sorted(str(name) for name in row) if isinstance(row, LABEL_COLLECTIONS) else None for row in given]
     if None in rows:

@@ -142,8 +142,12 @@ def quantile_bins(values: np.ndarray, bins: int, *, smallest: int = 2) -> np.nda
         del edges[min(small, joined)]
 
 
-def indicator(value: Any, *, column: str, row: int, source: str) -> int:
-    """1 or 0 from a label column's cell: 1/0, true/false, yes/no (any case), a blank or missing cell is 0."""
+TABLE_FIX = "leave the column out of --label-columns"  # what a table's user does about a column that is not 0/1
+
+
+def indicator(value: Any, *, column: str, row: int, source: str, fix: str = TABLE_FIX) -> int:
+    """1 or 0 from a label column's cell: 1/0, true/false, yes/no (any case), a blank or missing cell is 0;
+    otherwise a UserError naming the cell, and `fix` as the other way out."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return 0
     if isinstance(value, (bool, np.bool_)):
@@ -156,12 +160,13 @@ def indicator(value: Any, *, column: str, row: int, source: str) -> int:
     if text in FALSE_WORDS:
         return 0
     raise UserError(f"label column {column!r} of {source} holds {value!r} in row {row}; a label column holds 1 or 0 "
-                    f"(true/false, yes/no; a blank is 0): fix that cell, or leave the column out of --label-columns")
+                    f"(true/false, yes/no; a blank is 0): fix that cell, or {fix}")
 
 
-def indicators_from_columns(table: pd.DataFrame, columns: Sequence[str], *, source: str) -> np.ndarray:
+def indicators_from_columns(table: pd.DataFrame, columns: Sequence[str], *, source: str, first_row: int = 1,
+                            fix: str = TABLE_FIX) -> np.ndarray:
     """int8 [rows, len(columns)] from 0/1 columns, in the columns' order; UserError naming a missing column or a bad
-    cell."""
+    cell (rows numbered from `first_row`; `fix`: the other way out than fixing the cell)."""
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise UserError(f"{source} has no column {', '.join(repr(column) for column in missing)} (its columns: "
@@ -171,7 +176,7 @@ def indicators_from_columns(table: pd.DataFrame, columns: Sequence[str], *, sour
     matrix = np.zeros((len(table), len(columns)), np.int8)
     for position, column in enumerate(columns):
         for row, value in enumerate(table[column].tolist()):
-            matrix[row, position] = indicator(value, column=column, row=row + 1, source=source)
+            matrix[row, position] = indicator(value, column=column, row=row + first_row, source=source, fix=fix)
     return matrix
 
 

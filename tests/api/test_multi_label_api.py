@@ -60,7 +60,7 @@ def test_a_saved_and_loaded_run_predicts_the_same_with_its_thresholds(fitted, tm
 
 @pytest.mark.parametrize(("labels", "message"), [
     (FRAME.assign(ending=0), "'ending' is never positive"),
-    (FRAME.assign(plot=["x"] + [0] * (len(FRAME) - 1)), "holds 'x' in row 1"),
+    (FRAME.assign(plot=["x"] + [0] * (len(FRAME) - 1)), "holds 'x' in row 0; .* or drop that column from the labels"),
     ([["acting"]] * 10 + ["plot"] * (len(TEXTS) - 10), "label 10 of the training data is a str, not a collection"),
     (FRAME.iloc[:10], "90 texts but 10 rows of labels"),
 ])
