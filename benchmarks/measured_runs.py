@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,17 @@ def spread(values: list[float]) -> str:
     """mean ± sample sd (min-max)."""
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})"
+
+
+STDERR_TAIL_LINES = 30
+
+
+def run_or_exit(command: list[str], *, code: Path, environment: dict[str, str]) -> float:
+    """Runs `command` in `code`; its wall seconds. Exits with the command and its stderr's tail if it fails."""
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=code, env=environment, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.splitlines()[-STDERR_TAIL_LINES:])
+        sys.exit(f"run failed (exit status {completed.returncode}) after {wall:.0f} s: {' '.join(command)}\n{tail}")
+    return wall

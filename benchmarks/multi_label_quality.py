@@ -28,18 +28,15 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from measured_runs import REPO, clean_environment, code_folder, cpu_description, cpu_line, spread
+from measured_runs import REPO, clean_environment, code_folder, cpu_description, cpu_line, run_or_exit, spread
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "semeval2018-ec-en-train.tsv"
 DEFAULT_LABELS = "anger,anticipation,disgust,fear,joy,love,optimism,pessimism,sadness,surprise,trust"
 METRICS = ("macro_auroc", "micro_auroc", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss")
-STDERR_TAIL_LINES = 30
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -72,12 +69,7 @@ def run_pipeline(arguments: argparse.Namespace, label_options: list[str], seed: 
     command = [str(arguments.python), "-m", "pipeline", "run", "--data", str(arguments.data),
                "--text-column", arguments.text_column, *label_options, "--seed", str(seed),
                "--output-dir", str(run_dir), "--cache-dir", str(cache_dir), "--quiet"]
-    started = time.perf_counter()
-    completed = subprocess.run(command, cwd=code, env=environment, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.splitlines()[-STDERR_TAIL_LINES:])
-        sys.exit(f"run failed (exit status {completed.returncode}) after {wall:.0f} s: {' '.join(command)}\n{tail}")
+    wall = run_or_exit(command, code=code, environment=environment)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"seed": seed, "command": command, "wall_seconds": wall, "metrics": metrics}
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,14 +40,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from measured_runs import REPO, clean_environment, code_folder, cpu_description, cpu_line, spread
+from measured_runs import REPO, clean_environment, code_folder, cpu_description, cpu_line, run_or_exit, spread
 from scipy.stats import pearsonr, spearmanr
 from sklearn.model_selection import train_test_split
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon-fine-food-sample.csv"
 METRICS = ("rmse", "mae", "r2", "spearman", "pearson", "rounded_accuracy")
 LOWER_IS_BETTER = ("rmse", "mae")
-STDERR_TAIL_LINES = 30
 CHECK_TOLERANCE = 1e-4  # our metrics recomputed from the head's test_predictions.npz against its metrics.json
 
 
@@ -105,12 +103,7 @@ def run_pipeline(arguments: argparse.Namespace, split: dict[str, Any], extra_opt
                "--test-data", str(split["test_csv"]), "--text-column", arguments.text_column,
                "--label-column", arguments.label_column, *extra_options, "--seed", str(seed),
                "--output-dir", str(run_dir), "--cache-dir", str(cache_dir), "--quiet"]
-    started = time.perf_counter()
-    completed = subprocess.run(command, cwd=code, env=environment, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.splitlines()[-STDERR_TAIL_LINES:])
-        sys.exit(f"run failed (exit status {completed.returncode}) after {wall:.0f} s: {' '.join(command)}\n{tail}")
+    wall = run_or_exit(command, code=code, environment=environment)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with np.load(run_dir / "test_predictions.npz", allow_pickle=False) as predictions:
         labels, probabilities = predictions["labels"], predictions["probabilities"]

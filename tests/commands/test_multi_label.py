@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import MULTI_LABELS, tiny_multi_label_rows, write_csv, write_tiny_multi_label_csv
-from test_cli import run_in_process
+from test_cli import assert_usage_error, run_in_process
 
 LABEL_COLUMNS = ",".join(MULTI_LABELS)
 MULTI_LABEL_KEYS = {"macro_auroc", "micro_auroc", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss", "per_label"}
@@ -177,11 +177,7 @@ def test_bad_multi_label_input_is_one_line_and_writes_nothing(bad_tables, case, 
     output_dir = folder / f"run-{len(list(folder.iterdir()))}"
     result = run_in_process(capsys, "run", "--data", tables[case], *arguments, "--output-dir", output_dir,
                             "--cache-dir", folder / "cache")
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    assert_usage_error(result, *fragments)
     assert not output_dir.exists() and not (folder / "cache").exists()
 
 

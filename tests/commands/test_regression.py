@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import tiny_rating_rows, write_csv
-from test_cli import run_in_process
+from test_cli import assert_usage_error, run_in_process
 from test_multi_label import main_output
 from test_multi_label import tiny_options as multi_label_options
 
@@ -124,11 +124,7 @@ def test_bad_regression_input_is_one_line_and_writes_nothing(bad_tables, case, a
     output_dir = folder / f"run-{len(list(folder.iterdir()))}"
     result = run_in_process(capsys, "run", "--data", tables[case], "--label-column", "stars", "--regression",
                             *arguments, "--output-dir", output_dir, "--cache-dir", folder / "cache")
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+    assert_usage_error(result, *fragments)
     assert not output_dir.exists() and not (folder / "cache").exists()
 
 
