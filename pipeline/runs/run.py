@@ -147,13 +147,20 @@ def _train_and_evaluate(prepared: Prepared, run_dir: Path, train_features: np.nd
                                baseline=baseline.result())
 
 
+def training_scale(prepared: Prepared) -> float | None:
+    """The standard deviation a number's head trains in (its targets standardised), None for classes and labels."""
+    target = prepared.target
+    return target.scale[1] if target.regression and target.scale is not None else None
+
+
 def training_targets(prepared: Prepared) -> tuple[np.ndarray, np.ndarray, float | None]:
     """(training labels, validation labels, the target's standard deviation or None) as the heads train on them:
     the splits' own labels, or for a number its standardised values as a column (the head's output's shape)."""
     splits, target = prepared.splits, prepared.target
-    if not target.regression or target.scale is None:
+    deviation = training_scale(prepared)
+    if deviation is None or target.scale is None:
         return splits.train.labels, splits.validation.labels, None
-    mean, deviation = target.scale
+    mean = target.scale[0]
 
     def standardised(values: np.ndarray) -> np.ndarray:
         return ((values.astype(np.float64) - mean) / deviation).astype(np.float32)[:, None]

@@ -28,7 +28,14 @@ from pipeline.base.config import RunConfig, artifacts_dir, validate
 from pipeline.base.errors import UserError
 from pipeline.runs import run_folder
 from pipeline.runs.prepare import Prepared, class_weights_for, extract, prepare, run_name, split_features
-from pipeline.runs.run import RunResult, evaluate_and_finish, training_targets, write_config, write_run_folder
+from pipeline.runs.run import (
+    RunResult,
+    evaluate_and_finish,
+    training_scale,
+    training_targets,
+    write_config,
+    write_run_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +310,7 @@ def _train_mlp_group(trials: list[Trial], parts: dict[str, np.ndarray], labels: 
                             csv_log_paths=[logs_dir / trial.name / "training_log.csv" for trial in trials],
                             epochs=MLP_TRIAL_SETTINGS["epochs"], batch_size=MLP_TRIAL_SETTINGS["batch_size"],
                             class_weight=class_weight, early_stopping_patience=MLP_TRIAL_SETTINGS["patience"],
-                            seed=prepared.config.seed, rows=rows, target_scale=training_targets(prepared)[2])
+                            seed=prepared.config.seed, rows=rows, target_scale=training_scale(prepared))
         heads.build_graph()
     metric, sign = scoring(prepared)
     return [(model, len(history.epoch), seconds, _best_val_score(history, metric, sign))
